@@ -1,0 +1,62 @@
+--- cnnlab: tensors, autograd, layers and hooks in C, experiments in Lua.
+--
+--   local lab = require "cnnlab"
+--   local x = lab.rand({8, 3, 28, 28}, {requires_grad = true})
+--
+-- The core functions (lab.tensor, lab.zeros, lab.conv2d, ...) come from the C module
+-- cnnlab.core; the submodules (lab.nn, lab.optim, lab.data, ...) are Lua files under
+-- lua/cnnlab/ and load on first use, so that starting the interpreter stays fast.
+-- Positions in tensors (dimensions, indices) count from 0; Lua lists count from 1.
+local core = require "cnnlab.core"
+
+local lab = {core = core, version = "0.1"}
+for name, value in pairs(core) do
+  lab[name] = value
+end
+
+local submodules = {
+  nn = "cnnlab.nn", optim = "cnnlab.optim", data = "cnnlab.data", train = "cnnlab.train",
+  models = "cnnlab.models", metrics = "cnnlab.metrics", svg = "cnnlab.svg",
+  util = "cnnlab.util", hooks = "cnnlab.hooks", gradcam = "cnnlab.gradcam",
+  attack = "cnnlab.attack", ablation = "cnnlab.ablation", debias = "cnnlab.debias",
+  gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
+}
+
+setmetatable(lab, {
+  __methods = submodules, -- lets the REPL complete submodule names before they load
+  __index = function(t, key)
+    local name = submodules[key]
+    if name then
+      local m = require(name)
+      rawset(t, key, m)
+      return m
+    end
+  end,
+})
+
+--- Runs fn(...) with gradient recording off and returns its results; the previous mode is
+-- restored even when fn raises.
+function lab.no_grad(fn, ...)
+  local was = core.set_grad_enabled(false)
+  local results = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(was)
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+--- Functional forms of the tensor methods most used in losses and layers.
+function lab.relu(x) return x:relu() end
+function lab.sigmoid(x) return x:sigmoid() end
+function lab.tanh(x) return x:tanh() end
+function lab.softmax(x, dim) return x:softmax(dim) end
+function lab.log_softmax(x, dim) return x:log_softmax(dim) end
+function lab.sum(x, ...) return x:sum(...) end
+function lab.mean(x, ...) return x:mean(...) end
+
+--- Accuracy helper: share of rows of logits whose argmax equals the target (0..1).
+function lab.accuracy(logits, targets)
+  local pred = logits:argmax(1)
+  return pred:eq(targets):sum():item() / targets:numel()
+end
+
+return lab

@@ -1,0 +1,430 @@
+--- cnnlab.nn — layers as Torch7-style modules over the C kernels.
+--
+-- Every module answers the same small interface:
+--   m(x)                      forward, running forward hooks and arming backward hooks
+--   m:forward(x)              the computation alone (what a new layer defines)
+--   m:parameters()            list of parameter tensors, in registration order
+--   m:named_parameters()      list of {name, tensor} with dotted names ("conv1.weight")
+--   m:state_dict()            name → tensor (the names and shapes of SPEC §4)
+--   m:load_state_dict(sd[, {strict = true}])
+--   m:train() / m:eval()      switch dropout and similar layers
+--   m:zero_grad()
+--   m:register_forward_hook(fn)   fn(module, input, output) → nil or a replacement output
+--   m:register_backward_hook(fn)  fn(module, grad_output) → nil or a replacement gradient
+--   m:children() / m:named_modules()
+-- Hooks return a handle with :remove(). A Lua layer composes tensor operations in forward and
+-- gets its gradients from the autograd engine.
+local core = require "cnnlab.core"
+
+local nn = {}
+
+local function is_tensor(x) return core.is_tensor(x) end
+
+--- Class helper: nn.class(name, parent) → class table; calling the class builds an instance
+-- through class.init(self, ...).
+function nn.class(name, parent)
+  local cls = {__name = name}
+  cls.__index = cls
+  cls.__call = function(self, ...) return self:_call(...) end
+  cls.__tostring = function(self) return self:describe() end
+  setmetatable(cls, {
+    __index = parent,
+    __call = function(c, ...)
+      local obj = setmetatable({}, c)
+      obj:_setup()
+      obj:init(...)
+      return obj
+    end,
+  })
+  return cls
+end
+
+local Module = nn.class("Module")
+nn.Module = Module
+
+function Module:_setup()
+  rawset(self, "_param_names", {})
+  rawset(self, "_children", {})
+  rawset(self, "_forward_hooks", {})
+  rawset(self, "_backward_hooks", {})
+  rawset(self, "_next_hook", 0)
+  rawset(self, "training", true)
+end
+
+function Module:init() end
+
+function Module:forward()
+  error(getmetatable(self).__name .. ": forward is not defined", 2)
+end
+
+function Module:describe() return getmetatable(self).__name .. "()" end
+
+--- Registers a parameter tensor under `name` (also reachable as self[name]).
+function Module:register_parameter(name, tensor)
+  if self[name] == nil or not is_tensor(self[name]) then
+    table.insert(self._param_names, name)
+  end
+  rawset(self, name, tensor)
+  return tensor
+end
+
+--- Registers a child module under `name` (also reachable as self[name]).
+function Module:add_module(name, module)
+  assert(type(name) == "string", "add_module: name must be a string")
+  if getmetatable(module) == nil or type(module._call) ~= "function" then
+    error(("add_module: '%s' is not a module (got %s)"):format(name, type(module)), 2)
+  end
+  for _, c in ipairs(self._children) do
+    if c.name == name then error(("add_module: a child named '%s' exists already"):format(name), 2) end
+  end
+  table.insert(self._children, {name = name, module = module})
+  rawset(self, name, module)
+  return module
+end
+
+function Module:children()
+  local list = {}
+  for i, c in ipairs(self._children) do list[i] = c.module end
+  return list
+end
+
+--- Every module in the tree as {name, module}, depth first, the root named "".
+function Module:named_modules(prefix, out)
+  out = out or {}
+  prefix = prefix or ""
+  table.insert(out, {prefix, self})
+  for _, c in ipairs(self._children) do
+    c.module:named_modules(prefix == "" and c.name or prefix .. "." .. c.name, out)
+  end
+  return out
+end
+
+--- The module whose dotted name is `path` ("conv3", "features.1"), or nil.
+function Module:get_module(path)
+  for _, entry in ipairs(self:named_modules()) do
+    if entry[1] == path then return entry[2] end
+  end
+end
+
+function Module:named_parameters(prefix, out)
+  out = out or {}
+  prefix = prefix or ""
+  for _, name in ipairs(self._param_names) do
+    local t = rawget(self, name)
+    if t then table.insert(out, {prefix .. name, t}) end
+  end
+  for _, c in ipairs(self._children) do
+    c.module:named_parameters(prefix .. c.name .. ".", out)
+  end
+  return out
+end
+
+function Module:parameters()
+  local list = {}
+  for i, entry in ipairs(self:named_parameters()) do list[i] = entry[2] end
+  return list
+end
+
+function Module:state_dict()
+  local sd = {}
+  for _, entry in ipairs(self:named_parameters()) do sd[entry[1]] = entry[2] end
+  return sd
+end
+
+local function shape_string(t) return table.concat(t.shape, "×") end
+
+--- Copies values from `sd` (name → tensor) into the parameters. With strict (the default)
+-- missing and unexpected names are errors; a shape mismatch always is. Errors name the tensor.
+function Module:load_state_dict(sd, opts)
+  local strict = not (opts and opts.strict == false)
+  local params = self:named_parameters()
+  local known, missing = {}, {}
+  for _, entry in ipairs(params) do
+    local name, p = entry[1], entry[2]
+    known[name] = true
+    local src = sd[name]
+    if src == nil then
+      table.insert(missing, name)
+    elseif not is_tensor(src) then
+      error(("load_state_dict: '%s' is a %s, not a tensor"):format(name, type(src)), 2)
+    else
+      local a, b = shape_string(p), shape_string(src)
+      if a ~= b then
+        error(("load_state_dict: '%s' has shape %s in the file but %s in the model"):format(
+          name, b, a), 2)
+      end
+    end
+  end
+  if strict then
+    if #missing > 0 then
+      error("load_state_dict: missing tensor(s): " .. table.concat(missing, ", "), 2)
+    end
+    local extra = {}
+    for name in pairs(sd) do
+      if not known[name] then table.insert(extra, name) end
+    end
+    table.sort(extra)
+    if #extra > 0 then
+      error("load_state_dict: unexpected tensor(s): " .. table.concat(extra, ", "), 2)
+    end
+  end
+  local was = core.set_grad_enabled(false)
+  for _, entry in ipairs(params) do
+    local src = sd[entry[1]]
+    if src then entry[2]:copy_(src) end
+  end
+  core.set_grad_enabled(was)
+  return self
+end
+
+function Module:train(on)
+  if on == nil then on = true end
+  rawset(self, "training", on)
+  for _, c in ipairs(self._children) do c.module:train(on) end
+  return self
+end
+
+function Module:eval() return self:train(false) end
+
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p.grad = nil end
+end
+
+local function add_hook(self, list_name, fn, what)
+  if type(fn) ~= "function" then
+    error(("%s: function expected, got %s"):format(what, type(fn)), 3)
+  end
+  local key = self._next_hook + 1
+  rawset(self, "_next_hook", key)
+  table.insert(self[list_name], {key = key, fn = fn})
+  local list = self[list_name]
+  return {
+    remove = function()
+      for i, h in ipairs(list) do
+        if h.key == key then table.remove(list, i) return end
+      end
+    end,
+  }
+end
+
+function Module:register_forward_hook(fn)
+  return add_hook(self, "_forward_hooks", fn, "register_forward_hook")
+end
+
+function Module:register_backward_hook(fn)
+  return add_hook(self, "_backward_hooks", fn, "register_backward_hook")
+end
+
+--- Forward with hooks at the module boundary: forward hooks see (module, input, output)
+-- and may replace the output; backward hooks attach to the final output tensor, so they
+-- receive the gradient of exactly what the module returned.
+function Module:_call(input, ...)
+  local output = self:forward(input, ...)
+  for _, h in ipairs({table.unpack(self._forward_hooks)}) do
+    local replaced = h.fn(self, input, output)
+    if replaced ~= nil then output = replaced end
+  end
+  if #self._backward_hooks > 0 and is_tensor(output) and output.requires_grad then
+    local hooks = {table.unpack(self._backward_hooks)}
+    output:register_hook(function(grad)
+      for _, h in ipairs(hooks) do
+        local replaced = h.fn(self, grad)
+        if replaced ~= nil then grad = replaced end
+      end
+      return grad
+    end)
+  end
+  return output
+end
+
+-- ------------------------------------------------------------------ initialisation
+
+--- U(−1/√fan_in, 1/√fan_in): PyTorch's default for Linear and Conv2d weights and biases.
+local function uniform_init(shape, fan_in, generator)
+  local bound = 1 / math.sqrt(fan_in)
+  local t = core.rand(shape, {generator = generator})
+  local was = core.set_grad_enabled(false)
+  local scaled = t * (2 * bound) - bound
+  core.set_grad_enabled(was)
+  return scaled:detach():requires_grad_(true)
+end
+
+local function check_positive(fn, what, v)
+  if math.type(v) ~= "integer" or v < 1 then
+    error(("%s: %s must be a positive integer, got %s"):format(fn, what, tostring(v)), 3)
+  end
+end
+
+local function check_options(fn, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("%s: options table expected, got %s"):format(fn, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for name in pairs(allowed) do table.insert(names, name) end
+      table.sort(names)
+      error(("%s: unknown option '%s' (known: %s)"):format(fn, tostring(k),
+        table.concat(names, ", ")), 3)
+    end
+  end
+  return opts
+end
+
+-- ------------------------------------------------------------------ layers
+
+local Linear = nn.class("Linear", Module)
+nn.Linear = Linear
+
+--- Linear(in_features, out_features[, {bias = true, generator = g}])
+function Linear:init(inf, outf, opts)
+  check_positive("Linear", "in_features", inf)
+  check_positive("Linear", "out_features", outf)
+  opts = check_options("Linear", opts, {bias = true, generator = true})
+  self.in_features, self.out_features = inf, outf
+  self:register_parameter("weight", uniform_init({outf, inf}, inf, opts.generator))
+  if opts.bias ~= false then
+    self:register_parameter("bias", uniform_init({outf}, inf, opts.generator))
+  end
+end
+
+function Linear:forward(x) return core.linear(x, self.weight, rawget(self, "bias")) end
+
+function Linear:describe()
+  return ("Linear(%d → %d)"):format(self.in_features, self.out_features)
+end
+
+local Conv2d = nn.class("Conv2d", Module)
+nn.Conv2d = Conv2d
+
+--- Conv2d(in_channels, out_channels, kernel[, {stride = 1, padding = 0, bias = true,
+-- generator = g}])
+function Conv2d:init(cin, cout, k, opts)
+  check_positive("Conv2d", "in_channels", cin)
+  check_positive("Conv2d", "out_channels", cout)
+  check_positive("Conv2d", "kernel", k)
+  opts = check_options("Conv2d", opts, {stride = true, padding = true, bias = true,
+    generator = true})
+  self.in_channels, self.out_channels, self.kernel = cin, cout, k
+  self.stride, self.padding = opts.stride or 1, opts.padding or 0
+  check_positive("Conv2d", "stride", self.stride)
+  if math.type(self.padding) ~= "integer" or self.padding < 0 then
+    error(("Conv2d: padding must be a non-negative integer, got %s"):format(
+      tostring(self.padding)), 2)
+  end
+  local fan_in = cin * k * k
+  self:register_parameter("weight", uniform_init({cout, cin, k, k}, fan_in, opts.generator))
+  if opts.bias ~= false then
+    self:register_parameter("bias", uniform_init({cout}, fan_in, opts.generator))
+  end
+end
+
+function Conv2d:forward(x)
+  return core.conv2d(x, self.weight, rawget(self, "bias"), self.stride, self.padding)
+end
+
+function Conv2d:describe()
+  return ("Conv2d(%d → %d, %d×%d, stride %d, padding %d)"):format(self.in_channels,
+    self.out_channels, self.kernel, self.kernel, self.stride, self.padding)
+end
+
+local MaxPool2d = nn.class("MaxPool2d", Module)
+nn.MaxPool2d = MaxPool2d
+
+function MaxPool2d:init(k, stride)
+  check_positive("MaxPool2d", "kernel", k)
+  stride = stride or k
+  check_positive("MaxPool2d", "stride", stride)
+  self.kernel, self.stride = k, stride
+end
+
+function MaxPool2d:forward(x) return core.max_pool2d(x, self.kernel, self.stride) end
+
+function MaxPool2d:describe()
+  return ("MaxPool2d(%d×%d, stride %d)"):format(self.kernel, self.kernel, self.stride)
+end
+
+local ReLU = nn.class("ReLU", Module)
+nn.ReLU = ReLU
+function ReLU:forward(x) return x:relu() end
+
+local Identity = nn.class("Identity", Module)
+nn.Identity = Identity
+function Identity:forward(x) return x end
+
+local Dropout = nn.class("Dropout", Module)
+nn.Dropout = Dropout
+
+--- Dropout(p[, {generator = g}]): zeroes with probability p while training, scaling the rest
+-- by 1/(1−p); the identity in evaluation mode.
+function Dropout:init(p, opts)
+  p = p or 0.5
+  if type(p) ~= "number" or p < 0 or p >= 1 then
+    error(("Dropout: p must be in [0, 1), got %s"):format(tostring(p)), 2)
+  end
+  opts = check_options("Dropout", opts, {generator = true})
+  self.p = p
+  self.generator = opts.generator
+end
+
+function Dropout:forward(x) return core.dropout(x, self.p, self.training, self.generator) end
+function Dropout:describe() return ("Dropout(p = %g)"):format(self.p) end
+
+local Flatten = nn.class("Flatten", Module)
+nn.Flatten = Flatten
+
+--- Flatten(start_dim = 1): keeps the batch dimension by default.
+function Flatten:init(start_dim) self.start_dim = start_dim or 1 end
+function Flatten:forward(x) return x:flatten(self.start_dim) end
+
+local Sequential = nn.class("Sequential", Module)
+nn.Sequential = Sequential
+
+--- Sequential{m1, m2, ...}: children named "1", "2", ... (net[1] is the first); or build
+-- with :add(module[, name]) to give names (net.conv1).
+function Sequential:init(list)
+  for _, m in ipairs(list or {}) do self:add(m) end
+end
+
+function Sequential:add(module, name)
+  local index = #self._children + 1
+  self:add_module(name or tostring(index), module)
+  rawset(self, index, module)
+  return self
+end
+
+function Sequential:__len() return #self._children end
+
+function Sequential:forward(x)
+  for i, c in ipairs(self._children) do
+    local ok, out = pcall(c.module, x)
+    if not ok then
+      -- Say which child failed: a shape error deep in a network is otherwise anonymous.
+      local msg = tostring(out):gsub("^[^:\n]+%.lua:%d+: ", "")
+      error(("Sequential: child %d (%s = %s) failed: %s"):format(i, c.name,
+        tostring(c.module), msg), 0)
+    end
+    x = out
+  end
+  return x
+end
+
+function Sequential:describe()
+  local lines = {"Sequential {"}
+  for i, c in ipairs(self._children) do
+    local inner = tostring(c.module):gsub("\n", "\n  ")
+    lines[#lines + 1] = ("  (%d) %s: %s"):format(i, c.name, inner)
+  end
+  lines[#lines + 1] = "}"
+  return table.concat(lines, "\n")
+end
+
+-- ------------------------------------------------------------------ losses
+
+--- cross_entropy(logits N×K, targets int64 N[, {reduction = "mean"|"sum"|"none",
+-- weight = per-sample N}])
+nn.cross_entropy = core.cross_entropy
+nn.mse_loss = core.mse_loss
+
+return nn

@@ -1,0 +1,139 @@
+--- cnnlab.optim — SGD and Adam; the updates run in C (core.sgd_step, core.adam_step).
+--
+--   local opt = lab.optim.Adam(net:parameters(), {lr = 1e-3})
+--   opt:zero_grad(); loss:backward(); opt:step()
+--
+-- state_dict()/load_state_dict() carry the moment buffers and step count, so a resumed run
+-- continues exactly where it stopped.
+local core = require "cnnlab.core"
+
+local optim = {}
+
+local function check_params(fn, params)
+  if type(params) ~= "table" or #params == 0 then
+    error(fn .. ": a non-empty list of parameter tensors expected", 3)
+  end
+  for i, p in ipairs(params) do
+    if not core.is_tensor(p) then
+      error(("%s: parameter %d is a %s, not a tensor"):format(fn, i, type(p)), 3)
+    end
+    if not p.requires_grad then
+      error(("%s: parameter %d does not require grad"):format(fn, i), 3)
+    end
+  end
+end
+
+local function check_opts(fn, opts, defaults)
+  opts = opts or {}
+  if type(opts) ~= "table" then error(fn .. ": options table expected", 3) end
+  local out = {}
+  for k, v in pairs(opts) do
+    if defaults[k] == nil then
+      local names = {}
+      for name in pairs(defaults) do names[#names + 1] = name end
+      table.sort(names)
+      error(("%s: unknown option '%s' (known: %s)"):format(fn, tostring(k),
+        table.concat(names, ", ")), 3)
+    end
+    if type(v) ~= type(defaults[k]) then
+      error(("%s: option '%s' must be a %s, got %s"):format(fn, k, type(defaults[k]),
+        type(v)), 3)
+    end
+  end
+  for k, v in pairs(defaults) do out[k] = opts[k] == nil and v or opts[k] end
+  if out.lr <= 0 then error(("%s: lr must be positive, got %g"):format(fn, out.lr), 3) end
+  return out
+end
+
+local Optimizer = {}
+Optimizer.__index = Optimizer
+
+function Optimizer:zero_grad()
+  for _, p in ipairs(self.params) do p.grad = nil end
+end
+
+--- Buffers and counters as a flat name → tensor table plus a scalar table.
+function Optimizer:state_dict()
+  local tensors = {}
+  for name, list in pairs(self.buffers) do
+    for i, t in pairs(list) do tensors[("%s.%d"):format(name, i)] = t end
+  end
+  return tensors, {step = self.steps, kind = self.kind}
+end
+
+function Optimizer:load_state_dict(tensors, scalars)
+  if scalars and scalars.kind and scalars.kind ~= self.kind then
+    error(("load_state_dict: state of a %s optimizer given to %s"):format(scalars.kind,
+      self.kind), 2)
+  end
+  for name, list in pairs(self.buffers) do
+    for i = 1, #self.params do
+      local t = tensors[("%s.%d"):format(name, i)]
+      if t then
+        if list[i] == nil then list[i] = core.zeros(self.params[i].shape) end
+        list[i]:copy_(t)
+      elseif list[i] ~= nil then
+        error(("load_state_dict: optimizer buffer %s.%d missing"):format(name, i), 2)
+      end
+    end
+  end
+  self.steps = scalars and tonumber(scalars.step) or self.steps
+end
+
+--- SGD(params, {lr = 0.01, momentum = 0, weight_decay = 0, nesterov = false})
+function optim.SGD(params, opts)
+  check_params("SGD", params)
+  local o = check_opts("SGD", opts, {lr = 0.01, momentum = 0.0, weight_decay = 0.0,
+    nesterov = false})
+  local self = setmetatable({params = params, opts = o, kind = "SGD", steps = 0,
+    buffers = {momentum = {}}}, Optimizer)
+  function self.step(s)
+    local was = core.set_grad_enabled(false)
+    for i, p in ipairs(s.params) do
+      local g = p.grad
+      if g then
+        local buf = s.buffers.momentum[i]
+        if o.momentum ~= 0 and buf == nil then
+          buf = core.zeros(p.shape)
+          s.buffers.momentum[i] = buf
+        end
+        core.sgd_step(p, g, buf, o.lr, o.momentum, o.weight_decay, o.nesterov)
+      end
+    end
+    s.steps = s.steps + 1
+    core.set_grad_enabled(was)
+  end
+  return self
+end
+
+--- Adam(params, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0,
+-- decoupled = false}) — decoupled = true gives AdamW.
+function optim.Adam(params, opts)
+  check_params("Adam", params)
+  local o = check_opts("Adam", opts, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
+    weight_decay = 0.0, decoupled = false})
+  local self = setmetatable({params = params, opts = o, kind = "Adam", steps = 0,
+    buffers = {m = {}, v = {}}}, Optimizer)
+  for i, p in ipairs(params) do
+    self.buffers.m[i] = core.zeros(p.shape)
+    self.buffers.v[i] = core.zeros(p.shape)
+  end
+  function self.step(s)
+    s.steps = s.steps + 1
+    local was = core.set_grad_enabled(false)
+    for i, p in ipairs(s.params) do
+      local g = p.grad
+      if g then
+        core.adam_step(p, g, s.buffers.m[i], s.buffers.v[i], s.steps, o.lr, o.beta1, o.beta2,
+          o.eps, o.weight_decay, o.decoupled)
+      end
+    end
+    core.set_grad_enabled(was)
+  end
+  return self
+end
+
+--- Sets the learning rate of an optimizer (schedules call this between epochs).
+function optim.set_lr(opt, lr) opt.opts.lr = lr end
+
+return optim

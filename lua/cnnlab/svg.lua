@@ -1,0 +1,277 @@
+--- cnnlab.svg — small, dependency-free SVG charts for task outputs.
+--
+--   svg.heatmap{values = {{row 1}, {row 2}, ...}, row_labels = {...}, col_labels = {...},
+--               title =, xlabel =, ylabel =, fmt = "%d" (cell annotation, false for none),
+--               vmin =, vmax = (colour scale range; default the data's), cell = 36}
+--       a matrix (confusion matrix, colour-vs-label counts): row i drawn top to bottom,
+--       annotated cells, axis labels and a colour scale bar.
+--   svg.bars{labels = {...}, series = {{name =, values = {...}}, ...} (or values = {...}),
+--            title =, xlabel =, ylabel =, ymin =, ymax =, fmt = "%.1f" (value labels or false)}
+--       grouped bar chart.
+--   svg.lines{series = {{name =, x = {...}, y = {...}, dashed = bool}, ...}, title =, xlabel =,
+--             ylabel =, xmin =, xmax =, ymin =, ymax =, markers = bool, width =, height =}
+--       line chart (training curves, accuracy versus ε, ...).
+--   svg.save(path, text)        atomic write (cnnlab.util.write_file)
+-- Each chart function returns the SVG document as a string. Series colours follow
+-- svg.palette; all text is XML-escaped.
+local svg = {}
+
+svg.palette = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+               "#7f7f7f", "#bcbd22", "#17becf"}
+
+local function esc(s)
+  return (tostring(s):gsub("[<>&\"']", {["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;",
+                                         ['"'] = "&quot;", ["'"] = "&apos;"}))
+end
+
+local function num(v)
+  return (string.format("%.2f", v):gsub("%.?0+$", ""))
+end
+
+local function text(x, y, s, attrs)
+  return string.format('<text x="%s" y="%s"%s>%s</text>', num(x), num(y),
+    attrs and (" " .. attrs) or "", esc(s))
+end
+
+local function doc(w, h, body)
+  return table.concat({
+    string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+      .. 'viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">', w, h, w, h),
+    string.format('<rect width="%d" height="%d" fill="white"/>', w, h),
+    table.concat(body, "\n"),
+    "</svg>\n"}, "\n")
+end
+
+--- Round tick positions covering [lo, hi] ("nice numbers": steps of 1, 2 or 5 × 10^k).
+function svg.ticks(lo, hi, count)
+  count = count or 5
+  if hi <= lo then hi = lo + 1 end
+  local raw = (hi - lo) / count
+  local mag = 10 ^ math.floor(math.log(raw, 10))
+  local step = mag
+  for _, m in ipairs({1, 2, 5, 10}) do
+    step = m * mag
+    if step >= raw then break end
+  end
+  local t = {}
+  local first = math.ceil(lo / step - 1e-9) * step
+  for v = first, hi + step * 1e-9, step do t[#t + 1] = math.abs(v) < step * 1e-9 and 0 or v end
+  return t, step
+end
+
+local function tick_label(v, step)
+  if step >= 1 and v == math.floor(v) then return string.format("%d", math.floor(v)) end
+  local decimals = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
+  return string.format("%." .. decimals .. "f", v)
+end
+
+-- White → dark blue, t in [0, 1].
+local function blues(t)
+  t = math.max(0, math.min(1, t))
+  local r = math.floor(247 + (8 - 247) * t + 0.5)
+  local g = math.floor(251 + (48 - 251) * t + 0.5)
+  local b = math.floor(255 + (107 - 255) * t + 0.5)
+  return string.format("#%02x%02x%02x", r, g, b), t > 0.55
+end
+
+function svg.heatmap(o)
+  local values = assert(o.values, "svg.heatmap: values (a table of rows) required")
+  local nr, nc = #values, #(values[1] or {})
+  local cell = o.cell or 36
+  local vmin, vmax = o.vmin, o.vmax
+  if not vmin or not vmax then
+    local lo, hi = math.huge, -math.huge
+    for _, row in ipairs(values) do
+      for _, v in ipairs(row) do
+        if v == v then lo, hi = math.min(lo, v), math.max(hi, v) end
+      end
+    end
+    vmin, vmax = vmin or (lo < math.huge and lo or 0), vmax or (hi > -math.huge and hi or 1)
+  end
+  local span = vmax > vmin and vmax - vmin or 1
+  local left, top = 70, o.title and 48 or 24
+  local gw, gh = nc * cell, nr * cell
+  local w, h = left + gw + 110, top + gh + 56
+  local b = {}
+  if o.title then b[#b + 1] = text(left + gw / 2, 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"') end
+  local fmt = o.fmt == nil and "%d" or o.fmt
+  for i, row in ipairs(values) do
+    for j, v in ipairs(row) do
+      local x, y = left + (j - 1) * cell, top + (i - 1) * cell
+      local fill, dark = blues((v - vmin) / span)
+      if v ~= v then fill, dark = "#dddddd", false end
+      b[#b + 1] = string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="%s" stroke="white"/>',
+        x, y, cell, cell, fill)
+      if fmt then
+        local s = (v ~= v) and "–" or (fmt == "%d" and string.format("%d", math.floor(v + 0.5))
+          or string.format(fmt, v))
+        local size = math.max(7, math.min(12, math.floor(cell * 1.6 / math.max(#s, 2))))
+        b[#b + 1] = text(x + cell / 2, y + cell / 2 + size * 0.35, s,
+          string.format('text-anchor="middle" font-size="%d" fill="%s"', size, dark and "white" or "#222"))
+      end
+    end
+  end
+  b[#b + 1] = string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>',
+    left, top, gw, gh)
+  for j = 1, nc do
+    local l = o.col_labels and o.col_labels[j] or tostring(j - 1)
+    b[#b + 1] = text(left + (j - 0.5) * cell, top + gh + 15, l, 'text-anchor="middle"')
+  end
+  for i = 1, nr do
+    local l = o.row_labels and o.row_labels[i] or tostring(i - 1)
+    b[#b + 1] = text(left - 6, top + (i - 0.5) * cell + 4, l, 'text-anchor="end"')
+  end
+  if o.xlabel then b[#b + 1] = text(left + gw / 2, top + gh + 38, o.xlabel, 'text-anchor="middle" font-size="13"') end
+  if o.ylabel then
+    b[#b + 1] = string.format('<text x="18" y="%s" text-anchor="middle" font-size="13" '
+      .. 'transform="rotate(-90 18 %s)">%s</text>', num(top + gh / 2), num(top + gh / 2), esc(o.ylabel))
+  end
+  -- colour scale
+  local sx, steps = left + gw + 24, 40
+  for k = 0, steps - 1 do
+    local fill = blues(1 - k / (steps - 1))
+    b[#b + 1] = string.format('<rect x="%d" y="%s" width="16" height="%s" fill="%s"/>', sx,
+      num(top + k * gh / steps), num(gh / steps + 0.5), fill)
+  end
+  b[#b + 1] = string.format('<rect x="%d" y="%d" width="16" height="%d" fill="none" stroke="#444"/>', sx, top, gh)
+  local ticks, step = svg.ticks(vmin, vmax, 4)
+  for _, v in ipairs(ticks) do
+    local y = top + gh - (v - vmin) / span * gh
+    b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%s" y2="%s" stroke="#444"/>', sx + 16, sx + 20, num(y), num(y))
+    b[#b + 1] = text(sx + 23, y + 4, tick_label(v, step))
+  end
+  return doc(w, h, b)
+end
+
+-- Shared frame for charts with numeric y: axes, grid, ticks, labels. Returns a y → pixel map.
+local function frame(b, o, left, top, pw, ph, ymin, ymax)
+  local ticks, step = svg.ticks(ymin, ymax, 5)
+  local function py(v) return top + ph - (v - ymin) / (ymax - ymin) * ph end
+  for _, v in ipairs(ticks) do
+    if v >= ymin - 1e-12 and v <= ymax + 1e-12 then
+      b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%s" y2="%s" stroke="#e5e5e5"/>', left, left + pw, num(py(v)), num(py(v)))
+      b[#b + 1] = text(left - 6, py(v) + 4, tick_label(v, step), 'text-anchor="end"')
+    end
+  end
+  b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#444"/>', left, left, top, top + ph)
+  b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#444"/>', left, left + pw, top + ph, top + ph)
+  if o.title then b[#b + 1] = text(left + pw / 2, 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"') end
+  if o.xlabel then b[#b + 1] = text(left + pw / 2, top + ph + 40, o.xlabel, 'text-anchor="middle" font-size="13"') end
+  if o.ylabel then
+    b[#b + 1] = string.format('<text x="16" y="%s" text-anchor="middle" font-size="13" '
+      .. 'transform="rotate(-90 16 %s)">%s</text>', num(top + ph / 2), num(top + ph / 2), esc(o.ylabel))
+  end
+  return py
+end
+
+local function legend(b, series, x, y)
+  for i, s in ipairs(series) do
+    local c = s.color or svg.palette[(i - 1) % #svg.palette + 1]
+    b[#b + 1] = string.format('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>', x, y + (i - 1) * 18, c)
+    b[#b + 1] = text(x + 17, y + (i - 1) * 18 + 10, s.name or ("series " .. i))
+  end
+end
+
+local function range(o, all)
+  local lo, hi = math.huge, -math.huge
+  for _, v in ipairs(all) do
+    if v == v and v ~= math.huge and v ~= -math.huge then lo, hi = math.min(lo, v), math.max(hi, v) end
+  end
+  if lo == math.huge then lo, hi = 0, 1 end
+  lo, hi = o.ymin or lo, o.ymax or hi
+  if hi <= lo then hi = lo + 1 end
+  return lo, hi
+end
+
+function svg.bars(o)
+  local series = o.series or {{name = o.name, values = assert(o.values, "svg.bars: values or series required")}}
+  local labels = o.labels or {}
+  local n = 0
+  local all = {0}
+  for _, s in ipairs(series) do
+    n = math.max(n, #s.values)
+    for _, v in ipairs(s.values) do all[#all + 1] = v end
+  end
+  local ymin, ymax = range(o, all)
+  if not o.ymin then ymin = math.min(0, ymin) end
+  local left, top = 64, o.title and 40 or 20
+  local group = math.max(24, 14 * #series + 12)
+  local pw, ph = o.width or math.max(260, n * group), o.height or 260
+  local w, h = left + pw + (#series > 1 and 130 or 24), top + ph + 60
+  local b = {}
+  local py = frame(b, o, left, top, pw, ph, ymin, ymax)
+  local gw = pw / math.max(n, 1)
+  local bw = (gw - 8) / #series
+  local fmt = o.fmt == nil and "%.1f" or o.fmt
+  for si, s in ipairs(series) do
+    local c = s.color or svg.palette[(si - 1) % #svg.palette + 1]
+    for i, v in ipairs(s.values) do
+      if v == v then
+        local x = left + (i - 1) * gw + 4 + (si - 1) * bw
+        local y0, y1 = py(math.max(ymin, math.min(0, ymax))), py(v)
+        b[#b + 1] = string.format('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>', num(x),
+          num(math.min(y0, y1)), num(math.max(bw - 1, 1)), num(math.abs(y1 - y0)), c)
+        if fmt and #series * n <= 40 then
+          b[#b + 1] = text(x + bw / 2, math.min(y0, y1) - 3, string.format(fmt, v), 'text-anchor="middle" font-size="10"')
+        end
+      end
+    end
+  end
+  for i = 1, n do
+    b[#b + 1] = text(left + (i - 0.5) * gw, top + ph + 16, labels[i] or tostring(i - 1), 'text-anchor="middle"')
+  end
+  if #series > 1 then legend(b, series, left + pw + 14, top) end
+  return doc(w, h, b)
+end
+
+function svg.lines(o)
+  local series = assert(o.series, "svg.lines: series required")
+  local xs, ys = {}, {}
+  for _, s in ipairs(series) do
+    assert(#s.x == #s.y, "svg.lines: x and y of a series must have the same length")
+    for i = 1, #s.x do xs[#xs + 1], ys[#ys + 1] = s.x[i], s.y[i] end
+  end
+  local ymin, ymax = range(o, ys)
+  local xmin, xmax = range({ymin = o.xmin, ymax = o.xmax}, xs)
+  local left, top = 64, o.title and 40 or 20
+  local pw, ph = o.width or 420, o.height or 260
+  local w, h = left + pw + 150, top + ph + 60
+  local b = {}
+  local py = frame(b, o, left, top, pw, ph, ymin, ymax)
+  local function px(v) return left + (v - xmin) / (xmax - xmin) * pw end
+  local xt, xstep = svg.ticks(xmin, xmax, 6)
+  for _, v in ipairs(xt) do
+    if v >= xmin - 1e-12 and v <= xmax + 1e-12 then
+      b[#b + 1] = string.format('<line x1="%s" x2="%s" y1="%d" y2="%d" stroke="#444"/>', num(px(v)), num(px(v)), top + ph, top + ph + 4)
+      b[#b + 1] = text(px(v), top + ph + 16, tick_label(v, xstep), 'text-anchor="middle"')
+    end
+  end
+  for si, s in ipairs(series) do
+    local c = s.color or svg.palette[(si - 1) % #svg.palette + 1]
+    local pts = {}
+    for i = 1, #s.x do
+      local x, y = s.x[i], s.y[i]
+      if y == y and x == x then
+        pts[#pts + 1] = num(px(x)) .. "," .. num(py(math.max(ymin, math.min(ymax, y))))
+      end
+    end
+    if #pts > 0 then
+      b[#b + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>', c,
+        s.dashed and ' stroke-dasharray="6 4"' or "", table.concat(pts, " "))
+      if o.markers or #pts == 1 then
+        for _, p in ipairs(pts) do
+          local x, y = p:match("([^,]+),(.+)")
+          b[#b + 1] = string.format('<circle cx="%s" cy="%s" r="3" fill="%s"/>', x, y, c)
+        end
+      end
+    end
+  end
+  legend(b, series, left + pw + 14, top)
+  return doc(w, h, b)
+end
+
+function svg.save(path, text_)
+  require("cnnlab.util").write_file(path, text_)
+end
+
+return svg

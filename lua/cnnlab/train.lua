@@ -1,0 +1,297 @@
+--- cnnlab.train — the training loop, knowing nothing about any debias method.
+--
+--   local result = train.fit{
+--     method = debias.load("erm"),   -- or any table answering the method interface
+--     data = {train = set, val = set, hard = set},  -- sets from cnnlab.data
+--     epochs = 5, batch = 128, lr = 1e-3, optimizer = "adam", seed = 1,
+--     out = "runs/task1",            -- checkpoints go here (nil: nothing written)
+--     resume = false, progress = true,
+--   }
+--   result.model, result.history, result.seconds, result.interrupted
+--
+-- Reproducible: the model's initial weights, each epoch's shuffle and dropout masks all come
+-- from generators derived from the seed, so the same seed and thread count give the same
+-- weights bit for bit; a run resumed from its checkpoint (saved at every epoch end and on
+-- Ctrl-C) ends exactly where an uninterrupted run would.
+local core = require "cnnlab.core"
+local optim = require "cnnlab.optim"
+local util = require "cnnlab.util"
+
+local train = {}
+
+-- Generator streams: one per purpose, so adding randomness to one never shifts another.
+train.STREAM_INIT, train.STREAM_SHUFFLE, train.STREAM_DROPOUT, train.STREAM_METHOD = 101, 102, 103, 104
+
+--- A batch of a set as float inputs in [0,1]: {x = N×3×28×28, y = int64 labels, index =
+-- positions in the set, colors = colour indices (when the set has them)}.
+function train.batch_of(set, positions)
+  local b = {index = positions}
+  b.x = set.images:index_select(0, positions):float() / 255
+  b.y = set.labels:index_select(0, positions)
+  if set.colors then b.colors = set.colors:index_select(0, positions) end
+  return b
+end
+
+--- Builds the optimizer named in opts ("adam" or "sgd").
+function train.make_optimizer(params, opts)
+  local name = (opts.optimizer or "adam"):lower()
+  if name == "adam" then
+    return optim.Adam(params, {lr = opts.lr or 1e-3, weight_decay = opts.weight_decay or 0.0})
+  elseif name == "sgd" then
+    return optim.SGD(params, {lr = opts.lr or 1e-2, momentum = opts.momentum or 0.9,
+      weight_decay = opts.weight_decay or 0.0})
+  end
+  error(("train: unknown optimizer '%s' (known: adam, sgd)"):format(tostring(opts.optimizer)), 2)
+end
+
+-- ------------------------------------------------------------------ progress
+
+local function format_time(s)
+  s = math.max(0, math.floor(s + 0.5))
+  return ("%d:%02d"):format(s // 60, s % 60)
+end
+
+local Progress = {}
+Progress.__index = Progress
+
+function train.progress(enabled, label)
+  return setmetatable({enabled = enabled, live = enabled and core.isatty(1), label = label or "",
+    last = 0}, Progress)
+end
+
+--- One status line; on a terminal it rewrites itself, otherwise it prints every few seconds.
+function Progress:update(text, final)
+  if not self.enabled then return end
+  local now = core.now()
+  if self.live then
+    io.stdout:write("\r\27[K", self.label, text)
+    if final then io.stdout:write("\n") end
+    io.stdout:flush()
+  elseif final or now - self.last >= 10 then
+    io.stdout:write(self.label, text, "\n")
+    io.stdout:flush()
+    self.last = now
+  end
+end
+
+-- ------------------------------------------------------------------ checkpoints
+
+local CHECKPOINT = "checkpoint.safetensors"
+
+--- Writes model.safetensors (SPEC §4 names only) and, for resuming, checkpoint.safetensors
+-- (model, optimizer buffers, method state and the loop's position). Both atomically.
+function train.save_checkpoint(out, ctx, position)
+  util.mkdir(out)
+  local model_sd = ctx.model:state_dict()
+  core.save_safetensors(out .. "/model.safetensors", model_sd, {
+    format = "cnnlab seed_cnn", method = ctx.method.name, seed = tostring(ctx.opts.seed)})
+  local tensors = {}
+  for name, t in pairs(model_sd) do tensors["model." .. name] = t end
+  local opt_tensors, opt_scalars = ctx.optimizer:state_dict()
+  for name, t in pairs(opt_tensors) do tensors["optim." .. name] = t end
+  local meta = {
+    epoch = tostring(position.epoch), step_in_epoch = tostring(position.step_in_epoch),
+    steps = tostring(ctx.steps), optim_step = tostring(opt_scalars.step),
+    optim_kind = opt_scalars.kind, dropout_state = ctx.dropout_generator:state(),
+    method_generator = ctx.generator:state(), seconds = tostring(ctx.seconds_before + ctx.clock()),
+    history = util.json_encode(ctx.history), settings = util.json_encode(ctx.settings),
+  }
+  if ctx.method.state_dict then
+    local mt, mm = ctx.method.state_dict(ctx)
+    for name, t in pairs(mt or {}) do tensors["method." .. name] = t end
+    meta.method_meta = util.json_encode(mm or {})
+  end
+  core.save_safetensors(out .. "/" .. CHECKPOINT, tensors, meta)
+end
+
+local function load_checkpoint(path, ctx)
+  local tensors, meta = core.load_safetensors(path)
+  local model_sd, opt_sd, method_sd = {}, {}, {}
+  for name, t in pairs(tensors) do
+    local kind, rest = name:match("^(%a+)%.(.+)$")
+    if kind == "model" then model_sd[rest] = t
+    elseif kind == "optim" then opt_sd[rest] = t
+    elseif kind == "method" then method_sd[rest] = t end
+  end
+  ctx.model:load_state_dict(model_sd)
+  ctx.optimizer:load_state_dict(opt_sd, {step = tonumber(meta.optim_step), kind = meta.optim_kind})
+  ctx.dropout_generator:set_state(meta.dropout_state)
+  ctx.generator:set_state(meta.method_generator)
+  ctx.steps = tonumber(meta.steps)
+  ctx.seconds_before = tonumber(meta.seconds) or 0
+  ctx.history = util.json_decode(meta.history or "[]")
+  if ctx.method.load_state_dict then
+    ctx.method.load_state_dict(ctx, method_sd, util.json_decode(meta.method_meta or "{}"))
+  end
+  return {epoch = tonumber(meta.epoch), step_in_epoch = tonumber(meta.step_in_epoch)},
+    util.json_decode(meta.settings or "{}")
+end
+
+-- ------------------------------------------------------------------ the loop
+
+local function shuffled_positions(n, seed, epoch)
+  -- each epoch's order is a pure function of (seed, epoch): resuming needs no saved state
+  return core.randperm(n, {generator = core.Generator(seed, train.STREAM_SHUFFLE * 1000 + epoch)})
+end
+
+--- The settings that must match for --resume to continue a run.
+local function resume_settings(opts)
+  return {method = opts.method.name, epochs = opts.epochs, batch = opts.batch, lr = opts.lr,
+    optimizer = opts.optimizer, seed = opts.seed, method_options = opts.method.options,
+    data = opts.data_signature}
+end
+
+function train.fit(opts)
+  local method = assert(opts.method, "train.fit: method required")
+  local data = assert(opts.data, "train.fit: data.train required")
+  local set = assert(data.train, "train.fit: data.train required")
+  opts.epochs = opts.epochs or method.epochs or 5
+  opts.batch = opts.batch or 128
+  opts.lr = opts.lr or 1e-3
+  opts.optimizer = opts.optimizer or "adam"
+  opts.seed = opts.seed or 1
+  if math.type(opts.epochs) ~= "integer" or opts.epochs < 1 then
+    error(("train: epochs must be a positive integer, got %s"):format(tostring(opts.epochs)), 2)
+  end
+  if math.type(opts.batch) ~= "integer" or opts.batch < 1 then
+    error(("train: batch must be a positive integer, got %s"):format(tostring(opts.batch)), 2)
+  end
+  local t0 = core.now()
+  local ctx = {
+    opts = opts, method = method, data = data, options = method.options or {},
+    generator = core.Generator(opts.seed, train.STREAM_METHOD),
+    dropout_generator = core.Generator(opts.seed, train.STREAM_DROPOUT),
+    init_generator = core.Generator(opts.seed, train.STREAM_INIT),
+    steps = 0, history = {}, seconds_before = 0,
+    clock = function() return core.now() - t0 end,
+  }
+  ctx.settings = resume_settings(opts)
+  ctx.model = method.build_model(ctx)
+  ctx.optimizer = train.make_optimizer(ctx.model:parameters(), opts)
+  if method.setup then method.setup(ctx) end
+
+  local start = {epoch = 1, step_in_epoch = 0}
+  local ckpt = opts.out and (opts.out .. "/" .. CHECKPOINT)
+  if opts.resume then
+    if not (ckpt and util.exists(ckpt)) then
+      error(("train: --resume given but there is no checkpoint at %s"):format(tostring(ckpt)), 2)
+    end
+    local saved
+    start, saved = load_checkpoint(ckpt, ctx)
+    local a, b = util.json_encode(saved), util.json_encode(ctx.settings)
+    if a ~= b then
+      error("train: the checkpoint was made with other settings:\n  checkpoint: " .. a ..
+        "\n  this run:   " .. b, 2)
+    end
+    if opts.progress ~= false then
+      print(("resuming from %s: epoch %d, step %d"):format(ckpt, start.epoch, start.step_in_epoch))
+    end
+  end
+
+  local n = set.n or set.labels:numel()
+  local steps_per_epoch = (n + opts.batch - 1) // opts.batch
+  local progress = train.progress(opts.progress ~= false, "")
+  local interrupted, last_epoch = false, start.epoch - 1
+  core.trap_sigint(opts.trap_sigint ~= false)
+  local ok, err = pcall(function()
+    for epoch = start.epoch, opts.epochs do
+      ctx.epoch = epoch
+      ctx.model:train()
+      if method.begin_epoch then method.begin_epoch(ctx, epoch) end
+      local order = shuffled_positions(n, opts.seed, epoch)
+      local loss_sum, correct, seen = 0.0, 0, 0
+      local epoch_start = core.now()
+      local first_step = epoch == start.epoch and start.step_in_epoch or 0
+      for step = first_step, steps_per_epoch - 1 do
+        local count = math.min(opts.batch, n - step * opts.batch)
+        local batch = train.batch_of(set, order:narrow(0, step * opts.batch, count))
+        ctx.optimizer:zero_grad()
+        local loss, logits = method.loss(ctx, batch)
+        local value = loss:item()
+        if value ~= value or value == math.huge or value == -math.huge then
+          error(("train: the loss became %s at epoch %d, step %d (global step %d); the last " ..
+            "good checkpoint is kept"):format(tostring(value), epoch, step + 1, ctx.steps + 1), 0)
+        end
+        loss:backward()
+        if method.before_step then method.before_step(ctx, batch) end
+        ctx.optimizer:step()
+        ctx.steps = ctx.steps + 1
+        loss_sum = loss_sum + value * count
+        seen = seen + count
+        if logits then
+          correct = correct + logits:argmax(1):eq(batch.y):sum():item()
+        end
+        local elapsed = core.now() - epoch_start
+        local rate = seen / math.max(elapsed, 1e-9)
+        progress:update(("epoch %d/%d  step %d/%d  loss %.4f  acc %5.1f%%  %.0f img/s  left %s")
+          :format(epoch, opts.epochs, step + 1, steps_per_epoch, loss_sum / seen,
+            100 * correct / seen, rate, format_time((n - (step + 1) * opts.batch) / rate +
+            (opts.epochs - epoch) * n / rate)))
+        if core.sigint_pending() then
+          interrupted = {epoch = epoch, step_in_epoch = step + 1}
+          return
+        end
+      end
+      local record = {epoch = epoch, loss = loss_sum / math.max(seen, 1),
+        train_acc = 100 * correct / math.max(seen, 1), seconds = core.now() - epoch_start}
+      if data.val and opts.validate ~= false then
+        record.val_acc = train.accuracy(ctx.model, data.val, {batch = opts.eval_batch})
+      end
+      if method.end_epoch then method.end_epoch(ctx, epoch, record) end
+      table.insert(ctx.history, record)
+      progress:update(("epoch %d/%d  loss %.4f  train %.2f%%%s  %.1f s"):format(epoch,
+        opts.epochs, record.loss, record.train_acc,
+        record.val_acc and ("  val %.2f%%"):format(record.val_acc) or "", record.seconds), true)
+      last_epoch = epoch
+      if opts.out then train.save_checkpoint(opts.out, ctx, {epoch = epoch + 1, step_in_epoch = 0}) end
+    end
+  end)
+  core.trap_sigint(false)
+  if not ok then error(err, 0) end
+  if interrupted then
+    if opts.out then train.save_checkpoint(opts.out, ctx, interrupted) end
+    print(("\ninterrupted at epoch %d, step %d: checkpoint written to %s; continue with --resume")
+      :format(interrupted.epoch, interrupted.step_in_epoch, tostring(ckpt)))
+  end
+  ctx.model:eval()
+  return {model = ctx.model, history = ctx.history, steps = ctx.steps, context = ctx,
+    seconds = ctx.seconds_before + ctx.clock(), interrupted = interrupted and true or false,
+    epochs_done = last_epoch}
+end
+
+-- ------------------------------------------------------------------ evaluation
+
+--- Predictions (int64 N) and softmax confidences of the predicted class for a whole set,
+-- in evaluation mode and without recording a graph.
+function train.predict(model, set, opts)
+  opts = opts or {}
+  local batch = opts.batch or 1000
+  local n = set.n or set.labels:numel()
+  local was_training = model.training
+  model:eval()
+  local preds, confs = {}, {}
+  core.set_grad_enabled(false)
+  local ok, err = pcall(function()
+    for start = 0, n - 1, batch do
+      local count = math.min(batch, n - start)
+      local x = set.images:narrow(0, start, count):float() / 255
+      local logits = model(x)
+      local p = logits:softmax(1)
+      local conf, pred = p:max(1)
+      preds[#preds + 1] = pred
+      confs[#confs + 1] = conf
+    end
+  end)
+  core.set_grad_enabled(true)
+  model:train(was_training)
+  if not ok then error(err, 0) end
+  return core.cat(preds, 0), core.cat(confs, 0)
+end
+
+--- Accuracy in percent of a model on a set.
+function train.accuracy(model, set, opts)
+  local preds = train.predict(model, set, opts)
+  return 100 * preds:eq(set.labels):sum():item() / set.labels:numel()
+end
+
+return train

@@ -1,0 +1,256 @@
+--- cnnlab.util — small helpers every task script uses.
+--
+--   util.write_file(path, text)        atomic: a temporary beside path, then os.rename
+--   util.read_file(path)               whole file as a string (error when it can't be read)
+--   util.mkdir_p(path)                 like `mkdir -p`
+--   util.exists(path)                  true when a file (or folder) is there
+--   util.json_encode(value)            JSON with sorted keys; integers stay integers, floats
+--                                      round-trip; NaN and ±inf become null
+--   util.json_decode(text)             through lua-cjson
+--   util.write_json(path, value)       json_encode + write_file (+ newline)
+--   util.parse_args(arg, spec)         `--flag value` / `--flag=value` parser, see below
+--   util.progress(fmt, ...)            one timestamped line on stdout, flushed
+--   util.shell_quote(s)                s quoted for /bin/sh
+--
+-- parse_args spec: {name = "task0_data", description = "...", options = {
+--     {"seed", 0, "random seed"}, {"out", "runs/task0", "output folder"},
+--     {"quick", false, "smaller run"}, ...}}
+-- The type of each default decides the parsing: numbers must parse as numbers (integers
+-- when the default is an integer), strings are taken as they are, booleans are switches
+-- (`--quick`, `--quick=false`, `--no-quick`). --help prints the usage and exits 0; an unknown
+-- flag or a bad value prints the problem and the usage to stderr and exits 2.
+local util = {}
+
+function util.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+function util.exists(path)
+  local f = io.open(path, "rb")
+  if f then
+    f:close()
+    return true
+  end
+  return os.rename(path, path) and true or false
+end
+
+function util.mkdir_p(path)
+  if path == "" or path == "." then return end
+  local ok = os.execute("mkdir -p " .. util.shell_quote(path))
+  if not ok then error("mkdir_p: cannot create folder " .. path, 2) end
+end
+
+function util.read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then error("read_file: " .. err, 2) end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local tmp_counter = 0
+
+--- Writes text to path so that a reader never sees a half-written file: the text goes to a
+-- temporary name in the same folder first, then is renamed over path.
+function util.write_file(path, text)
+  tmp_counter = tmp_counter + 1
+  local tmp = string.format("%s.tmp.%d.%d", path, math.random(1, 1 << 30), tmp_counter)
+  local f, err = io.open(tmp, "wb")
+  if not f then error("write_file: cannot create " .. path .. ": " .. err, 2) end
+  local ok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not ok or not cok then
+    os.remove(tmp)
+    error("write_file: " .. path .. ": " .. tostring(werr or cerr) .. " (earlier file unchanged)", 2)
+  end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then
+    os.remove(tmp)
+    error("write_file: cannot rename to " .. path .. ": " .. tostring(rerr), 2)
+  end
+end
+
+-- ---------------------------------------------------------------- JSON
+
+local escapes = {['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n",
+                 ["\r"] = "\\r", ["\t"] = "\\t"}
+
+local function encode_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode_number(v)
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  if v ~= v or v == math.huge or v == -math.huge then return "null" end
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%.1f", v) end
+  for _, fmt in ipairs({"%.15g", "%.16g", "%.17g"}) do
+    local s = string.format(fmt, v)
+    if tonumber(s) == v then return s end
+  end
+  return string.format("%.17g", v)
+end
+
+local function is_array(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return false end
+    n = n + 1
+  end
+  for i = 1, n do
+    if t[i] == nil then return false end
+  end
+  return true, n
+end
+
+local function encode(v, indent, depth, seen)
+  local ty = type(v)
+  if ty == "nil" then return "null" end
+  if ty == "boolean" then return tostring(v) end
+  if ty == "number" then return encode_number(v) end
+  if ty == "string" then return encode_string(v) end
+  if ty ~= "table" then error("json_encode: cannot encode a " .. ty, 0) end
+  if seen[v] then error("json_encode: cycle in table", 0) end
+  seen[v] = true
+  local pad = indent and ("\n" .. string.rep(indent, depth + 1)) or ""
+  local close = indent and ("\n" .. string.rep(indent, depth)) or ""
+  local sep = indent and ": " or ":"
+  local parts = {}
+  local arr, n = is_array(v)
+  local out
+  if arr and n > 0 then
+    for i = 1, n do parts[i] = pad .. encode(v[i], indent, depth + 1, seen) end
+    out = "[" .. table.concat(parts, ",") .. close .. "]"
+  elseif arr then
+    out = "{}"
+  else
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) ~= "string" and type(k) ~= "number" then
+        error("json_encode: keys must be strings or numbers, got " .. type(k), 0)
+      end
+      keys[#keys + 1] = k
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for i, k in ipairs(keys) do
+      parts[i] = pad .. encode_string(tostring(k)) .. sep .. encode(v[k], indent, depth + 1, seen)
+    end
+    out = "{" .. table.concat(parts, ",") .. close .. "}"
+  end
+  seen[v] = nil
+  return out
+end
+
+--- JSON text of value; opts.indent (a string such as "  ") pretty-prints.
+function util.json_encode(value, opts)
+  return encode(value, opts and opts.indent, 0, {})
+end
+
+function util.json_decode(text)
+  local ok, cjson = pcall(require, "cjson")
+  if not ok then error("json_decode: needs lua-cjson (apt-get install lua-cjson)", 2) end
+  return cjson.decode(text)
+end
+
+function util.write_json(path, value)
+  util.write_file(path, util.json_encode(value, {indent = "  "}) .. "\n")
+end
+
+-- ---------------------------------------------------------------- arguments
+
+local function usage(spec)
+  local lines = {string.format("usage: cnnlab %s [options]", spec.script or (spec.name or "script"))}
+  if spec.description then lines[#lines + 1] = spec.description end
+  lines[#lines + 1] = "options:"
+  for _, o in ipairs(spec.options) do
+    local name, default, help = o[1], o[2], o[3] or ""
+    local flag = type(default) == "boolean" and ("--" .. name)
+      or string.format("--%s %s", name, math.type(default) == "integer" and "N"
+        or type(default) == "number" and "X" or "VALUE")
+    lines[#lines + 1] = string.format("  %-22s %s (default %s)", flag, help, tostring(default))
+  end
+  lines[#lines + 1] = "  --help                 show this help"
+  return table.concat(lines, "\n")
+end
+
+local function convert(name, default, text)
+  if type(default) == "boolean" then
+    if text == nil or text == "true" or text == "1" then return true end
+    if text == "false" or text == "0" then return false end
+    return nil, string.format("--%s takes no value or true/false, got '%s'", name, text)
+  end
+  if text == nil then return nil, string.format("--%s needs a value", name) end
+  if type(default) == "number" then
+    local v = tonumber(text)
+    local what = math.type(default) == "integer" and "an integer" or "a number"
+    if not v then return nil, string.format("--%s expects %s, got '%s'", name, what, text) end
+    if math.type(default) == "integer" then
+      v = math.tointeger(v)
+      if not v then return nil, string.format("--%s expects an integer, got '%s'", name, text) end
+    end
+    return v
+  end
+  return text
+end
+
+--- Parses arg (the script's `arg` table) against spec; returns a table option → value.
+-- With opts.exit == false, problems raise errors instead of exiting (for tests).
+function util.parse_args(args, spec, opts)
+  local exit = not (opts and opts.exit == false)
+  local function fail(msg)
+    if not exit then error(msg, 0) end
+    io.stderr:write(msg, "\n", usage(spec), "\n")
+    os.exit(2)
+  end
+  local known, result = {}, {}
+  for _, o in ipairs(spec.options) do
+    known[o[1]] = o
+    result[o[1]] = o[2]
+  end
+  local i = 1
+  while args[i] ~= nil do
+    local a = args[i]
+    if a == "--help" or a == "-h" then
+      if not exit then return nil, usage(spec) end
+      print(usage(spec))
+      os.exit(0)
+    end
+    local name, value = a:match("^%-%-([%w_%-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w_%-]+)$") end
+    if not name then fail(string.format("%s: unexpected argument '%s'", spec.name or "script", a)) end
+    local negated = false
+    if not known[name] and name:sub(1, 3) == "no-" and known[name:sub(4)]
+      and type(known[name:sub(4)][2]) == "boolean" then
+      name, negated = name:sub(4), true
+    end
+    local o = known[name] or known[name:gsub("%-", "_")]
+    if not o then fail(string.format("%s: unknown option --%s", spec.name or "script", name)) end
+    if negated then
+      result[o[1]] = false
+    else
+      if value == nil and type(o[2]) ~= "boolean" then
+        i = i + 1
+        value = args[i]
+      end
+      local v, err = convert(o[1], o[2], value)
+      if err then fail(err) end
+      result[o[1]] = v
+    end
+    i = i + 1
+  end
+  return result
+end
+
+local start_time
+
+--- Prints "[  12.3s] message" and flushes, so long runs show where they are.
+function util.progress(fmt, ...)
+  local ok, core = pcall(require, "cnnlab.core")
+  local now = ok and core.now and core.now() or os.clock()
+  start_time = start_time or now
+  io.stdout:write(string.format("[%7.1fs] ", now - start_time), string.format(fmt, ...), "\n")
+  io.stdout:flush()
+end
+
+return util

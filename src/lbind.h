@@ -1,0 +1,62 @@
+/* lbind.h — what the Lua binding files (src/l*.c) share. Only binding files include Lua. */
+#ifndef CNNLAB_LBIND_H
+#define CNNLAB_LBIND_H
+
+#include "cnnlab.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define CLB_TENSOR "cnnlab.Tensor"
+#define CLB_GENERATOR "cnnlab.Generator"
+
+/* The userdata behind a Lua tensor: one reference to a core tensor, NULL once freed. */
+typedef struct {
+  cl_tensor *t;
+} clb_tensor;
+
+/* The tensor at idx, or a Lua error naming argument idx ("tensor expected, got nil") or
+ * saying the tensor was freed. */
+cl_tensor *clb_check(lua_State *L, int idx);
+/* Like clb_check, but nil/none give NULL. */
+cl_tensor *clb_opt(lua_State *L, int idx);
+int clb_is_tensor(lua_State *L, int idx);
+
+/* Safe construction: push an empty tensor userdata first, then fill its slot with the
+ * result of a core call, then call clb_done(). If the call failed (slot NULL) clb_done raises
+ * the core's message as a Lua error; a Lua error in between can leak nothing, because the
+ * userdata on the stack owns whatever the slot holds. Also applies GC pressure. */
+cl_tensor **clb_slot(lua_State *L);
+void clb_done(lua_State *L, cl_tensor **slot);
+/* Pushes t (taking over the caller's reference). For results made before any Lua call that
+ * could fail: t == NULL raises the core's error. */
+void clb_push(lua_State *L, cl_tensor *t);
+
+/* Raises cl_last_error() as a Lua error. */
+int clb_error(lua_State *L);
+
+/* Reads a shape at idx: either a table {2, 3, 28} or integers idx, idx+1, ... (stopping at
+ * the first non-number). Returns the number of dims; *next is the index after the shape. */
+int clb_check_shape(lua_State *L, int idx, int64_t *shape, int *next, const char *fn);
+/* A dim argument counted from 0 (negative counts from the end), checked against ndim. */
+int clb_check_dim(lua_State *L, int idx, int ndim, const char *fn);
+/* opts.generator if opts (a table at idx) has one, else the default generator. */
+cl_rng *clb_opt_rng(lua_State *L, int idx);
+/* Reads a string option `key` from an options table at idx (absent → def). */
+const char *clb_opt_string(lua_State *L, int idx, const char *key, const char *def);
+double clb_opt_number(lua_State *L, int idx, const char *key, double def);
+int clb_opt_bool(lua_State *L, int idx, const char *key, int def);
+/* Checks that the options table at idx has only keys listed in `allowed` (NULL-terminated). */
+void clb_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed);
+
+/* Adds functions to the table at the top of the stack. */
+void clb_setfuncs(lua_State *L, const luaL_Reg *funcs);
+
+/* Each binding file registers its part of the core table (at the top of the stack). */
+void clb_open_tensor(lua_State *L);
+void clb_open_nn(lua_State *L);
+void clb_open_io(lua_State *L);
+
+int luaopen_cnnlab_core(lua_State *L);
+
+#endif

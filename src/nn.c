@@ -1,0 +1,1082 @@
+/* nn.c — the neural-network ops: conv2d, max_pool2d, linear, dropout, cross_entropy, mse_loss
+ * and bilinear upsampling. Each op's forward kernel sits right above its backward rule, with
+ * the shapes and the maths in a comment, so the two can be checked against each other.
+ *
+ * Threads: kernels split their work over samples (or over N·C planes) into a fixed number of
+ * slices decided before the parallel region; every output element is then computed by one
+ * slice in a fixed order, and the only cross-slice sum (conv2d's weight gradient) adds the
+ * per-slice partials in slice order. Results therefore repeat bit for bit for a given thread
+ * count. Scratch memory is allocated before a region (one slice per thread), never inside:
+ * the allocator's counters are not thread-safe. */
+#include "nn_ref.h"
+#include "tensor_impl.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#ifdef CNNLAB_CBLAS
+#include <cblas.h>
+#endif
+
+/* Below this many floating-point operations a parallel region costs more than it saves. */
+#define PARALLEL_MIN_WORK 200000.0
+
+static int available_threads(void) {
+  int n = cl_get_threads(); /* also applies the configured count to OpenMP before any region */
+#ifdef _OPENMP
+  int omp = omp_get_max_threads();
+  if (omp < n)
+    n = omp;
+#endif
+  return n > 0 ? n : 1;
+}
+
+/* How many slices to cut `items` independent pieces of work into. */
+static int slice_count(int64_t items, double work) {
+  int threads = available_threads();
+  if (threads < 2 || work < PARALLEL_MIN_WORK || items < 2)
+    return 1;
+  return items < threads ? (int)items : threads;
+}
+
+/* Inside a batch-parallel region every thread runs its own small matrix products. A
+ * multithreaded BLAS would start its threads on top of ours: on the seed network (batch 128,
+ * 2 cores) that made backward 3-4× slower than one thread. So the BLAS runs single-threaded
+ * while such a region is open, and gets the configured count back afterwards. */
+static void blas_threads_for_region(int slices, int entering) {
+#ifdef CNNLAB_CBLAS
+  if (slices > 1)
+    openblas_set_num_threads(entering ? 1 : cl_get_threads());
+#else
+  (void)slices, (void)entering;
+#endif
+}
+
+/* Slice t of `slices` covers items [*lo, *hi): contiguous, in order, sizes differing by ≤ 1. */
+static void slice_range(int64_t items, int slices, int t, int64_t *lo, int64_t *hi) {
+  *lo = items * t / slices;
+  *hi = items * (t + 1) / slices;
+}
+
+static int fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+/* Releases up to four tensors; keeps the error paths short. */
+static void release4(cl_tensor *a, cl_tensor *b, cl_tensor *c, cl_tensor *d) {
+  cl_release(a);
+  cl_release(b);
+  cl_release(c);
+  cl_release(d);
+}
+
+/* ================================================================ conv2d */
+
+typedef struct {
+  int64_t n, c, h, w; /* input */
+  int64_t o, k;       /* output channels, kernel size */
+  int64_t oh, ow;     /* output plane */
+  int64_t ckk, plane; /* rows of the column matrix (C·K·K), output pixels per map (OH·OW) */
+  int stride, pad;
+} conv_shape;
+
+static void conv_shape_from(conv_shape *s, const cl_tensor *x, const cl_tensor *w, int stride,
+                            int padding) {
+  s->n = x->shape[0], s->c = x->shape[1], s->h = x->shape[2], s->w = x->shape[3];
+  s->o = w->shape[0], s->k = w->shape[2];
+  s->stride = stride, s->pad = padding;
+  s->oh = (s->h + 2 * (int64_t)padding - s->k) / stride + 1;
+  s->ow = (s->w + 2 * (int64_t)padding - s->k) / stride + 1;
+  s->ckk = s->c * s->k * s->k;
+  s->plane = s->oh * s->ow;
+}
+
+static int conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, const cl_tensor *b,
+                      int stride, int padding, conv_shape *s) {
+  char bx[96], bw[96];
+  if (cl_check_float(fn, "input", x) || cl_check_float(fn, "weight", w) ||
+      (b && cl_check_float(fn, "bias", b)))
+    return -1;
+  if (w->ndim != 4 || w->shape[2] != w->shape[3])
+    return cl_fail("%s: weight must be O×C×K×K (square kernel), got %s", fn,
+                   cl_shape_str(w, bw, sizeof bw));
+  if (w->shape[2] < 1)
+    return cl_fail("%s: kernel size must be >= 1, got weight %s", fn,
+                   cl_shape_str(w, bw, sizeof bw));
+  if (x->ndim != 4 || x->shape[1] != w->shape[1])
+    return cl_fail("%s: input must be N×C×H×W with C = %lld (the weight's C), got %s", fn,
+                   (long long)w->shape[1], cl_shape_str(x, bx, sizeof bx));
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+    return cl_fail("%s: bias must be 1-D of size O = %lld (the weight's O), got %s", fn,
+                   (long long)w->shape[0], cl_shape_str(b, bx, sizeof bx));
+  if (stride < 1)
+    return cl_fail("%s: stride must be >= 1, got %d", fn, stride);
+  if (padding < 0)
+    return cl_fail("%s: padding must be >= 0, got %d", fn, padding);
+  int64_t k = w->shape[2], ph = x->shape[2] + 2 * (int64_t)padding,
+          pw = x->shape[3] + 2 * (int64_t)padding;
+  if (k > ph || k > pw)
+    return cl_fail("%s: kernel %lld×%lld is larger than the padded input %lld×%lld (input %s, "
+                   "padding %d)",
+                   fn, (long long)k, (long long)k, (long long)ph, (long long)pw,
+                   cl_shape_str(x, bx, sizeof bx), padding);
+  conv_shape_from(s, x, w, stride, padding);
+  if (!fits_int(s->o) || !fits_int(s->ckk) || !fits_int(s->plane) || !fits_int(s->h * s->w) ||
+      !fits_int(s->o * s->ckk) || !fits_int(s->ckk * s->plane))
+    return cl_fail("%s: layer too large (matrices beyond 2^31 elements are not supported): "
+                   "input %s, weight %s",
+                   fn, cl_shape_str(x, bx, sizeof bx), cl_shape_str(w, bw, sizeof bw));
+  return 0;
+}
+
+/* A 1×1 kernel with stride 1 and no padding reads the input as it lies: the column matrix of
+ * a sample is the sample itself. */
+static int conv_is_pointwise(const conv_shape *s) {
+  return s->k == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* Output columns [*lo, *hi) whose input column ox·S + off falls inside [0, width). */
+static void valid_columns(int64_t off, int64_t stride, int64_t width, int64_t out_width,
+                          int64_t *lo, int64_t *hi) {
+  int64_t l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  int64_t h = width - 1 - off < 0 ? 0 : (width - 1 - off) / stride + 1;
+  if (h > out_width)
+    h = out_width;
+  if (l > h)
+    l = h;
+  *lo = l;
+  *hi = h;
+}
+
+/* x one sample C×H×W → col (C·K·K)×(OH·OW):
+ *   col[(c·K + ki)·K + kj, oy·OW + ox] = x[c, oy·S − P + ki, ox·S − P + kj]  (0 outside). */
+static void im2col(const conv_shape *s, const float *x, float *col) {
+  int64_t K = s->k, S = s->stride, P = s->pad;
+  for (int64_t c = 0; c < s->c; c++)
+    for (int64_t ki = 0; ki < K; ki++)
+      for (int64_t kj = 0; kj < K; kj++) {
+        float *row = col + ((c * K + ki) * K + kj) * s->plane;
+        int64_t lo, hi;
+        valid_columns(kj - P, S, s->w, s->ow, &lo, &hi);
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+          float *dst = row + oy * s->ow;
+          int64_t iy = oy * S - P + ki;
+          if (iy < 0 || iy >= s->h) {
+            memset(dst, 0, sizeof(float) * (size_t)s->ow);
+            continue;
+          }
+          const float *src = x + (c * s->h + iy) * s->w + (kj - P);
+          for (int64_t ox = 0; ox < lo; ox++)
+            dst[ox] = 0;
+          if (S == 1)
+            memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
+          else
+            for (int64_t ox = lo; ox < hi; ox++)
+              dst[ox] = src[ox * S];
+          for (int64_t ox = hi; ox < s->ow; ox++)
+            dst[ox] = 0;
+        }
+      }
+}
+
+/* The adjoint of im2col: dx[c, iy, ix] += dcol[row, pixel] over every (row, pixel) that
+ * im2col read from (iy, ix). dx must hold the sample's running sum (zeros at first). */
+static void col2im(const conv_shape *s, const float *dcol, float *dx) {
+  int64_t K = s->k, S = s->stride, P = s->pad;
+  for (int64_t c = 0; c < s->c; c++)
+    for (int64_t ki = 0; ki < K; ki++)
+      for (int64_t kj = 0; kj < K; kj++) {
+        const float *row = dcol + ((c * K + ki) * K + kj) * s->plane;
+        int64_t lo, hi;
+        valid_columns(kj - P, S, s->w, s->ow, &lo, &hi);
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+          int64_t iy = oy * S - P + ki;
+          if (iy < 0 || iy >= s->h)
+            continue;
+          const float *src = row + oy * s->ow;
+          float *dst = dx + (c * s->h + iy) * s->w + (kj - P);
+          for (int64_t ox = lo; ox < hi; ox++)
+            dst[ox * S] += src[ox];
+        }
+      }
+}
+
+/* Forward of one sample, as a matrix product on its column matrix:
+ *   x_n C×H×W, w O×(C·K·K), b O → y_n O×(OH·OW) = w · im2col(x_n) + b (b broadcast along rows).
+ * The bias is written first and the product added to it (beta = 1), one pass over y_n. */
+static void conv_forward_sample(const conv_shape *s, const float *x, const float *w, const float *b,
+                                float *y, float *col) {
+  for (int64_t o = 0; o < s->o; o++) {
+    float *row = y + o * s->plane, v = b ? b[o] : 0.0f;
+    for (int64_t p = 0; p < s->plane; p++)
+      row[p] = v;
+  }
+  const float *cols = x;
+  if (!conv_is_pointwise(s)) {
+    im2col(s, x, col);
+    cols = col;
+  }
+  cl_gemm(0, 0, (int)s->o, (int)s->plane, (int)s->ckk, 1.0f, w, (int)s->ckk, cols, (int)s->plane,
+          1.0f, y, (int)s->plane);
+}
+
+/* Backward, given g = dL/dy (N×O×OH×OW):
+ *   db[o]   = Σ_n Σ_p g[n, o, p]
+ *   dw      = Σ_n g_n · im2col(x_n)ᵀ          (O×P · P×CKK → O×CKK)
+ *   dx_n    = col2im(wᵀ · g_n)                 (CKK×O · O×P → CKK×P, folded back to C×H×W)
+ * Samples are split into slices; each slice sums its share of dw into a private partial, and
+ * the partials are added in slice order. */
+static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *x = node->saved[0], *w = node->saved[1];
+  conv_shape s;
+  conv_shape_from(&s, x, w, (int)node->iarg[0], (int)node->iarg[1]);
+  int want_x = node->inputs[0] != NULL, want_w = node->inputs[1] != NULL;
+  int want_b = node->inputs[2] != NULL, pointwise = conv_is_pointwise(&s);
+  const float *pg = cl_f32(g), *px = cl_f32(x), *pw = cl_f32(w);
+  int64_t out_per_sample = s.o * s.plane, in_per_sample = s.c * s.h * s.w;
+
+  if (want_b) {
+    cl_tensor *db = cl_empty(CL_FLOAT32, 1, &s.o);
+    if (!db)
+      return -1;
+    float *pdb = cl_f32(db);
+    for (int64_t o = 0; o < s.o; o++) {
+      double sum = 0;
+      for (int64_t n = 0; n < s.n; n++) {
+        const float *row = pg + n * out_per_sample + o * s.plane;
+        for (int64_t p = 0; p < s.plane; p++)
+          sum += row[p];
+      }
+      pdb[o] = (float)sum;
+    }
+    gin[2] = db;
+  }
+  if (!want_x && !want_w)
+    return 0;
+
+  cl_tensor *dx = want_x ? cl_zeros(CL_FLOAT32, 4, x->shape) : NULL;
+  cl_tensor *dw = want_w ? cl_zeros(CL_FLOAT32, 4, w->shape) : NULL;
+  if ((want_x && !dx) || (want_w && !dw)) {
+    release4(dx, dw, NULL, NULL);
+    return -1;
+  }
+  int slices = slice_count(s.n, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
+  /* Per slice: a column matrix (for dw), a column gradient (for dx), a dw partial (slices
+   * after the first; the first adds straight into dw). */
+  int64_t col_len = want_w && !pointwise ? s.ckk * s.plane : 0;
+  int64_t dcol_len = want_x && !pointwise ? s.ckk * s.plane : 0;
+  int64_t part_len = want_w ? s.o * s.ckk : 0;
+  int64_t per_slice = col_len + dcol_len + part_len;
+  size_t scratch_bytes = sizeof(float) * (size_t)(per_slice * slices);
+  float *scratch = cl_alloc(scratch_bytes); /* never NULL on success, even when empty */
+  if (!scratch) {
+    release4(dx, dw, NULL, NULL);
+    return -1;
+  }
+  float *pdx = dx ? cl_f32(dx) : NULL, *pdw = dw ? cl_f32(dw) : NULL;
+
+  blas_threads_for_region(slices, 1);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#endif
+  for (int t = 0; t < slices; t++) {
+    float *col = scratch + per_slice * t, *dcol = col + col_len, *part = dcol + dcol_len;
+    float *dw_acc = t == 0 ? pdw : part;
+    if (want_w && t > 0)
+      memset(part, 0, sizeof(float) * (size_t)part_len);
+    int64_t lo, hi;
+    slice_range(s.n, slices, t, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) {
+      const float *gn = pg + n * out_per_sample, *xn = px + n * in_per_sample;
+      if (want_w) {
+        const float *cols = xn;
+        if (!pointwise) {
+          im2col(&s, xn, col);
+          cols = col;
+        }
+        cl_gemm(0, 1, (int)s.o, (int)s.ckk, (int)s.plane, 1.0f, gn, (int)s.plane, cols,
+                (int)s.plane, 1.0f, dw_acc, (int)s.ckk);
+      }
+      if (want_x) {
+        float *dxn = pdx + n * in_per_sample;
+        if (pointwise) {
+          cl_gemm(1, 0, (int)s.ckk, (int)s.plane, (int)s.o, 1.0f, pw, (int)s.ckk, gn, (int)s.plane,
+                  0.0f, dxn, (int)s.plane);
+        } else {
+          cl_gemm(1, 0, (int)s.ckk, (int)s.plane, (int)s.o, 1.0f, pw, (int)s.ckk, gn, (int)s.plane,
+                  0.0f, dcol, (int)s.plane);
+          col2im(&s, dcol, dxn);
+        }
+      }
+    }
+  }
+  blas_threads_for_region(slices, 0);
+  for (int t = 1; t < slices && want_w; t++) {
+    const float *part = scratch + per_slice * t + col_len + dcol_len;
+    for (int64_t i = 0; i < part_len; i++)
+      pdw[i] += part[i];
+  }
+  cl_dealloc(scratch, scratch_bytes);
+  gin[0] = dx;
+  gin[1] = dw;
+  return 0;
+}
+
+cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int padding) {
+  conv_shape s;
+  if (conv_check("conv2d", x, w, b, stride, padding, &s))
+    return NULL;
+  cl_tensor *xc = cl_float_contiguous(x);
+  cl_tensor *wc = xc ? cl_float_contiguous(w) : NULL;
+  cl_tensor *bc = wc && b ? cl_float_contiguous(b) : NULL;
+  int64_t shape[4] = {s.n, s.o, s.oh, s.ow};
+  cl_tensor *out = wc && (bc || !b) ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
+  int slices = slice_count(s.n, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
+  int64_t col_len = conv_is_pointwise(&s) ? 0 : s.ckk * s.plane;
+  size_t scratch_bytes = sizeof(float) * (size_t)(col_len * slices);
+  float *scratch = out ? cl_alloc(scratch_bytes) : NULL; /* never NULL on success */
+  if (!scratch) {
+    release4(xc, wc, bc, out);
+    return NULL;
+  }
+  const float *px = cl_f32(xc), *pw = cl_f32(wc), *pb = bc ? cl_f32(bc) : NULL;
+  float *py = cl_f32(out);
+  int64_t in_per_sample = s.c * s.h * s.w, out_per_sample = s.o * s.plane;
+  blas_threads_for_region(slices, 1);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#endif
+  for (int t = 0; t < slices; t++) {
+    int64_t lo, hi;
+    slice_range(s.n, slices, t, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++)
+      conv_forward_sample(&s, px + n * in_per_sample, pw, pb, py + n * out_per_sample,
+                          scratch + col_len * t);
+  }
+  blas_threads_for_region(slices, 0);
+  cl_dealloc(scratch, scratch_bytes);
+
+  cl_node *node;
+  cl_tensor *inputs[3] = {x, w, b}, *saved[2] = {xc, wc};
+  cl_record(&out, &node, "conv2d", conv2d_backward, 3, inputs, 2, saved);
+  if (node) {
+    node->iarg[0] = stride;
+    node->iarg[1] = padding;
+  }
+  release4(xc, wc, bc, NULL);
+  return out;
+}
+
+/* ---------------------------------------------------------------- reference convolution */
+
+/* y[n,o,oy,ox] = b[o] + Σ_c Σ_ki Σ_kj w[o,c,ki,kj] · x[n, c, oy·S − P + ki, ox·S − P + kj],
+ * terms outside the input being zero — the definition, loop for loop. */
+static void conv2d_direct(const conv_shape *s, const float *x, const float *w, const float *b,
+                          float *y) {
+  for (int64_t n = 0; n < s->n; n++)
+    for (int64_t o = 0; o < s->o; o++)
+      for (int64_t oy = 0; oy < s->oh; oy++)
+        for (int64_t ox = 0; ox < s->ow; ox++) {
+          double acc = b ? b[o] : 0.0;
+          for (int64_t c = 0; c < s->c; c++)
+            for (int64_t ki = 0; ki < s->k; ki++)
+              for (int64_t kj = 0; kj < s->k; kj++) {
+                int64_t iy = oy * s->stride - s->pad + ki, ix = ox * s->stride - s->pad + kj;
+                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w)
+                  continue;
+                acc += (double)w[((o * s->c + c) * s->k + ki) * s->k + kj] *
+                       x[((n * s->c + c) * s->h + iy) * s->w + ix];
+              }
+          y[((n * s->o + o) * s->oh + oy) * s->ow + ox] = (float)acc;
+        }
+}
+
+cl_tensor *cl_conv2d_reference(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int padding) {
+  conv_shape s;
+  if (conv_check("conv2d", x, w, b, stride, padding, &s))
+    return NULL;
+  cl_tensor *xc = cl_float_contiguous(x);
+  cl_tensor *wc = xc ? cl_float_contiguous(w) : NULL;
+  cl_tensor *bc = wc && b ? cl_float_contiguous(b) : NULL;
+  int64_t shape[4] = {s.n, s.o, s.oh, s.ow};
+  cl_tensor *out = wc && (bc || !b) ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
+  if (out)
+    conv2d_direct(&s, cl_f32(xc), cl_f32(wc), bc ? cl_f32(bc) : NULL, cl_f32(out));
+  release4(xc, wc, bc, NULL);
+  return out;
+}
+
+/* Every (output pixel, kernel tap) pair sends g·w to dx, g·x to dw and g to db. */
+int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int stride, int padding,
+                                 cl_tensor **dx, cl_tensor **dw, cl_tensor **db) {
+  conv_shape s;
+  char bg[96];
+  if (dx)
+    *dx = NULL;
+  if (dw)
+    *dw = NULL;
+  if (db)
+    *db = NULL;
+  if (conv_check("conv2d_reference_backward", x, w, NULL, stride, padding, &s))
+    return -1;
+  int64_t want[4] = {s.n, s.o, s.oh, s.ow};
+  if (g->ndim != 4 || memcmp(g->shape, want, sizeof want) || g->dtype != CL_FLOAT32)
+    return cl_fail("conv2d_reference_backward: g must be float32 %lld×%lld×%lld×%lld, got %s",
+                   (long long)want[0], (long long)want[1], (long long)want[2], (long long)want[3],
+                   cl_shape_str(g, bg, sizeof bg));
+  int64_t nx = s.n * s.c * s.h * s.w, nw = s.o * s.ckk;
+  size_t bytes = sizeof(double) * (size_t)(nx + nw + s.o);
+  double *acc = cl_calloc(bytes);
+  cl_tensor *xc = acc ? cl_float_contiguous(x) : NULL;
+  cl_tensor *wc = xc ? cl_float_contiguous(w) : NULL;
+  cl_tensor *gc = wc ? cl_float_contiguous(g) : NULL;
+  cl_tensor *rx = gc ? cl_empty(CL_FLOAT32, 4, x->shape) : NULL;
+  cl_tensor *rw = rx ? cl_empty(CL_FLOAT32, 4, w->shape) : NULL;
+  cl_tensor *rb = rw ? cl_empty(CL_FLOAT32, 1, &s.o) : NULL;
+  if (!rb) {
+    release4(xc, wc, gc, NULL);
+    release4(rx, rw, NULL, NULL);
+    cl_dealloc(acc, bytes);
+    return -1;
+  }
+  double *ax = acc, *aw = acc + nx, *ab = aw + nw;
+  const float *px = cl_f32(xc), *pw = cl_f32(wc), *pg = cl_f32(gc);
+  for (int64_t n = 0; n < s.n; n++)
+    for (int64_t o = 0; o < s.o; o++)
+      for (int64_t oy = 0; oy < s.oh; oy++)
+        for (int64_t ox = 0; ox < s.ow; ox++) {
+          double gv = pg[((n * s.o + o) * s.oh + oy) * s.ow + ox];
+          ab[o] += gv;
+          for (int64_t c = 0; c < s.c; c++)
+            for (int64_t ki = 0; ki < s.k; ki++)
+              for (int64_t kj = 0; kj < s.k; kj++) {
+                int64_t iy = oy * s.stride - s.pad + ki, ix = ox * s.stride - s.pad + kj;
+                if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w)
+                  continue;
+                int64_t at_x = ((n * s.c + c) * s.h + iy) * s.w + ix;
+                int64_t at_w = ((o * s.c + c) * s.k + ki) * s.k + kj;
+                ax[at_x] += gv * pw[at_w];
+                aw[at_w] += gv * px[at_x];
+              }
+        }
+  float *fx = cl_f32(rx), *fw = cl_f32(rw), *fb = cl_f32(rb);
+  for (int64_t i = 0; i < nx; i++)
+    fx[i] = (float)ax[i];
+  for (int64_t i = 0; i < nw; i++)
+    fw[i] = (float)aw[i];
+  for (int64_t i = 0; i < s.o; i++)
+    fb[i] = (float)ab[i];
+  cl_dealloc(acc, bytes);
+  release4(xc, wc, gc, NULL);
+  if (dx)
+    *dx = rx;
+  else
+    cl_release(rx);
+  if (dw)
+    *dw = rw;
+  else
+    cl_release(rw);
+  if (db)
+    *db = rb;
+  else
+    cl_release(rb);
+  return 0;
+}
+
+/* ================================================================ max_pool2d */
+
+/* x N×C×H×W → y N×C×OH×OW, OH = ⌊(H − K)/S⌋ + 1 (no padding; PyTorch's floor mode):
+ *   y[n,c,i,j] = max over the K×K window whose top-left corner is (i·S, j·S);
+ *   where[n,c,i,j] = position (row·W + column) of that maximum in its H×W plane.
+ * The first maximum in row-major order wins a tie; a NaN wins over any number, as in PyTorch.
+ * Backward: dx[n,c,where] += g[n,c,i,j] (overlapping windows may hit a position twice). */
+static int max_pool2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *x = node->inputs[0];
+  const int32_t *where = node->ctx;
+  cl_tensor *dx = cl_zeros(CL_FLOAT32, 4, x->shape);
+  if (!dx)
+    return -1;
+  int64_t planes = x->shape[0] * x->shape[1], in_plane = x->shape[2] * x->shape[3];
+  int64_t out_plane = g->shape[2] * g->shape[3];
+  const float *pg = cl_f32(g);
+  float *pdx = cl_f32(dx);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)planes * out_plane > PARALLEL_MIN_WORK)
+#endif
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t i = 0; i < out_plane; i++)
+      pdx[pl * in_plane + where[pl * out_plane + i]] += pg[pl * out_plane + i];
+  gin[0] = dx;
+  return 0;
+}
+
+cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
+  char bx[96];
+  if (cl_check_float("max_pool2d", "input", x))
+    return NULL;
+  if (x->ndim != 4)
+    return (void)cl_fail("max_pool2d: input must be N×C×H×W, got %s",
+                         cl_shape_str(x, bx, sizeof bx)),
+           NULL;
+  if (kernel < 1)
+    return (void)cl_fail("max_pool2d: kernel must be >= 1, got %d", kernel), NULL;
+  if (stride < 1)
+    return (void)cl_fail("max_pool2d: stride must be >= 1, got %d", stride), NULL;
+  int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
+  if (kernel > h || kernel > w)
+    return (void)cl_fail("max_pool2d: kernel %d×%d is larger than the input plane %lld×%lld "
+                         "(input %s; there is no padding)",
+                         kernel, kernel, (long long)h, (long long)w,
+                         cl_shape_str(x, bx, sizeof bx)),
+           NULL;
+  if (h * w > INT32_MAX)
+    return (void)cl_fail("max_pool2d: planes of more than 2^31 pixels are not supported, got "
+                         "%s",
+                         cl_shape_str(x, bx, sizeof bx)),
+           NULL;
+  int64_t oh = (h - kernel) / stride + 1, ow = (w - kernel) / stride + 1;
+  int64_t shape[4] = {n, c, oh, ow};
+  size_t where_bytes = sizeof(int32_t) * (size_t)(n * c * oh * ow);
+  cl_tensor *xc = cl_float_contiguous(x);
+  cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
+  int32_t *where = out ? cl_alloc(where_bytes) : NULL;
+  if (!where) {
+    release4(xc, out, NULL, NULL);
+    return NULL;
+  }
+  const float *px = cl_f32(xc);
+  float *py = cl_f32(out);
+  int64_t planes = n * c;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)cl_numel(out) * kernel * kernel >            \
+                                              PARALLEL_MIN_WORK)
+#endif
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const float *plane = px + pl * h * w;
+    for (int64_t i = 0; i < oh; i++)
+      for (int64_t j = 0; j < ow; j++) {
+        /* Two passes over the window: the maximum first (no data-dependent branches), then
+         * the first position holding it. One pass with "if (v > best)" mispredicts about
+         * twice per window on random data and was 20-25% slower. */
+        int64_t top = i * stride, left = j * stride;
+        const float *window = plane + top * w + left;
+        float best_v = window[0];
+        int has_nan = 0;
+        for (int64_t ki = 0; ki < kernel; ki++)
+          for (int64_t kj = 0; kj < kernel; kj++) {
+            float v = window[ki * w + kj];
+            best_v = v > best_v ? v : best_v;
+            has_nan |= v != v;
+          }
+        int64_t best = -1;
+        for (int64_t ki = 0; ki < kernel && best < 0; ki++)
+          for (int64_t kj = 0; kj < kernel; kj++) {
+            float v = window[ki * w + kj];
+            if (has_nan ? v != v : v == best_v) {
+              best = (top + ki) * w + left + kj;
+              break;
+            }
+          }
+        best_v = plane[best];
+        int64_t o = (pl * oh + i) * ow + j;
+        py[o] = best_v;
+        where[o] = (int32_t)best;
+      }
+  }
+  cl_release(xc);
+  cl_node *node;
+  if (cl_record(&out, &node, "max_pool2d", max_pool2d_backward, 1, &x, 0, NULL)) {
+    cl_dealloc(where, where_bytes);
+    return NULL;
+  }
+  if (node) {
+    node->ctx = where;
+    node->ctx_bytes = where_bytes;
+  } else {
+    cl_dealloc(where, where_bytes);
+  }
+  return out;
+}
+
+/* ================================================================ linear */
+
+/* x N×I, w O×I, b O → y N×O:  y = x·wᵀ + b,  y[n,o] = b[o] + Σ_i x[n,i]·w[o,i].
+ * Backward: dx = g·w (N×O · O×I), dw = gᵀ·x (O×N · N×I), db[o] = Σ_n g[n,o]. */
+static int linear_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *x = node->saved[0], *w = node->saved[1];
+  int n = (int)x->shape[0], in = (int)x->shape[1], out = (int)w->shape[0];
+  const float *pg = cl_f32(g);
+  if (node->inputs[0]) {
+    if (!(gin[0] = cl_empty(CL_FLOAT32, 2, x->shape)))
+      return -1;
+    cl_gemm(0, 0, n, in, out, 1.0f, pg, out, cl_f32(w), in, 0.0f, cl_f32(gin[0]), in);
+  }
+  if (node->inputs[1]) {
+    if (!(gin[1] = cl_empty(CL_FLOAT32, 2, w->shape)))
+      return -1;
+    cl_gemm(1, 0, out, in, n, 1.0f, pg, out, cl_f32(x), in, 0.0f, cl_f32(gin[1]), in);
+  }
+  if (node->inputs[2]) {
+    int64_t o64 = out;
+    if (!(gin[2] = cl_empty(CL_FLOAT32, 1, &o64)))
+      return -1;
+    float *pdb = cl_f32(gin[2]);
+    for (int o = 0; o < out; o++) {
+      double sum = 0;
+      for (int r = 0; r < n; r++)
+        sum += pg[(int64_t)r * out + o];
+      pdb[o] = (float)sum;
+    }
+  }
+  return 0;
+}
+
+cl_tensor *cl_linear(cl_tensor *x, cl_tensor *w, cl_tensor *b) {
+  char bx[96], bw[96];
+  if (cl_check_float("linear", "input", x) || cl_check_float("linear", "weight", w) ||
+      (b && cl_check_float("linear", "bias", b)))
+    return NULL;
+  if (w->ndim != 2)
+    return (void)cl_fail("linear: weight must be O×I, got %s", cl_shape_str(w, bw, sizeof bw)),
+           NULL;
+  if (x->ndim != 2 || x->shape[1] != w->shape[1])
+    return (void)cl_fail("linear: input must be N×I with I = %lld (the weight's I), got %s",
+                         (long long)w->shape[1], cl_shape_str(x, bx, sizeof bx)),
+           NULL;
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+    return (void)cl_fail("linear: bias must be 1-D of size O = %lld (the weight's O), got %s",
+                         (long long)w->shape[0], cl_shape_str(b, bx, sizeof bx)),
+           NULL;
+  int64_t n = x->shape[0], in = x->shape[1], out_f = w->shape[0];
+  if (!fits_int(n) || !fits_int(in) || !fits_int(out_f))
+    return (void)cl_fail("linear: sizes beyond 2^31 are not supported, input %s, weight %s",
+                         cl_shape_str(x, bx, sizeof bx), cl_shape_str(w, bw, sizeof bw)),
+           NULL;
+  cl_tensor *xc = cl_float_contiguous(x);
+  cl_tensor *wc = xc ? cl_float_contiguous(w) : NULL;
+  cl_tensor *bc = wc && b ? cl_float_contiguous(b) : NULL;
+  int64_t shape[2] = {n, out_f};
+  cl_tensor *out = wc && (bc || !b) ? cl_empty(CL_FLOAT32, 2, shape) : NULL;
+  if (!out) {
+    release4(xc, wc, bc, NULL);
+    return NULL;
+  }
+  float *py = cl_f32(out);
+  const float *pb = bc ? cl_f32(bc) : NULL;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t o = 0; o < out_f; o++)
+      py[r * out_f + o] = pb ? pb[o] : 0.0f;
+  cl_gemm(0, 1, (int)n, (int)out_f, (int)in, 1.0f, cl_f32(xc), (int)in, cl_f32(wc), (int)in, 1.0f,
+          py, (int)out_f);
+  cl_tensor *inputs[3] = {x, w, b}, *saved[2] = {xc, wc};
+  cl_record(&out, NULL, "linear", linear_backward, 3, inputs, 2, saved);
+  release4(xc, wc, bc, NULL);
+  return out;
+}
+
+/* ================================================================ dropout */
+
+/* Training: keep[i] = (u_i ≥ p) with u_i ~ U[0,1) drawn from r in row-major order;
+ *   y[i] = keep[i] ? x[i]/(1 − p) : 0      (inverted dropout: evaluation needs no rescaling)
+ * Backward: dx[i] = keep[i] ? g[i]/(1 − p) : 0, from the mask kept in the node.
+ * Evaluation or p = 0: y is a new view of x whose gradient passes straight through. */
+static int dropout_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  const uint8_t *keep = node->ctx;
+  float scale = (float)node->farg[0];
+  cl_tensor *dx = cl_empty(CL_FLOAT32, g->ndim, g->shape);
+  if (!dx)
+    return -1;
+  const float *pg = cl_f32(g);
+  float *pdx = cl_f32(dx);
+  for (int64_t i = 0, n = cl_numel(g); i < n; i++)
+    pdx[i] = keep[i] ? pg[i] * scale : 0.0f;
+  gin[0] = dx;
+  return 0;
+}
+
+static int pass_through_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  (void)node;
+  cl_retain(g);
+  gin[0] = g;
+  return 0;
+}
+
+cl_tensor *cl_dropout(cl_tensor *x, double p, int training, cl_rng *r) {
+  if (cl_check_float("dropout", "input", x))
+    return NULL;
+  if (!(p >= 0 && p < 1))
+    return (void)cl_fail("dropout: p must be in [0, 1), got %g", p), NULL;
+  if (!training || p == 0) {
+    cl_tensor *view = cl_detach(x);
+    if (!view)
+      return NULL;
+    cl_record(&view, NULL, "dropout", pass_through_backward, 1, &x, 0, NULL);
+    return view;
+  }
+  if (!r)
+    r = cl_default_rng();
+  int64_t n = cl_numel(x);
+  cl_tensor *xc = cl_float_contiguous(x);
+  cl_tensor *out = xc ? cl_empty(CL_FLOAT32, x->ndim, x->shape) : NULL;
+  uint8_t *keep = out ? cl_alloc((size_t)n) : NULL;
+  if (!keep) {
+    release4(xc, out, NULL, NULL);
+    return NULL;
+  }
+  float scale = (float)(1.0 / (1.0 - p));
+  const float *px = cl_f32(xc);
+  float *py = cl_f32(out);
+  for (int64_t i = 0; i < n; i++) {
+    keep[i] = cl_rng_uniform_f(r) >= p;
+    py[i] = keep[i] ? px[i] * scale : 0.0f;
+  }
+  cl_release(xc);
+  cl_node *node;
+  if (cl_record(&out, &node, "dropout", dropout_backward, 1, &x, 0, NULL)) {
+    cl_dealloc(keep, (size_t)n);
+    return NULL;
+  }
+  if (node) {
+    node->ctx = keep;
+    node->ctx_bytes = (size_t)n;
+    node->farg[0] = scale;
+  } else {
+    cl_dealloc(keep, (size_t)n);
+  }
+  return out;
+}
+
+/* ================================================================ losses */
+
+static int check_reduction(const char *fn, cl_reduction r) {
+  if (r != CL_REDUCE_NONE && r != CL_REDUCE_MEAN && r != CL_REDUCE_SUM)
+    return cl_fail("%s: reduction must be none, mean or sum, got code %d", fn, (int)r);
+  return 0;
+}
+
+/* The factor that the incoming gradient of a reduced loss carries to sample/element i. */
+static double reduced_grad(const float *g, cl_reduction r, int64_t i, int64_t count) {
+  if (r == CL_REDUCE_NONE)
+    return g[i];
+  return r == CL_REDUCE_MEAN ? (double)g[0] / (double)count : (double)g[0];
+}
+
+/* logits z N×K, targets t (N, int64 in [0, K)), weights w (N) or none:
+ *   lse_i = log Σ_k exp(z[i,k])   (computed as m + log Σ exp(z − m), m = max_k z[i,k])
+ *   l_i   = w_i · (lse_i − z[i, t_i])
+ *   none → l (N);  sum → Σ_i l_i;  mean → Σ_i l_i / N — also with weights: these are
+ *   per-sample weights, so the mean stays over samples (not over Σw as PyTorch's per-class
+ *   weights do), and a weight of 2 counts a sample twice.
+ * Backward, with c_i the incoming factor (g_i, g or g/N):
+ *   dz[i,k] = c_i · w_i · (softmax(z_i)_k − [k = t_i]),   dw_i = c_i · (lse_i − z[i, t_i]).
+ * The node keeps lse and the targets (copied: later writes to the targets cannot matter). */
+typedef struct {
+  double lse;
+  int64_t target;
+} ce_row;
+
+/* Targets are read as integers: going through double would blur values beyond 2^53 in the
+ * error message. */
+static int64_t target_at(const cl_tensor *targets, int64_t i) {
+  return ((const int64_t *)cl_data(targets))[cl_offset_of(targets, i)];
+}
+
+static int cross_entropy_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *z = node->saved[0], *w = node->saved[1];
+  const ce_row *rows = node->ctx;
+  cl_reduction red = (cl_reduction)node->iarg[0];
+  int64_t n = z->shape[0], k = z->shape[1];
+  const float *pz = cl_f32(z), *pw = w ? cl_f32(w) : NULL, *pg = cl_f32(g);
+  if (node->inputs[0]) {
+    cl_tensor *dz = cl_empty(CL_FLOAT32, 2, z->shape);
+    if (!dz)
+      return -1;
+    float *pdz = cl_f32(dz);
+    for (int64_t i = 0; i < n; i++) {
+      double c = reduced_grad(pg, red, i, n) * (pw ? pw[i] : 1.0);
+      for (int64_t j = 0; j < k; j++) {
+        double soft = exp((double)pz[i * k + j] - rows[i].lse);
+        pdz[i * k + j] = (float)(c * (soft - (j == rows[i].target ? 1.0 : 0.0)));
+      }
+    }
+    gin[0] = dz;
+  }
+  if (node->inputs[1]) {
+    cl_tensor *dw = cl_empty(CL_FLOAT32, 1, &n);
+    if (!dw)
+      return -1;
+    float *pdw = cl_f32(dw);
+    for (int64_t i = 0; i < n; i++)
+      pdw[i] =
+          (float)(reduced_grad(pg, red, i, n) * (rows[i].lse - (double)pz[i * k + rows[i].target]));
+    gin[1] = dw;
+  }
+  return 0;
+}
+
+cl_tensor *cl_cross_entropy(cl_tensor *logits, const cl_tensor *targets, cl_tensor *weights,
+                            cl_reduction reduction) {
+  const char *fn = "cross_entropy";
+  char b1[96], b2[96];
+  if (check_reduction(fn, reduction) || cl_check_float(fn, "logits", logits) ||
+      (weights && cl_check_float(fn, "weight", weights)))
+    return NULL;
+  if (logits->ndim != 2 || logits->shape[1] < 1)
+    return (void)cl_fail("%s: logits must be N×K with K >= 1 classes, got %s", fn,
+                         cl_shape_str(logits, b1, sizeof b1)),
+           NULL;
+  int64_t n = logits->shape[0], k = logits->shape[1];
+  if (targets->dtype != CL_INT64)
+    return (void)cl_fail("%s: targets must be an int64 tensor of class indices, got %s (convert "
+                         "with :long())",
+                         fn, cl_dtype_name(targets->dtype)),
+           NULL;
+  if (targets->ndim != 1 || targets->shape[0] != n)
+    return (void)cl_fail("%s: targets must be 1-D of size N = %lld (the logits' N), got %s", fn,
+                         (long long)n, cl_shape_str(targets, b2, sizeof b2)),
+           NULL;
+  if (weights && (weights->ndim != 1 || weights->shape[0] != n))
+    return (void)cl_fail("%s: weight must be 1-D of size N = %lld (one per sample), got %s", fn,
+                         (long long)n, cl_shape_str(weights, b2, sizeof b2)),
+           NULL;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t t = target_at(targets, i);
+    if (t < 0 || t >= k)
+      return (void)cl_fail("%s: target %lld at position %lld is out of range [0, %lld) (class "
+                           "indices count from 0)",
+                           fn, (long long)t, (long long)i, (long long)k),
+             NULL;
+  }
+  size_t rows_bytes = sizeof(ce_row) * (size_t)n;
+  ce_row *rows = cl_alloc(rows_bytes);
+  cl_tensor *z = rows ? cl_float_contiguous(logits) : NULL;
+  cl_tensor *w = z && weights ? cl_float_contiguous(weights) : NULL;
+  int64_t one = n;
+  cl_tensor *out =
+      z && (w || !weights) ? cl_empty(CL_FLOAT32, reduction == CL_REDUCE_NONE ? 1 : 0, &one) : NULL;
+  if (!out) {
+    release4(z, w, NULL, NULL);
+    cl_dealloc(rows, rows_bytes);
+    return NULL;
+  }
+  const float *pz = cl_f32(z), *pw = w ? cl_f32(w) : NULL;
+  float *py = cl_f32(out);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const float *zi = pz + i * k;
+    float m = zi[0];
+    for (int64_t j = 1; j < k; j++)
+      m = zi[j] > m ? zi[j] : m;
+    double sum = 0;
+    for (int64_t j = 0; j < k; j++)
+      sum += exp((double)zi[j] - m);
+    rows[i].lse = m + log(sum);
+    rows[i].target = target_at(targets, i);
+    double loss = (rows[i].lse - zi[rows[i].target]) * (pw ? pw[i] : 1.0);
+    if (reduction == CL_REDUCE_NONE)
+      py[i] = (float)loss;
+    total += loss;
+  }
+  if (reduction != CL_REDUCE_NONE)
+    py[0] = (float)(reduction == CL_REDUCE_MEAN ? total / (double)n : total);
+  cl_node *node;
+  cl_tensor *inputs[2] = {logits, weights}, *saved[2] = {z, w};
+  int rc = cl_record(&out, &node, fn, cross_entropy_backward, 2, inputs, 2, saved);
+  release4(z, w, NULL, NULL);
+  if (rc || !node) {
+    cl_dealloc(rows, rows_bytes);
+    return out;
+  }
+  node->ctx = rows;
+  node->ctx_bytes = rows_bytes;
+  node->iarg[0] = reduction;
+  return out;
+}
+
+/* a, b of one shape, d = a − b:
+ *   none → d² (elementwise);  sum → Σ d²;  mean → Σ d² / numel.
+ * Backward: da = 2·c·d, db = −2·c·d with c the incoming factor (g_i, g or g/numel). */
+static int mse_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *d = node->saved[0];
+  cl_reduction red = (cl_reduction)node->iarg[0];
+  int64_t n = cl_numel(d);
+  const float *pd = cl_f32(d), *pg = cl_f32(g);
+  for (int side = 0; side < 2; side++) {
+    if (!node->inputs[side])
+      continue;
+    cl_tensor *r = cl_empty(CL_FLOAT32, d->ndim, d->shape);
+    if (!r)
+      return -1;
+    float *pr = cl_f32(r);
+    double sign = side == 0 ? 2.0 : -2.0;
+    for (int64_t i = 0; i < n; i++)
+      pr[i] = (float)(sign * reduced_grad(pg, red, i, n) * pd[i]);
+    gin[side] = r;
+  }
+  return 0;
+}
+
+cl_tensor *cl_mse_loss(cl_tensor *a, cl_tensor *b, cl_reduction reduction) {
+  char b1[96], b2[96];
+  if (check_reduction("mse_loss", reduction) || cl_check_float("mse_loss", "input", a) ||
+      cl_check_float("mse_loss", "target", b))
+    return NULL;
+  if (!cl_same_shape(a, b))
+    return (void)cl_fail("mse_loss: input and target must have the same shape, got %s and %s",
+                         cl_shape_str(a, b1, sizeof b1), cl_shape_str(b, b2, sizeof b2)),
+           NULL;
+  int64_t n = cl_numel(a);
+  cl_tensor *ac = cl_float_contiguous(a);
+  cl_tensor *bc = ac ? cl_float_contiguous(b) : NULL;
+  cl_tensor *d = bc ? cl_empty(CL_FLOAT32, a->ndim, a->shape) : NULL;
+  cl_tensor *out = d ? (reduction == CL_REDUCE_NONE ? cl_empty(CL_FLOAT32, a->ndim, a->shape)
+                                                    : cl_empty(CL_FLOAT32, 0, NULL))
+                     : NULL;
+  if (!out) {
+    release4(ac, bc, d, NULL);
+    return NULL;
+  }
+  const float *pa = cl_f32(ac), *pb = cl_f32(bc);
+  float *pd = cl_f32(d), *py = cl_f32(out);
+  double total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    pd[i] = pa[i] - pb[i];
+    double sq = (double)pd[i] * pd[i];
+    if (reduction == CL_REDUCE_NONE)
+      py[i] = (float)sq;
+    total += sq;
+  }
+  if (reduction != CL_REDUCE_NONE)
+    py[0] = (float)(reduction == CL_REDUCE_MEAN ? total / (double)n : total);
+  cl_node *node;
+  cl_tensor *inputs[2] = {a, b};
+  cl_record(&out, &node, "mse_loss", mse_backward, 2, inputs, 1, &d);
+  if (node)
+    node->iarg[0] = reduction;
+  release4(ac, bc, d, NULL);
+  return out;
+}
+
+/* ================================================================ upsample_bilinear */
+
+/* Where output row (or column) i reads from, align_corners = false as in PyTorch:
+ * src = (i + 0.5)·in/out − 0.5, clamped below at 0; i0 = ⌊src⌋, i1 = i0 + 1 unless i0 is the
+ * last row; weights (1 − λ, λ) with λ = src − i0. Computed in double: PyTorch rounds src to
+ * float on the way, so the two agree to about one float rounding of the source coordinate. */
+typedef struct {
+  int64_t i0, i1;
+  double l0, l1;
+} lerp_tap;
+
+static void lerp_taps(int64_t in, int64_t out, lerp_tap *taps) {
+  double scale = (double)in / (double)out;
+  for (int64_t i = 0; i < out; i++) {
+    double src = scale * ((double)i + 0.5) - 0.5;
+    if (src < 0)
+      src = 0;
+    int64_t i0 = (int64_t)src;
+    if (i0 > in - 1)
+      i0 = in - 1;
+    double lambda = src - (double)i0;
+    if (lambda > 1)
+      lambda = 1;
+    taps[i].i0 = i0;
+    taps[i].i1 = i0 < in - 1 ? i0 + 1 : i0;
+    taps[i].l1 = lambda;
+    taps[i].l0 = 1.0 - lambda;
+  }
+}
+
+/* x N×C×H×W → y N×C×OH×OW: with row taps (h0, h1, α0, α1) and column taps (w0, w1, β0, β1),
+ *   y[i,j] = α0·(β0·x[h0,w0] + β1·x[h0,w1]) + α1·(β0·x[h1,w0] + β1·x[h1,w1]).
+ * Backward spreads g[i,j] over the same four pixels with weights α·β. */
+static int upsample_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *x = node->inputs[0];
+  int64_t h = x->shape[2], w = x->shape[3], oh = g->shape[2], ow = g->shape[3];
+  int64_t planes = x->shape[0] * x->shape[1];
+  size_t taps_bytes = sizeof(lerp_tap) * (size_t)(oh + ow);
+  lerp_tap *rows = cl_alloc(taps_bytes);
+  cl_tensor *dx = rows ? cl_zeros(CL_FLOAT32, 4, x->shape) : NULL;
+  if (!dx) {
+    cl_dealloc(rows, taps_bytes);
+    return -1;
+  }
+  lerp_tap *cols = rows + oh;
+  lerp_taps(h, oh, rows);
+  lerp_taps(w, ow, cols);
+  const float *pg = cl_f32(g);
+  float *pdx = cl_f32(dx);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)planes * oh * ow * 4 > PARALLEL_MIN_WORK)
+#endif
+  for (int64_t pl = 0; pl < planes; pl++) {
+    float *d = pdx + pl * h * w;
+    const float *gp = pg + pl * oh * ow;
+    for (int64_t i = 0; i < oh; i++) {
+      const lerp_tap *r = rows + i;
+      for (int64_t j = 0; j < ow; j++) {
+        const lerp_tap *c = cols + j;
+        double gv = gp[i * ow + j];
+        d[r->i0 * w + c->i0] += (float)(r->l0 * c->l0 * gv);
+        d[r->i0 * w + c->i1] += (float)(r->l0 * c->l1 * gv);
+        d[r->i1 * w + c->i0] += (float)(r->l1 * c->l0 * gv);
+        d[r->i1 * w + c->i1] += (float)(r->l1 * c->l1 * gv);
+      }
+    }
+  }
+  cl_dealloc(rows, taps_bytes);
+  gin[0] = dx;
+  return 0;
+}
+
+cl_tensor *cl_upsample_bilinear(cl_tensor *x, int out_h, int out_w) {
+  char bx[96];
+  if (cl_check_float("upsample_bilinear", "input", x))
+    return NULL;
+  if (x->ndim != 4 || x->shape[2] < 1 || x->shape[3] < 1)
+    return (void)cl_fail("upsample_bilinear: input must be N×C×H×W with H, W >= 1, got %s",
+                         cl_shape_str(x, bx, sizeof bx)),
+           NULL;
+  if (out_h < 1 || out_w < 1)
+    return (void)cl_fail("upsample_bilinear: output size must be >= 1×1, got %d×%d", out_h, out_w),
+           NULL;
+  int64_t h = x->shape[2], w = x->shape[3], planes = x->shape[0] * x->shape[1];
+  int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
+  size_t taps_bytes = sizeof(lerp_tap) * (size_t)(out_h + out_w);
+  lerp_tap *rows = cl_alloc(taps_bytes);
+  cl_tensor *xc = rows ? cl_float_contiguous(x) : NULL;
+  cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
+  if (!out) {
+    cl_release(xc);
+    cl_dealloc(rows, taps_bytes);
+    return NULL;
+  }
+  lerp_tap *cols = rows + out_h;
+  lerp_taps(h, out_h, rows);
+  lerp_taps(w, out_w, cols);
+  const float *px = cl_f32(xc);
+  float *py = cl_f32(out);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)planes * out_h * out_w * 4 >                 \
+                                              PARALLEL_MIN_WORK)
+#endif
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const float *s = px + pl * h * w;
+    float *y = py + pl * out_h * out_w;
+    for (int64_t i = 0; i < out_h; i++) {
+      const lerp_tap *r = rows + i;
+      for (int64_t j = 0; j < out_w; j++) {
+        const lerp_tap *c = cols + j;
+        double top = c->l0 * s[r->i0 * w + c->i0] + c->l1 * s[r->i0 * w + c->i1];
+        double bottom = c->l0 * s[r->i1 * w + c->i0] + c->l1 * s[r->i1 * w + c->i1];
+        y[i * out_w + j] = (float)(r->l0 * top + r->l1 * bottom);
+      }
+    }
+  }
+  cl_dealloc(rows, taps_bytes);
+  cl_release(xc);
+  cl_record(&out, NULL, "upsample_bilinear", upsample_backward, 1, &x, 0, NULL);
+  return out;
+}
