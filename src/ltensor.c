@@ -15,9 +15,12 @@ static const char *const HOOKS_KEY = "cnnlab.hooks"; /* registry: id → {{key, 
 
 static clb_tensor *check_ud(lua_State *L, int idx) { return luaL_checkudata(L, idx, CLB_TENSOR); }
 
-/* Runs a core call that may fail and pushes the result. */
+/* Runs a core call that may fail and pushes the result. expr may still read arguments (an
+ * absent optional one must read as none), so the slot goes above every argument position. */
 #define PUSH_RESULT(L, expr)                                                                       \
   do {                                                                                             \
+    if (lua_gettop(L) < 10)                                                                        \
+      lua_settop(L, 10);                                                                           \
     cl_tensor **slot_ = clb_slot(L);                                                               \
     *slot_ = (expr);                                                                               \
     clb_done(L, slot_);                                                                            \

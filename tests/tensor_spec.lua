@@ -52,6 +52,8 @@ describe("tensor creation", function()
   it("counts positions from 0 and argmax gives class indices directly", function()
     local logits = lab.tensor({{0.1, 3, 0.2}, {5, 1, 0}})
     assert.same({1, 0}, values(logits:argmax(1)))
+    assert.same({2}, logits:argmax(1).shape)
+    assert.same({2, 1}, logits:argmax(1, true).shape)
   end)
 end)
 

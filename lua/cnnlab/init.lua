@@ -20,6 +20,7 @@ local submodules = {
   util = "cnnlab.util", hooks = "cnnlab.hooks", gradcam = "cnnlab.gradcam",
   attack = "cnnlab.attack", ablation = "cnnlab.ablation", debias = "cnnlab.debias",
   gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
+  study = "cnnlab.study",
 }
 
 setmetatable(lab, {

@@ -81,7 +81,7 @@ local CHECKPOINT = "checkpoint.safetensors"
 --- Writes model.safetensors (SPEC §4 names only) and, for resuming, checkpoint.safetensors
 -- (model, optimizer buffers, method state and the loop's position). Both atomically.
 function train.save_checkpoint(out, ctx, position)
-  util.mkdir(out)
+  util.mkdir_p(out)
   local model_sd = ctx.model:state_dict()
   core.save_safetensors(out .. "/model.safetensors", model_sd, {
     format = "cnnlab seed_cnn", method = ctx.method.name, seed = tostring(ctx.opts.seed)})

@@ -17,7 +17,8 @@
 --     {"quick", false, "smaller run"}, ...}}
 -- The type of each default decides the parsing: numbers must parse as numbers (integers
 -- when the default is an integer), strings are taken as they are, booleans are switches
--- (`--quick`, `--quick=false`, `--no-quick`). --help prints the usage and exits 0; an unknown
+-- (`--quick`, `--quick=false`, `--no-quick`), a table default ({}) collects every occurrence
+-- of a repeatable option (`--method-opt a=1 --method-opt b=2`). --help prints the usage and exits 0; an unknown
 -- flag or a bad value prints the problem and the usage to stderr and exits 2.
 local util = {}
 
@@ -165,6 +166,7 @@ local function usage(spec)
   lines[#lines + 1] = "options:"
   for _, o in ipairs(spec.options) do
     local name, default, help = o[1], o[2], o[3] or ""
+    if type(default) == "table" then default = "none; repeatable" end
     local flag = type(default) == "boolean" and ("--" .. name)
       or string.format("--%s %s", name, math.type(default) == "integer" and "N"
         or type(default) == "number" and "X" or "VALUE")
@@ -206,7 +208,7 @@ function util.parse_args(args, spec, opts)
   local known, result = {}, {}
   for _, o in ipairs(spec.options) do
     known[o[1]] = o
-    result[o[1]] = o[2]
+    result[o[1]] = type(o[2]) == "table" and {} or o[2]
   end
   local i = 1
   while args[i] ~= nil do
@@ -233,9 +235,13 @@ function util.parse_args(args, spec, opts)
         i = i + 1
         value = args[i]
       end
-      local v, err = convert(o[1], o[2], value)
+      local v, err = convert(o[1], type(o[2]) == "table" and "" or o[2], value)
       if err then fail(err) end
-      result[o[1]] = v
+      if type(o[2]) == "table" then
+        table.insert(result[o[1]], v)
+      else
+        result[o[1]] = v
+      end
     end
     i = i + 1
   end
