@@ -4,6 +4,8 @@
 #   make data         fetch and verify MNIST into data/mnist/
 #   make demo         the whole study, report in runs/report.html
 #   make check-asan   the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check-valgrind  a short training script under valgrind (no definitely-lost bytes)
+#   make fuzz         each libFuzzer target for FUZZ_SECONDS seconds (clang); fuzz-ci: 60 s each
 # Options: BLAS=openblas|none  OPENMP=1|0  MODE=release|asan|debug
 
 BLAS ?= openblas
@@ -65,7 +67,8 @@ ifeq ($(BUILD),build)
 TOP_EXE := cnnlab
 endif
 
-.PHONY: all test check-asan data demo bench clean install format fuzz
+.PHONY: all test check-asan check-valgrind data demo bench clean install format fuzz fuzz-ci \
+	fuzz-build
 all: $(EXE) $(BUILD)/lib/cnnlab/core.so $(TOP_EXE)
 
 $(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
@@ -90,11 +93,66 @@ cnnlab: $(EXE)
 $(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(BUILD)/libcnnlab.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Isrc $< -o $@ $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
 
+# The fuzz regression replay runs the fuzz targets' own code (fuzz/targets.c).
+$(BUILD)/tests/test_fuzz: tests/c/test_fuzz.c fuzz/targets.c fuzz/targets.h tests/c/check.h \
+  $(BUILD)/libcnnlab.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Isrc -Ifuzz tests/c/test_fuzz.c fuzz/targets.c -o $@ \
+	  $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
+
 test: all $(TEST_C_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh
 
+# LeakSanitizer reads tests/lsan.supp (third-party leaks only, each justified there).
 check-asan:
-	$(MAKE) MODE=asan test
+	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) MODE=asan test
+
+# A short training run (generated data) under memcheck: any definitely-lost byte fails it.
+check-valgrind: all
+	sh tests/valgrind.sh $(EXE)
+
+# ---------------------------------------------------------------- fuzzing (docs/reliability.md)
+# libFuzzer targets built with clang, AddressSanitizer and UBSan, over the core compiled the
+# same way (no OpenMP, no BLAS: the readers need neither). Seeds are generated, not committed.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := idx safetensors png
+FUZZ_DIR := build-fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wno-unknown-pragmas -O1 -g \
+  -fno-omit-frame-pointer $(FUZZ_SAN) $(DEFS)
+FUZZ_CORE_OBJ := $(CORE_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+
+$(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS) | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/obj/targets.o: fuzz/targets.c fuzz/targets.h $(HEADERS) | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Isrc -c $< -o $@
+
+$(FUZZ_DIR)/obj:
+	mkdir -p $@
+
+$(FUZZ_DIR)/libcnnlab.a: $(FUZZ_CORE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_DIR)/obj/targets.o $(FUZZ_DIR)/libcnnlab.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Isrc $< $(FUZZ_DIR)/obj/targets.o \
+	  $(FUZZ_DIR)/libcnnlab.a -o $@ -lpng -lz -lcjson -lm
+
+# Seed corpora: small valid files of every kind each reader accepts, written by a script.
+$(FUZZ_DIR)/seeds/.done: fuzz/make_seeds.lua $(EXE)
+	rm -rf $(FUZZ_DIR)/seeds && $(EXE) fuzz/make_seeds.lua $(FUZZ_DIR)/seeds && touch $@
+
+fuzz-build: $(FUZZ_BIN) $(FUZZ_DIR)/seeds/.done
+
+fuzz: fuzz-build
+	sh fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=60
 
 data:
 	@sh data/fetch.sh

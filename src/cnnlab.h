@@ -40,6 +40,15 @@ size_t cl_mem_peak(void);
 void cl_fail_alloc_after(long n);
 long cl_alloc_count(void);
 
+/* ---------------------------------------------------------------- the block cache */
+
+/* Released blocks of 64 KB and more are kept for reuse (a training step asks for the same
+ * sizes every step); they are not counted in cl_mem_in_use(). Live + cached bytes stay under
+ * the peak of live bytes (at least 64 MB). cl_mem_trim() returns the cached blocks to the C
+ * library. See src/alloc.c and docs/performance.md. */
+size_t cl_mem_cached(void);
+void cl_mem_trim(void);
+
 /* ---------------------------------------------------------------- tensors */
 
 typedef enum { CL_FLOAT32 = 0, CL_UINT8 = 1, CL_INT64 = 2 } cl_dtype;

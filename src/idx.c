@@ -122,11 +122,15 @@ static cl_tensor *read_idx_gz(gzFile gz, const char *path, uint64_t file_size) {
                          path, rank, (unsigned long long)header, (unsigned long long)(4 + got)),
            NULL;
   int64_t shape[CL_MAX_DIMS];
-  uint64_t n = 1;
+  uint64_t n = 1, bound = 1;
   for (int d = 0; d < rank; d++) {
     shape[d] = be32(head + 4 + 4 * d);
-    if (shape[d] > 0 && n > (UINT64_C(1) << 40) / (uint64_t)shape[d])
+    /* The bound counts a size-0 dimension as 1, as cl_empty does (0×2^32×2^32 overflows the
+     * strides); checked here so the message names the file. Found by fuzzing. */
+    uint64_t size = shape[d] > 0 ? (uint64_t)shape[d] : 1;
+    if (bound > (UINT64_C(1) << 40) / size)
       return (void)cl_fail("idx: %s: dimensions too large (more than 2^40 elements)", path), NULL;
+    bound *= size;
     n *= (uint64_t)shape[d];
   }
   uint64_t expected = header + n * (uint64_t)esize;

@@ -217,16 +217,20 @@ static int parse_entry(const char *file, const cJSON *info, cl_st_entry *e) {
     return cl_fail("safetensors: %s: tensor '%s': %d dimensions, at most %d supported", file, tn,
                    ndim, CL_MAX_DIMS);
   e->ndim = ndim;
-  uint64_t numel = 1;
+  uint64_t numel = 1, bound = 1;
   int d = 0;
   for (const cJSON *s = sh->child; s; s = s->next, d++) {
     uint64_t v;
     if (get_uint(s, &v))
       return cl_fail("safetensors: %s: tensor '%s': shape entry %d is not a non-negative integer",
                      file, tn, d);
-    if (v > 0 && numel > (UINT64_C(1) << 40) / v)
+    /* A size-0 dimension counts as 1 in the bound, as cl_empty does: [0, 2^32, 2^32] would
+     * pass the header and then fail (or overflow strides) when the data is loaded. */
+    uint64_t size = v > 0 ? v : 1;
+    if (bound > (UINT64_C(1) << 40) / size)
       return cl_fail("safetensors: %s: tensor '%s': shape too large (more than 2^40 elements)",
                      file, tn);
+    bound *= size;
     e->shape[d] = (int64_t)v;
     numel *= v;
   }

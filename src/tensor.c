@@ -93,9 +93,14 @@ int cl_check_shape(const char *fn, int ndim, const int64_t *shape) {
     if (shape[d] < 0)
       return cl_fail("%s: size of dimension %d must be >= 0, got %lld", fn, d,
                      (long long)shape[d]);
-    if (shape[d] > 0 && n > (INT64_C(1) << 40) / shape[d])
-      return cl_fail("%s: tensor of more than 2^40 elements refused", fn);
-    n *= shape[d];
+    /* A size-0 dimension counts as 1 here: strides multiply the other sizes even when the
+     * tensor is empty, so 0×2^32×2^32 would overflow them (found by fuzzing IDX headers). */
+    int64_t size = shape[d] > 0 ? shape[d] : 1;
+    if (n > (INT64_C(1) << 40) / size)
+      return cl_fail("%s: tensor of more than 2^40 elements refused (size-0 dimensions count as "
+                     "1)",
+                     fn);
+    n *= size;
   }
   return 0;
 }

@@ -60,6 +60,8 @@ function study.load_data(opts)
   end
   sets.signature = {data = opts.data, seed = opts.seed, rho = opts.rho, beta = opts.beta,
     quick = opts.quick or false}
+  -- the grey digits behind the sets (set.index points into source.train / source.test)
+  sets.source = source
   return sets
 end
 

@@ -136,7 +136,8 @@ end
 
 --- The settings that must match for --resume to continue a run.
 local function resume_settings(opts)
-  return {method = opts.method.name, epochs = opts.epochs, batch = opts.batch, lr = opts.lr,
+  -- epochs is left out on purpose: resuming with more epochs continues a finished run
+  return {method = opts.method.name, batch = opts.batch, lr = opts.lr,
     optimizer = opts.optimizer, seed = opts.seed, method_options = opts.method.options,
     data = opts.data_signature}
 end
@@ -178,7 +179,9 @@ function train.fit(opts)
     end
     local saved
     start, saved = load_checkpoint(ckpt, ctx)
-    local a, b = util.json_encode(saved), util.json_encode(ctx.settings)
+    -- through JSON both ways, so that 64 and 64.0 compare equal
+    local a = util.json_encode(saved)
+    local b = util.json_encode(util.json_decode(util.json_encode(ctx.settings)))
     if a ~= b then
       error("train: the checkpoint was made with other settings:\n  checkpoint: " .. a ..
         "\n  this run:   " .. b, 2)

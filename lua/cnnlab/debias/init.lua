@@ -1,7 +1,8 @@
 --- cnnlab.debias — finds and instantiates debias methods by name or file path.
 --
 -- A method is a Lua file returning a table (see docs/debias.md):
---   name, description, options = {key = default, ...}, epochs (optional default),
+--   name, description, options = {key = default, ...}, epochs (optional default: a number,
+--   or a function(options) → number for methods whose length depends on their options),
 --   build_model(ctx) → model          loss(ctx, batch) → loss[, logits]
 --   setup(ctx), begin_epoch(ctx, e), end_epoch(ctx, e, record), before_step(ctx, batch)
 --   state_dict(ctx) → tensors, meta   load_state_dict(ctx, tensors, meta)     (all optional)
@@ -83,6 +84,9 @@ function debias.load(name_or_path, overrides)
         tostring(k), #known > 0 and table.concat(known, ", ") or "none"), 2)
     end
     instance.options[k] = coerce(instance.name, k, v, module.options[k])
+  end
+  if type(module.epochs) == "function" then
+    instance.epochs = module.epochs(instance.options)
   end
   if not instance.build_model then
     instance.build_model = function(ctx)

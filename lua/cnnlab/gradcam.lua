@@ -1,0 +1,297 @@
+--- cnnlab.gradcam — where does the network look when it decides? Grad-CAM, Grad-CAM++ and
+-- input-gradient saliency, built on cnnlab.hooks (module hooks at the layer's boundary), and
+-- the measure the study reports: the share of a map's mass on the digit's strokes.
+--
+--   gradcam.compute(model, x[, opts]) → result          Grad-CAM (Selvaraju et al. 2017)
+--     x       N×3×H×W float in [0,1], or uint8 bytes as stored (divided by 255)
+--     opts    layer = "relu3"   the module whose output A (N×K×h×w) is explained; "relu3" is
+--                               conv3 after its ReLU (6×6 for the seed network), the last
+--                               convolutional feature map before pooling; "pool3" (2×2) and
+--                               "relu2" (13×13) work too, as does any layer of any model
+--             target = nil      nil: each row's top logit; an integer class; or int64 N
+--             size = {H, W}     upsampling size (default the input's)
+--             batch = 256       rows per forward/backward pass
+--             plusplus = false  also compute Grad-CAM++ from the same pass
+--     result  {layer =, target = int64 N, logits = N×K, probs = N×K (softmax),
+--              maps = N×h×w (raw, at the layer's resolution, not rescaled),
+--              upsampled = N×H×W (bilinear, align_corners = false), weights = N×K,
+--              and with plusplus: maps_pp, upsampled_pp, weights_pp}
+--       α_k   = (1/hw) Σ_ij ∂y_c/∂A_kij     y_c the chosen class's logit (not the softmax)
+--       map   = ReLU(Σ_k α_k A_k)           all-negative maps become zeros
+--   gradcam.gradcam_pp(model, x[, opts]) → the same result with maps = Grad-CAM++
+--       (Chattopadhyay et al. 2018, closed form as in pytorch-grad-cam), g = ∂y_c/∂A:
+--       a_kij = g² / (2g² + Σ_ab A_kab · g³)  (0 where the denominator is 0)
+--       w_k   = Σ_ij a_kij · ReLU(g_kij);    map = ReLU(Σ_k w_k A_k)
+--       (the paper's exp(y_c) factor is a positive per-sample constant: it only rescales)
+--   gradcam.saliency(model, x[, {target =, batch =}]) → {maps = N×H×W, target =, logits =}
+--       plain input-gradient saliency (Simonyan et al. 2014): max over colour channels of
+--       |∂y_c/∂x|
+--   gradcam.from_gradients(A, G) → maps N×h×w, weights N×K     the Grad-CAM arithmetic alone
+--   gradcam.pp_from_gradients(A, G) → maps, weights             Grad-CAM++ arithmetic alone
+--   gradcam.stroke_mask(grey[, threshold = 0.5]) → float N×H×W of 0/1: the digit's strokes,
+--       grey uint8 N×H×W MNIST digits (or float in [0,1]), stroke where grey/255 > threshold
+--   gradcam.mass_share(maps, mask) → float N: Σ mask·map / Σ map per row (NaN for a map
+--       that is zero everywhere: it has no mass to share)
+--   gradcam.mean_share(shares[, select]) → mean over the rows with a defined share (and
+--       select[i] ~= 0 when select, a uint8/int64 N tensor, is given), count, zero-map count
+local core = require "cnnlab.core"
+local hooks = require "cnnlab.hooks"
+
+local gradcam = {}
+
+-- fn() with gradient recording off (restored even when fn raises).
+local function no_grad(fn)
+  local was = core.set_grad_enabled(false)
+  local ok, a = pcall(fn)
+  core.set_grad_enabled(was)
+  if not ok then error(a, 0) end
+  return a
+end
+
+gradcam.DEFAULT_LAYER = "relu3"
+gradcam.STROKE_THRESHOLD = 0.5
+
+local function shape_string(t) return table.concat(t.shape, "×") end
+
+local function check_opts(fn, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(("%s: options must be a table, got %s"):format(fn, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local known = {}
+      for name in pairs(allowed) do known[#known + 1] = name end
+      table.sort(known)
+      error(("%s: unknown option '%s' (known: %s)"):format(fn, tostring(k),
+        table.concat(known, ", ")), 3)
+    end
+  end
+  return opts
+end
+
+local function check_images(fn, x)
+  if not core.is_tensor(x) then
+    error(("%s: x must be a tensor N×C×H×W, got %s"):format(fn, type(x)), 3)
+  end
+  if x:dim() ~= 4 then
+    error(("%s: x must be N×C×H×W, got %s"):format(fn, shape_string(x)), 3)
+  end
+  if x.dtype ~= "uint8" and x.dtype ~= "float32" then
+    error(("%s: x must be float32 in [0,1] or uint8 bytes, got %s"):format(fn, x.dtype), 3)
+  end
+end
+
+local function check_pair(fn, A, G)
+  if not core.is_tensor(A) or not core.is_tensor(G) then
+    error(("%s: A and G must be tensors, got %s and %s"):format(fn, type(A), type(G)), 3)
+  end
+  if A:dim() ~= 4 or shape_string(A) ~= shape_string(G) then
+    error(("%s: A and G must be N×K×h×w of the same shape, got %s and %s"):format(fn,
+      shape_string(A), shape_string(G)), 3)
+  end
+end
+
+-- ReLU(Σ_k w_k A_k) for weights N×K.
+local function cam(A, weights)
+  local n, k = A:size(0), A:size(1)
+  return (A * weights:reshape(n, k, 1, 1)):sum(1):relu()
+end
+
+--- Grad-CAM from activations A and gradients G (both N×K×h×w).
+function gradcam.from_gradients(A, G)
+  check_pair("gradcam.from_gradients", A, G)
+  local was = core.set_grad_enabled(false)
+  local n, k = A:size(0), A:size(1)
+  local weights = G:reshape(n, k, -1):mean(2)
+  local maps = cam(A, weights)
+  core.set_grad_enabled(was)
+  return maps, weights
+end
+
+function gradcam.pp_from_gradients(A, G)
+  check_pair("gradcam.pp_from_gradients", A, G)
+  local was = core.set_grad_enabled(false)
+  local n, k = A:size(0), A:size(1)
+  local g2 = G * G
+  local g3 = g2 * G
+  local sum_a = A:reshape(n, k, -1):sum(2):reshape(n, k, 1, 1)
+  local denom = g2 * 2 + sum_a * g3
+  -- where the denominator is 0 (g = 0, or the rare g = −2/ΣA) the coefficient is 0
+  local zero = denom:eq(0):float()
+  local a = g2 * denom:ne(0):float() / (denom + zero)
+  local weights = (a * G:relu()):reshape(n, k, -1):sum(2)
+  local maps = cam(A, weights)
+  core.set_grad_enabled(was)
+  return maps, weights
+end
+
+local function size_of(fn, x, size)
+  if size == nil then return x:size(2), x:size(3) end
+  if type(size) ~= "table" or math.type(size[1]) ~= "integer" or math.type(size[2]) ~= "integer"
+    or size[1] < 1 or size[2] < 1 then
+    error(("%s: size must be {H, W} with positive integers, got %s"):format(fn,
+      type(size) == "table" and ("{" .. tostring(size[1]) .. ", " .. tostring(size[2]) .. "}")
+      or type(size)), 3)
+  end
+  return size[1], size[2]
+end
+
+local function batch_of(fn, batch)
+  batch = batch or 256
+  if math.type(batch) ~= "integer" or batch < 1 then
+    error(("%s: batch must be a positive integer, got %s"):format(fn, tostring(batch)), 3)
+  end
+  return batch
+end
+
+-- The rows [start, start + count) of target (nil, integer or int64 N).
+local function target_rows(target, start, count)
+  if core.is_tensor(target) then return target:narrow(0, start, count) end
+  return target
+end
+
+local function check_target(fn, target, n)
+  if target == nil or math.type(target) == "integer" then return end
+  if core.is_tensor(target) and target.dtype == "int64" and target:dim() == 1
+    and target:size(0) == n then
+    return
+  end
+  error(("%s: target must be nil (top logit), an integer class or an int64 vector of %d "
+    .. "classes, got %s"):format(fn, n, core.is_tensor(target)
+      and (target.dtype .. " " .. shape_string(target)) or type(target)), 3)
+end
+
+local function upsample(maps, h, w)
+  return core.upsample_bilinear(maps:unsqueeze(1), h, w):squeeze(1)
+end
+
+function gradcam.compute(model, x, opts)
+  local fn = "gradcam.compute"
+  opts = check_opts(fn, opts, {layer = true, target = true, size = true, batch = true,
+    plusplus = true})
+  check_images(fn, x)
+  local layer = opts.layer or gradcam.DEFAULT_LAYER
+  hooks.module(model, layer) -- a clear error for unknown layers before any work
+  local h, w = size_of(fn, x, opts.size)
+  local batch = batch_of(fn, opts.batch)
+  local n = x:size(0)
+  check_target(fn, opts.target, n)
+  local parts = {maps = {}, upsampled = {}, weights = {}, target = {}, logits = {},
+    maps_pp = {}, upsampled_pp = {}, weights_pp = {}}
+  for start = 0, n - 1, batch do
+    local count = math.min(batch, n - start)
+    local r = hooks.gradient(model, layer, x:narrow(0, start, count),
+      {target = target_rows(opts.target, start, count)})
+    if r.activation:dim() ~= 4 then
+      error(("%s: layer '%s' gives %s activations; Grad-CAM needs N×K×h×w feature maps"):format(
+        fn, layer, shape_string(r.activation)), 2)
+    end
+    local maps, weights = gradcam.from_gradients(r.activation, r.gradient)
+    table.insert(parts.maps, maps)
+    table.insert(parts.weights, weights)
+    table.insert(parts.upsampled, upsample(maps, h, w))
+    table.insert(parts.target, r.target)
+    table.insert(parts.logits, r.output)
+    if opts.plusplus then
+      local mp, wp = gradcam.pp_from_gradients(r.activation, r.gradient)
+      table.insert(parts.maps_pp, mp)
+      table.insert(parts.weights_pp, wp)
+      table.insert(parts.upsampled_pp, upsample(mp, h, w))
+    end
+  end
+  local result = {layer = layer}
+  for key, list in pairs(parts) do
+    if #list > 0 then result[key] = core.cat(list, 0) end
+  end
+  result.probs = result.logits:softmax(1)
+  return result
+end
+
+function gradcam.gradcam_pp(model, x, opts)
+  opts = check_opts("gradcam.gradcam_pp", opts, {layer = true, target = true, size = true,
+    batch = true})
+  local o = {plusplus = true}
+  for k, v in pairs(opts) do o[k] = v end
+  local r = gradcam.compute(model, x, o)
+  return {layer = r.layer, target = r.target, logits = r.logits, probs = r.probs,
+    maps = r.maps_pp, upsampled = r.upsampled_pp, weights = r.weights_pp}
+end
+
+function gradcam.saliency(model, x, opts)
+  local fn = "gradcam.saliency"
+  opts = check_opts(fn, opts, {target = true, batch = true})
+  check_images(fn, x)
+  local batch = batch_of(fn, opts.batch)
+  local n = x:size(0)
+  check_target(fn, opts.target, n)
+  -- any module will do as the hooked layer: the first child, whose gradient we do not need
+  local first = hooks.layer_names(model)[1]
+  if not first then error(fn .. ": the model has no layers", 2) end
+  local maps, targets, logits = {}, {}, {}
+  for start = 0, n - 1, batch do
+    local count = math.min(batch, n - start)
+    local r = hooks.gradient(model, first, x:narrow(0, start, count),
+      {target = target_rows(opts.target, start, count), input_grad = true})
+    local m = no_grad(function() return r.input_grad:abs():max(1) end)
+    maps[#maps + 1], targets[#targets + 1], logits[#logits + 1] = m, r.target, r.output
+  end
+  return {maps = core.cat(maps, 0), target = core.cat(targets, 0), logits = core.cat(logits, 0)}
+end
+
+function gradcam.stroke_mask(grey, threshold)
+  threshold = threshold or gradcam.STROKE_THRESHOLD
+  if not core.is_tensor(grey) or grey:dim() ~= 3 then
+    error(("gradcam.stroke_mask: grey must be N×H×W digits, got %s"):format(
+      core.is_tensor(grey) and shape_string(grey) or type(grey)), 2)
+  end
+  if type(threshold) ~= "number" or threshold < 0 or threshold >= 1 then
+    error(("gradcam.stroke_mask: threshold must be a number in [0, 1), got %s"):format(
+      tostring(threshold)), 2)
+  end
+  local g = grey.dtype == "uint8" and grey:float() / 255 or grey:float()
+  return g:gt(threshold):float()
+end
+
+function gradcam.mass_share(maps, mask)
+  local fn = "gradcam.mass_share"
+  if not core.is_tensor(maps) or not core.is_tensor(mask) then
+    error(("%s: maps and mask must be tensors, got %s and %s"):format(fn, type(maps),
+      type(mask)), 2)
+  end
+  if maps:dim() ~= 3 or shape_string(maps) ~= shape_string(mask) then
+    error(("%s: maps and mask must both be N×H×W, got %s and %s (upsample the maps to the "
+      .. "mask's size first)"):format(fn, shape_string(maps), shape_string(mask)), 2)
+  end
+  return no_grad(function()
+    local m = maps:float()
+    local n = m:size(0)
+    local total = m:reshape(n, -1):sum(1)
+    local on = (m * mask:float()):reshape(n, -1):sum(1)
+    return on / total -- 0/0 = NaN for all-zero maps
+  end)
+end
+
+function gradcam.mean_share(shares, select)
+  if not core.is_tensor(shares) or shares:dim() ~= 1 then
+    error("gradcam.mean_share: shares must be a float vector (from gradcam.mass_share)", 2)
+  end
+  local s = shares:totable()
+  local sel = select and select:totable()
+  if sel and #sel ~= #s then
+    error(("gradcam.mean_share: select has %d entries for %d shares"):format(#sel, #s), 2)
+  end
+  local sum, count, zero = 0.0, 0, 0
+  for i, v in ipairs(s) do
+    if not sel or sel[i] ~= 0 then
+      if v ~= v then
+        zero = zero + 1
+      else
+        sum, count = sum + v, count + 1
+      end
+    end
+  end
+  return count > 0 and sum / count or 0 / 0, count, zero
+end
+
+return gradcam

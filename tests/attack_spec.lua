@@ -1,0 +1,291 @@
+-- Adversarial attacks (lua/cnnlab/attack.lua): a hand-made one-pixel model whose answer is
+-- worked out on paper (exact step counts, early stop, failure when the budget is too small),
+-- a small CNN trained here on generated Colored digits (success, ε-ball and [0,1] checked
+-- element by element, ε = 0 changes nothing), and the argument errors.
+local lab = require "cnnlab"
+local nn = lab.nn
+local attack = lab.attack
+
+-- The one-pixel model: input N×1×1×1 holding v; logits z3 = 40·(v − 0.5), z7 = 0, every other
+-- class −100. So p(3) = σ(40(v − 0.5)) and p(3) ≥ 0.9 ⟺ v ≥ 0.5 + ln 9 / 40 = 0.55493.
+-- The gradient of CE(·, 3) with respect to v is 40·(p3 − 1) < 0, so a targeted step moves v
+-- up by exactly α; an untargeted step against label 7 moves v up as well (∂CE(·,7)/∂v =
+-- 40·p3 > 0).
+local function pixel_model()
+  local lin = nn.Linear(1, 10)
+  lab.no_grad(function()
+    local w, b = {}, {}
+    for k = 0, 9 do w[k + 1], b[k + 1] = {0}, -100 end
+    w[4], b[4] = {40}, -20
+    b[8] = 0
+    lin.weight:copy_(lab.tensor(w))
+    lin.bias:copy_(lab.tensor(b))
+  end)
+  return nn.Sequential {nn.Flatten(), lin}
+end
+
+local function pixels(list)
+  return lab.tensor(list):reshape(#list, 1, 1, 1)
+end
+
+local function column(t)
+  return t:contiguous():reshape(-1):totable()
+end
+
+-- Every element of adv within eps of x (compared in double) and inside [0,1].
+local function assert_in_ball(x, adv, eps)
+  local a, b = column(x), column(adv)
+  assert.equal(#a, #b)
+  local worst, outside = 0, 0
+  for i = 1, #a do
+    local d = math.abs(b[i] - a[i])
+    if d > worst then worst = d end
+    if d > eps or b[i] < 0 or b[i] > 1 then outside = outside + 1 end
+  end
+  assert.equal(0, outside)
+  return worst
+end
+
+describe("the one-pixel model (answers worked out on paper)", function()
+  local model = pixel_model()
+
+  it("stops each sample as soon as p(3) ≥ 0.9, with the exact step count", function()
+    -- α = 0.01: from 0.5, v reaches 0.56 ≥ 0.55493 after 6 steps; from 0.52 after 4; 0.7 is
+    -- already a confident 3 (0 steps, unchanged); from 0.3 the ball ends at 0.4 (fails).
+    local x = pixels({0.5, 0.52, 0.7, 0.3})
+    local r = attack.pgd(model, x, {target = 3, eps = 0.1, step_size = 0.01, steps = 50,
+      confidence = 0.9})
+    assert.same({1, 1, 1, 0}, column(r.success))
+    assert.same({6, 4, 0, 50}, column(r.steps))
+    local v = column(r.adversarial)
+    assert.near(0.56, v[1], 1e-5)
+    assert.near(0.56, v[2], 1e-5)
+    assert.equal(column(x)[3], v[3])
+    assert.near(0.4, v[4], 2e-6)
+    local conf = column(r.confidence)
+    -- stopped at the first confident step: p(3) just above 0.9, not pushed on to 1
+    assert.near(1 / (1 + math.exp(-40 * 0.06)), conf[1], 1e-4)
+    assert.is_true(conf[1] >= 0.9 and conf[1] < 0.92)
+    assert.near(1 / (1 + math.exp(-40 * 0.2)), conf[3], 1e-4)
+    assert.same({3, 3, 3, 7}, column(r.pred))
+    assert.equal(75, r.success_rate)
+    assert.near((6 + 4 + 0 + 50) / 4, r.mean_steps, 1e-12)
+    assert_in_ball(x, r.adversarial, 0.1)
+    assert.near(0.06, column(r.linf)[1], 1e-5)
+    assert.near(0.06, column(r.l2)[1], 1e-5)
+  end)
+
+  it("fails when the budget cannot reach the confidence, staying on the ball's edge", function()
+    -- ε = 0.04: v ≤ 0.54, p(3) ≤ σ(1.6) = 0.832 < 0.9
+    local x = pixels({0.5})
+    local r = attack.pgd(model, x, {target = 3, eps = 0.04, step_size = 0.01, steps = 20})
+    assert.same({0}, column(r.success))
+    assert.same({20}, column(r.steps))
+    assert.near(1 / (1 + math.exp(-40 * 0.04)), column(r.confidence)[1], 1e-4)
+    local worst = assert_in_ball(x, r.adversarial, 0.04)
+    assert.is_true(worst > 0.0399)
+  end)
+
+  it("runs on without early stop, and records the settings", function()
+    local r = attack.pgd(pixel_model(), pixels({0.5}), {target = 3, eps = 0.1,
+      step_size = 0.01, steps = 8, early_stop = false})
+    assert.same({8}, column(r.steps))
+    assert.near(0.58, column(r.adversarial)[1], 1e-5)
+    local s = r.settings
+    assert.equal("pgd", s.attack)
+    assert.is_true(s.targeted)
+    assert.equal(-1, s.sign)
+    assert.equal(0.01, s.step_size)
+    assert.equal(8, s.steps)
+    assert.is_false(s.random_start)
+    assert.equal(0.9, s.confidence)
+  end)
+
+  it("FGSM takes one step of size ε", function()
+    local r = attack.fgsm(model, pixels({0.5, 0.5}), {target = 3, eps = 0.06})
+    assert.same({1, 1}, column(r.success))
+    assert.same({1, 1}, column(r.steps))
+    assert.near(0.56, column(r.adversarial)[1], 2e-6)
+    assert.equal("fgsm", r.settings.attack)
+    local weak = attack.fgsm(model, pixels({0.5}), {target = 3, eps = 0.05})
+    assert.same({0}, column(weak.success)) -- σ(40·0.05) = 0.88 < 0.9
+  end)
+
+  it("untargeted: ascends the true label's loss and stops at the first wrong answer", function()
+    -- label 7; the answer flips to 3 once z3 > 0, i.e. v > 0.5: from 0.45 with α = 0.02 that
+    -- is after 3 steps (0.51)
+    local r = attack.pgd(model, pixels({0.45}), {labels = 7, eps = 0.1, step_size = 0.02,
+      steps = 10})
+    assert.same({1}, column(r.success))
+    assert.same({3}, column(r.steps))
+    assert.same({3}, column(r.pred))
+    assert.equal(1, r.settings.sign)
+    assert.is_false(r.settings.targeted)
+  end)
+
+  it("a random start is drawn from the given generator and stays in the ball", function()
+    local x = pixels({0.5, 0.5, 0.5, 0.5, 0.02, 0.98})
+    local opts = {labels = 7, eps = 0.05, steps = 1, early_stop = false, step_size = 1e-9,
+      random_start = true}
+    opts.generator = lab.Generator(5)
+    local a = attack.pgd(model, x, opts)
+    opts.generator = lab.Generator(5)
+    local b = attack.pgd(model, x, opts)
+    assert.same(column(a.adversarial), column(b.adversarial))
+    assert_in_ball(x, a.adversarial, 0.05)
+    assert.is_true(a.settings.random_start)
+    local moved = 0
+    for i, v in ipairs(column(a.adversarial)) do
+      if v ~= column(x)[i] then moved = moved + 1 end
+    end
+    assert.is_true(moved >= 5)
+  end)
+
+  it("restores the model's mode and parameter flags", function()
+    local m = pixel_model()
+    m:train()
+    attack.pgd(m, pixels({0.5}), {target = 3, eps = 0.1, step_size = 0.01})
+    assert.is_true(m.training)
+    for _, p in ipairs(m:parameters()) do
+      assert.is_true(p.requires_grad)
+      assert.is_nil(p.grad)
+    end
+  end)
+end)
+
+describe("a small CNN trained on generated Colored digits", function()
+  local model, x, y, sevens
+
+  setup(function()
+    local sets = lab.study.load_data({seed = 3, rho = 1, beta = 0.25, data = "generated",
+      generated_n = 1500, quick = false})
+    model = nn.Sequential {
+      nn.Conv2d(3, 8, 3, {padding = 1, generator = lab.Generator(1)}), nn.ReLU(),
+      nn.MaxPool2d(4), nn.Flatten(), nn.Linear(8 * 7 * 7, 10, {generator = lab.Generator(2)})}
+    local opt = lab.optim.Adam(model:parameters(), {lr = 3e-3})
+    local g = lab.Generator(4)
+    for _ = 1, 3 do
+      for xb, yb in lab.data.batches(sets.train, 64, {generator = g}) do
+        opt:zero_grad()
+        lab.cross_entropy(model(xb), yb):backward()
+        opt:step()
+      end
+    end
+    model:eval()
+    local pos = {}
+    for i, label in ipairs(sets.val.labels:totable()) do
+      if label == 7 and #pos < 24 then pos[#pos + 1] = i - 1 end
+    end
+    local b = lab.train.batch_of(sets.val, lab.tensor(pos, {dtype = "int64"}))
+    sevens = b.x
+    local all = lab.train.batch_of(sets.val, lab.arange(0, 40))
+    x, y = all.x, all.y
+  end)
+
+  it("learned something (the attack is not trivial)", function()
+    assert.is_true(lab.accuracy(model(x), y) >= 0.9)
+  end)
+
+  it("turns every 7 into a confident 3 with a generous budget, inside the ball and [0,1]",
+    function()
+      local eps = 0.3
+      local r = attack.pgd(model, sevens, {target = 3, eps = eps, confidence = 0.9,
+        steps = 30, step_size = 0.05})
+      assert.equal(100, r.success_rate)
+      assert_in_ball(sevens, r.adversarial, eps)
+      assert.is_true(attack.verify(sevens, r.adversarial, eps).ok)
+      local p = lab.no_grad(function() return model(r.adversarial):softmax(1) end)
+      for i, conf in ipairs(column(p:select(1, 3))) do
+        assert.is_true(conf >= 0.9, ("sample %d: p(3) = %g"):format(i, conf))
+      end
+      -- early stop: nobody used the whole budget
+      for _, s in ipairs(column(r.steps)) do assert.is_true(s < 30) end
+    end)
+
+  it("never leaves the ball or [0,1] on any setting, random start included", function()
+    for _, eps in ipairs({0.01, 0.05, 0.2}) do
+      local r = attack.pgd(model, x, {labels = y, eps = eps, steps = 5, step_size = eps,
+        random_start = true, generator = lab.Generator(9), early_stop = false})
+      assert_in_ball(x, r.adversarial, eps)
+      assert.is_true(r.max_linf <= eps)
+      local t = attack.pgd(model, x, {target = 3, eps = eps, steps = 5, batch = 7})
+      assert_in_ball(x, t.adversarial, eps)
+    end
+  end)
+
+  it("changes nothing with ε = 0 (untargeted, with and without random start)", function()
+    for _, rs in ipairs({false, true}) do
+      local r = attack.pgd(model, x, {labels = y, eps = 0, steps = 5, step_size = 0.1,
+        random_start = rs, generator = lab.Generator(1)})
+      assert.same(column(x), column(r.adversarial))
+      assert.equal(0, r.max_linf)
+      local f = attack.fgsm(model, x, {labels = y, eps = 0})
+      assert.same(column(x), column(f.adversarial))
+    end
+  end)
+end)
+
+describe("argument errors", function()
+  local model = pixel_model()
+  local x = pixels({0.5, 0.6})
+
+  local function fails_with(pattern, fn)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find(pattern, 1, true), tostring(err))
+  end
+
+  it("rejects ε < 0", function()
+    fails_with("attack.pgd: eps must be a number ≥ 0, got -0.1", function()
+      attack.pgd(model, x, {target = 3, eps = -0.1})
+    end)
+    fails_with("attack.fgsm: eps must be a number ≥ 0", function()
+      attack.fgsm(model, x, {target = 3, eps = -1})
+    end)
+  end)
+
+  it("rejects a target outside 0–9", function()
+    fails_with("attack.pgd: target must be a class in 0..9, got 10", function()
+      attack.pgd(model, x, {target = 10})
+    end)
+    fails_with("attack.pgd: target must be a class in 0..9, got -1", function()
+      attack.pgd(model, x, {target = -1})
+    end)
+    fails_with("attack.pgd: target must be classes in 0..9, got values from 3 to 12", function()
+      attack.pgd(model, x, {target = lab.tensor({3, 12}, {dtype = "int64"})})
+    end)
+  end)
+
+  it("rejects a batch of the wrong shape", function()
+    fails_with("attack.pgd: x must be a batch N×C×H×W with N ≥ 1, got 3×28×28", function()
+      attack.pgd(model, lab.zeros(3, 28, 28), {target = 3})
+    end)
+    fails_with("attack.pgd: target must hold one class per sample (2), got shape 3", function()
+      attack.pgd(model, x, {target = lab.tensor({3, 3, 3}, {dtype = "int64"})})
+    end)
+    fails_with("attack.pgd: x must lie in [0,1], got values from 0 to 2", function()
+      attack.pgd(model, lab.tensor({0, 2}):reshape(2, 1, 1, 1), {target = 3})
+    end)
+  end)
+
+  it("rejects other mistakes with the argument named", function()
+    fails_with("give exactly one of target (targeted attack) or labels", function()
+      attack.pgd(model, x, {eps = 0.1})
+    end)
+    fails_with("steps must be an integer ≥ 1, got 0", function()
+      attack.pgd(model, x, {target = 3, steps = 0})
+    end)
+    fails_with("confidence must be a probability in [0, 1], got 1.5", function()
+      attack.pgd(model, x, {target = 3, confidence = 1.5})
+    end)
+    fails_with("random_start needs generator = lab.Generator(seed)", function()
+      attack.pgd(model, x, {target = 3, random_start = true})
+    end)
+    fails_with("unknown option 'epsilon'", function()
+      attack.pgd(model, x, {target = 3, epsilon = 0.1})
+    end)
+    fails_with("model must be a module", function()
+      attack.pgd(nil, x, {target = 3})
+    end)
+  end)
+end)
