@@ -1,4 +1,5 @@
-/* fuzz_safetensors.c — libFuzzer entry point for the safetensors reader; the work is in targets.c. */
+/* fuzz_safetensors.c — libFuzzer entry point for the safetensors reader; the work is in targets.c.
+ */
 #include "targets.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -2,7 +2,8 @@
 # fuzz/run.sh BUILD_DIR SECONDS TARGET... — runs each libFuzzer target for SECONDS seconds
 # (one after the other, at low priority: FUZZ_NICE, default "nice -n 10"), starting from the
 # generated seeds (BUILD_DIR/seeds/T) and the corpus earlier runs grew (BUILD_DIR/corpus/T).
-# Prints one line per target: executions, seconds, corpus size, and whether it found anything.
+# Prints one line per target: executions, seconds, corpus size, and whether it found anything;
+# then "N passed, N failed" (a target passes when it found nothing), as .ci/run expects.
 # A finding is saved as BUILD_DIR/artifacts/T-crash-... and makes the exit status 1; once the
 # bug is fixed, copy the file into fuzz/regressions/T/ so `make test` replays it for good.
 set -u
@@ -11,6 +12,8 @@ seconds=$2
 shift 2
 nice_cmd=${FUZZ_NICE-nice -n 10}
 status=0
+passed=0
+failed=0
 mkdir -p "$dir/artifacts"
 for t in "$@"; do
   corpus="$dir/corpus/$t"
@@ -31,11 +34,14 @@ for t in "$@"; do
   [ -n "$runs" ] || runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
   size=$(ls "$corpus" | wc -l)
   if [ $rc -eq 0 ]; then
+    passed=$((passed + 1))
     echo "fuzz $t: ${runs:-?} executions in $took s, corpus $size files, no finding"
   else
     status=1
+    failed=$((failed + 1))
     echo "fuzz $t: FINDING after ${runs:-?} executions in $took s (exit $rc); log $log:"
     grep -E 'ERROR|SUMMARY|invariant|Test unit written|runtime error' "$log" | head -20
   fi
 done
+echo "$passed passed, $failed failed"
 exit $status

@@ -75,9 +75,11 @@ static uint32_t be32(const uint8_t *p) {
 }
 
 static int idx_esize(int type) {
-  return type == 0x08 || type == 0x09 ? 1 : type == 0x0B ? 2 : type == 0x0C || type == 0x0D ? 4
-                                      : type == 0x0E     ? 8
-                                                         : 0;
+  return type == 0x08 || type == 0x09   ? 1
+         : type == 0x0B                 ? 2
+         : type == 0x0C || type == 0x0D ? 4
+         : type == 0x0E                 ? 8
+                                        : 0;
 }
 
 /* The value element i of a raw IDX body should have once converted (as the reader's dtype). */
@@ -206,8 +208,8 @@ static void st_compare(const cl_safetensors *a, const cl_safetensors *b, int dat
   for (int i = 0; i < a->count; i++) {
     const cl_st_entry *x = &a->entries[i], *y = &b->entries[i];
     if (strcmp(x->name, y->name) || strcmp(x->dtype, y->dtype) || x->ndim != y->ndim ||
-        memcmp(x->shape, y->shape, sizeof x->shape[0] * (size_t)x->ndim) ||
-        x->begin != y->begin || x->end != y->end)
+        memcmp(x->shape, y->shape, sizeof x->shape[0] * (size_t)x->ndim) || x->begin != y->begin ||
+        x->end != y->end)
       broken("safetensors", "memory and file loads differ in an entry");
     if (data && !same_tensor(x->tensor, y->tensor))
       broken("safetensors", "memory and file loads differ in a tensor's values");

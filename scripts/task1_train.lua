@@ -48,6 +48,9 @@ local ok, err = pcall(function()
     progress = opts.progress, data_signature = sets.signature,
   }
   if result.interrupted then os.exit(130) end
+  -- MPI (issue 12): the ranks trained together (identical models); rank 0 alone evaluates,
+  -- prints and writes the outputs.
+  if lab.mpi.rank() > 0 then return end
   local model = result.model
 
   util.progress("evaluating")

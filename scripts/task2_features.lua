@@ -12,10 +12,13 @@
 --   * a colour-response table: the mean activation of each conv1 channel (after ReLU) to
 --     each palette colour, on blank inputs (background noise only, no digit) and on real
 --     digits painted in that colour — the first layer's colour detectors, made visible;
---   * per layer, the share of the channels' activation variance explained by colour and by
---     digit class: η² of a one-way ANOVA on each channel's spatial mean over the hard set
---     (where colour and digit are independent), η² = Σ_g n_g (m_g − m)² / Σ_i (f_i − m)²,
---     averaged over the channels that vary (and pooled: Σ_k SSB_k / Σ_k SST_k).
+--   * per layer, the share of the activation variance explained by colour and by digit
+--     class: η² of a one-way ANOVA over the hard set (where colour and digit are
+--     independent), η² = Σ_g n_g (m_g − m)² / Σ_i (f_i − m)², for each channel's spatial
+--     mean (averaged over the channels that vary, and pooled: Σ_k SSB_k / Σ_k SST_k) and for
+--     each unit (one channel at one position: spatial means are colour averages even at the
+--     input, units keep where the strokes are). The input's RGB channels are the reference
+--     row, the logits the last.
 --
 --   ./cnnlab scripts/task2_features.lua [--model runs/task1/model.safetensors --digit 1
 --       --color 0 --n 0 --seed 1 --quick --out runs/task2]
@@ -79,34 +82,6 @@ end
 local function channel_means(t)
   if t:dim() == 2 then return t end
   return t:reshape(t:size(0), t:size(1), -1):mean(2)
-end
-
---- η² of a one-way ANOVA of each column of F (N×C) on the groups g (int64 N, 0..G−1).
--- Returns per-channel η² (Lua list, NaN for a channel that does not vary), the mean over the
--- varying channels, the pooled share Σ SSB / Σ SST, and the number of constant channels.
-local function eta_squared(F, g, groups)
-  local n, c = F:size(0), F:size(1)
-  local onehot = g:reshape(n, 1):eq(lab.arange(0, groups):reshape(1, groups)):float()
-  local counts = onehot:sum(0)                                    -- G
-  local sums = onehot:transpose(0, 1):contiguous():matmul(F)      -- G×C
-  local means = sums / counts:clamp(1, math.huge):reshape(groups, 1)
-  local grand = F:mean(0)                                         -- C
-  local ssb = ((means - grand:reshape(1, c)) ^ 2 * counts:reshape(groups, 1)):sum(0)
-  local sst = ((F - grand:reshape(1, c)) ^ 2):sum(0)
-  local b, t = ssb:totable(), sst:totable()
-  local per, sum, live, dead, sb, st = {}, 0, 0, 0, 0, 0
-  for k = 1, c do
-    -- a channel constant over the set (dead ReLU) explains nothing and is left out
-    if t[k] <= 1e-12 * n then
-      per[k] = 0 / 0
-      dead = dead + 1
-    else
-      per[k] = b[k] / t[k]
-      sum, live = sum + per[k], live + 1
-      sb, st = sb + b[k], st + t[k]
-    end
-  end
-  return per, live > 0 and sum / live or 0 / 0, st > 0 and sb / st or 0 / 0, dead
 end
 
 -- One input's grids (relu1, relu2, relu3 stacked, white between) as a float 3×H×W image, and
@@ -402,48 +377,61 @@ local ok, err = pcall(function()
 
   -- ------------------------------------------------------------ variance explained
   local n = (opts.n > 0 and opts.n < hard.n) and opts.n or hard.n
-  util.progress("variance explained: channel means of %d hard digits (colour independent of "
-    .. "digit)", n)
-  local collected = hooks.collect(model, LAYERS, hard.images:narrow(0, 0, n), {batch = opts.batch,
-    reduce = function(_, t) return channel_means(t) end})
-  collected.fc = collected.output
-  -- the input itself (RGB channel means) as the reference: colour sets these by construction
-  local input_means = {}
-  for start = 0, n - 1, 1000 do
-    local count = math.min(1000, n - start)
-    input_means[#input_means + 1] = channel_means(hard.images:narrow(0, start, count):float() / 255)
-  end
-  collected.input = lab.cat(input_means, 0)
+  util.progress("variance explained: %d hard digits (colour independent of digit)", n)
   local labels, colors = hard.labels:narrow(0, 0, n), hard.colors:narrow(0, 0, n)
+  local VLAYERS = {"input", "relu1", "relu2", "relu3", "fc"}
+  local acc = {}
+  for _, layer in ipairs(VLAYERS) do
+    acc[layer] = {channel = hooks.anova(10), unit = hooks.anova(10)}
+  end
+  for start = 0, n - 1, opts.batch do
+    local count = math.min(opts.batch, n - start)
+    local x = hard.images:narrow(0, start, count):float() / 255
+    local a, out = hooks.capture(model, LAYERS, x)
+    a.input, a.fc = x, out
+    local groups = {color = colors:narrow(0, start, count), digit = labels:narrow(0, start, count)}
+    for _, layer in ipairs(VLAYERS) do
+      acc[layer].channel:add(channel_means(a[layer]), groups)
+      acc[layer].unit:add(a[layer]:reshape(count, -1), groups)
+    end
+  end
   print()
-  print(("Share of channel-mean variance explained (η², %d hard digits):"):format(n))
-  print(("  %-26s %8s %8s %10s %10s %6s"):format("layer", "colour", "digit", "colour*",
-    "digit*", "dead"))
+  print(("Share of activation variance explained (η², one-way ANOVA, %d hard digits), mean over "
+    .. "channels (channel means) and over units (one value per channel and position):"):format(n))
+  print(("  %-26s %9s %9s %9s %9s %10s %10s"):format("layer", "ch:colour", "ch:digit",
+    "pooled:c", "pooled:d", "unit:colour", "unit:digit"))
   local eta = {}
-  for _, layer in ipairs({"input", "relu1", "relu2", "relu3", "fc"}) do
-    local F = collected[layer]
-    local _, ec, pc, dead_ch = eta_squared(F, colors, 10)
-    local _, ed, pd = eta_squared(F, labels, 10)
-    eta[layer] = {ec, ed}
-    m["eta2_color_" .. layer], m["eta2_digit_" .. layer] = ec, ed
-    m["eta2_pooled_color_" .. layer], m["eta2_pooled_digit_" .. layer] = pc, pd
-    m["constant_channels_" .. layer] = dead_ch
-    print(("  %-26s %8.3f %8.3f %10.3f %10.3f %6d"):format(LAYER_TITLE[layer], ec, ed, pc, pd,
-      dead_ch))
+  for _, layer in ipairs(VLAYERS) do
+    local ch, un = acc[layer].channel:result(), acc[layer].unit:result()
+    eta[layer] = {ch.color.mean, ch.digit.mean, un.color.mean, un.digit.mean}
+    m["eta2_color_" .. layer], m["eta2_digit_" .. layer] = ch.color.mean, ch.digit.mean
+    m["eta2_pooled_color_" .. layer] = ch.color.pooled
+    m["eta2_pooled_digit_" .. layer] = ch.digit.pooled
+    m["eta2_unit_color_" .. layer], m["eta2_unit_digit_" .. layer] = un.color.mean, un.digit.mean
+    m["constant_channels_" .. layer], m["constant_units_" .. layer] = ch.constant, un.constant
+    m["units_" .. layer] = un.size
+    print(("  %-26s %9.3f %9.3f %9.3f %9.3f %10.3f %10.3f"):format(LAYER_TITLE[layer],
+      ch.color.mean, ch.digit.mean, ch.color.pooled, ch.digit.pooled, un.color.mean,
+      un.digit.mean))
   end
-  print("  (* pooled over channels: Σ SS_between / Σ SS_total)")
+  print("  (pooled: Σ SS_between / Σ SS_total over the channels; constant channels and units "
+    .. "are left out)")
   m.eta2_n = n
-  local lay = {"input", "relu1", "relu2", "relu3", "fc"}
-  local lbl, col, dig = {}, {}, {}
-  for i, layer in ipairs(lay) do
-    lbl[i], col[i], dig[i] = layer, eta[layer][1], eta[layer][2]
+  local lbl, series = {}, {{name = "colour (ch.)", values = {}},
+    {name = "digit (ch.)", values = {}}, {name = "colour (units)", values = {}},
+    {name = "digit (units)", values = {}}}
+  for i, layer in ipairs(VLAYERS) do
+    lbl[i] = layer
+    for k = 1, 4 do series[k].values[i] = eta[layer][k] end
   end
+  series[1].color, series[2].color = "#1f77b4", "#ff7f0e"
+  series[3].color, series[4].color = "#9ecae1", "#fdd0a2"
   svg.save(opts.out .. "/variance.svg", svg.bars{
     title = "Activation variance explained by colour vs by digit (η², hard set)",
-    labels = lbl, series = {{name = "colour", values = col}, {name = "digit class",
-      values = dig}}, ymin = 0, ymax = 1, fmt = "%.2f", ylabel = "η², mean over channels",
-    xlabel = ("layer (channel means of %d hard digits; colour independent of digit)"):format(n),
-    width = 520})
+    labels = lbl, series = series, ymin = 0, ymax = 1, fmt = "%.2f",
+    ylabel = "η², mean over channels / units",
+    xlabel = ("layer (%d hard digits; colour independent of digit)"):format(n),
+    width = 620})
 
   -- tensors
   local tensors = {images = images, labels = lab.tensor({inputs[1].label, inputs[2].label,
@@ -456,6 +444,10 @@ local ok, err = pcall(function()
     color_response = "[colour][channel] mean relu1 activation"})
 
   m.total_seconds = lab.now() - t0
+  -- an undefined value (a correlation with a constant vector) is left out
+  for k, v in pairs(m) do
+    if v ~= v then m[k] = nil end
+  end
   study.write_metrics(opts.out, m)
   util.progress("wrote %s/{metrics.json, features.svg, features_*.png, color_response.svg, "
     .. "variance.svg, features.safetensors}", opts.out)

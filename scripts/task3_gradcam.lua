@@ -225,16 +225,19 @@ end
 
 local ok, err = pcall(function()
   local model = study.load_model(opts.model)
-  util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
-    opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
-  local sets = study.load_data(opts)
   local compare = {}
   if opts.compare ~= "" and opts.compare ~= "none" then
     for name in opts.compare:gmatch("[^,%s]+") do
       if name ~= opts.layer then compare[#compare + 1] = name end
     end
   end
-  for _, name in ipairs({opts.layer, table.unpack(compare)}) do lab.hooks.module(model, name) end
+  for i, name in ipairs({opts.layer, table.unpack(compare)}) do
+    local found, msg = lab.hooks.find(model, name, i == 1 and "--layer" or "--compare")
+    if not found then error(msg, 0) end
+  end
+  util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
+    opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
+  local sets = study.load_data(opts)
   local easy = take(sets.val, sets.source.train.images, opts.n)
   easy.name = "easy"
   local hard = take(sets.hard, sets.source.test.images, opts.n)
@@ -261,10 +264,17 @@ local ok, err = pcall(function()
   for _, kind in ipairs({"easy", "hard"}) do
     local r = R[kind]
     m[kind .. "_n"] = r.set.n
-    m[kind .. "_acc"] = 100 * mean_of(r.correct)
     m[kind .. "_n_correct"] = r.correct:sum():item()
+    m[kind .. "_acc"] = 100 * m[kind .. "_n_correct"] / r.set.n
     m[kind .. "_n_misread"] = r.wrong:sum():item()
     m[kind .. "_stroke_area"] = pct(mean_of(r.area))
+    -- mass of the raw maps at positions the gradient never reaches (outside every window of
+    -- the next pooling): Grad-CAM still weighs their activations in
+    local unreached = 1 - r.cam.reached:float()
+    local raw = r.cam.maps
+    m[kind .. "_gradcam_unreached_mass"] = pct((raw * unreached):sum():item()
+      / math.max(raw:sum():item(), 1e-30))
+    m[kind .. "_gradcam_unreached_area"] = pct(unreached:mean():item())
     if kind == "hard" then
       m.hard_n_follows_colour = r.follows:sum():item()
       m.hard_stroke_area_misread = pct(mean_of(r.area, r.wrong))
@@ -294,6 +304,12 @@ local ok, err = pcall(function()
     "stroke area", m.easy_stroke_area, m.hard_stroke_area))
   print(("\nEasy accuracy %.1f%%, hard %.1f%%; %d of %d hard digits are read as their colour's "
     .. "class."):format(m.easy_acc, m.hard_acc, m.hard_n_follows_colour, hard.n))
+  if m.easy_gradcam_unreached_area > 0 then
+    print(("%.1f%% (easy) and %.1f%% (hard) of the raw %s maps' mass sits on the %.0f%% of "
+      .. "positions no gradient reaches\n(outside every window of the next pooling; "
+      .. "docs/interpretability.md)."):format(m.easy_gradcam_unreached_mass,
+      m.hard_gradcam_unreached_mass, opts.layer, m.easy_gradcam_unreached_area))
+  end
 
   -- ------------------------------------------------------------ pictures
   util.mkdir_p(opts.out)
@@ -383,6 +399,10 @@ local ok, err = pcall(function()
   files[#files + 1] = "share.svg"
 
   m.total_seconds = lab.now() - t0
+  -- an undefined mean (no digit in the group, e.g. misread easy digits) is left out
+  for k, v in pairs(m) do
+    if v ~= v then m[k] = nil end
+  end
   study.write_metrics(opts.out, m)
   util.progress("wrote %s/{metrics.json, %s}", opts.out, table.concat(files, ", "))
 end)

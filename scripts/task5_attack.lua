@@ -7,16 +7,22 @@
 -- digit as soon as the model gives 3 at least 90% softmax probability. The same attack runs on
 -- every 7 of the hard set (digits painted in random colours). Beyond the seed: the success
 -- matrix over every (source, target) pair at ε, and success rate against ε for the baseline
--- and, when given, a debiased model.
+-- and, when given, a debiased model. What it finds on the baseline (a colour reader is hard to
+-- fool with a budget far smaller than the distance between palette colours) is in
+-- docs/attacks.md.
 --
 --   ./cnnlab scripts/task5_attack.lua [--model runs/task1/model.safetensors]
---       [--source 7 --target 3 --eps 0.05 --confidence 0.9 --steps 40 --step-size 0]
+--       [--source 7 --target 3 --eps 0.05 --confidence 0.9 --steps 20 --step-size 0 --loss ce]
 --       [--random-start --attack-seed 1] [--compare-model runs/task4/<method>/model.safetensors]
---       [--matrix-per-digit 100 --curve-n 300 --curve-eps 0,0.01,...] [--out runs/task5]
--- Writes into --out: metrics.json, grid.png (originals / adversarial / perturbation ×(0.5/ε)),
--- grid.svg (grid.png by relative path, captioned with the model's answers and confidences),
--- adversarial.safetensors (validation 7s), adversarial_hard.safetensors (hard-set 7s),
--- matrix.svg (success over every source → target pair), curve.svg (success against ε).
+--       [--matrix-per-digit 100 --curve-n 300 --curve-eps 0,0.01,...] [--grid-eps 0.1]
+--       [--no-matrix --no-curve --quick] [--out runs/task5]
+-- Writes into --out: metrics.json; grid.png (rows: originals / adversarial / perturbation as
+-- 0.5 + δ·0.5/ε, for the first validation and hard-set 7s, and the validation ones again at
+-- --grid-eps); grid.svg (grid.png by relative path, captioned with the model's answers and
+-- confidences); adversarial.safetensors (validation 7s) and adversarial_hard.safetensors
+-- (hard-set 7s): originals, adversarial (float32 N×3×28×28), sources, targets and per-digit
+-- results; matrix.svg (success over every source → target pair at ε, first 100 validation
+-- digits per source); curve.svg (success against ε, first 300 validation 7s).
 local lab = require "cnnlab"
 local util = lab.util
 local study = lab.study
@@ -34,18 +40,20 @@ local spec = {
     {"target", 3, "digit the model must answer"},
     {"eps", 0.05, "L∞ budget ε (pixels in [0,1])"},
     {"confidence", 0.9, "softmax probability of the target that counts as success"},
-    {"steps", 40, "PGD steps at most (each digit stops as soon as it succeeds)"},
+    {"steps", 20, "PGD steps at most (each digit stops as soon as it succeeds)"},
     {"step_size", 0.0, "PGD step α (0: ε/4)"},
+    {"loss", "ce", "ce (cross-entropy of the target) or margin (max other logit − target logit)"},
     {"random_start", false, "start from a uniform random point of the ε-ball"},
     {"attack_seed", 1, "seed of the random start's generator"},
     {"batch", 512, "digits per forward/backward pass"},
     {"examples", 8, "columns of the picture grid"},
+    {"grid_eps", 0.1, "also picture the validation examples attacked with this ε (0: no)"},
     {"matrix", true, "compute the (source, target) success matrix"},
-    {"matrix_per_digit", 100, "validation digits per source in the matrix"},
+    {"matrix_per_digit", 100, "validation digits per source in the matrix (--quick: 20)"},
     {"matrix_steps", 20, "PGD steps for the matrix and the curve"},
     {"curve", true, "compute success against ε"},
-    {"curve_n", 300, "validation sources for the ε curve (0: all)"},
-    {"curve_eps", "0,0.01,0.02,0.03,0.04,0.05,0.06,0.08,0.1", "ε values of the curve"},
+    {"curve_n", 300, "validation sources for the ε curve (0: all; --quick: 100)"},
+    {"curve_eps", "0,0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.12", "ε values of the curve"},
     {"out", "runs/task5", "output folder"},
   }),
 }
@@ -70,7 +78,7 @@ local function settings_of(r)
   local s = r.settings
   return {attack = s.attack, targeted = s.targeted, sign = s.sign, eps = s.eps,
     step_size = s.step_size, steps = s.steps, random_start = s.random_start,
-    confidence = s.confidence, early_stop = s.early_stop}
+    confidence = s.confidence, early_stop = s.early_stop, loss = s.loss}
 end
 
 local ok, err = pcall(function()
@@ -84,6 +92,11 @@ local ok, err = pcall(function()
   end
   if opts.eps < 0 then error(("--eps must be ≥ 0, got %g"):format(opts.eps), 0) end
   local step_size = opts.step_size > 0 and opts.step_size or opts.eps / 4
+  if opts.quick then
+    -- a first look: smaller matrix and curve too
+    opts.matrix_per_digit = math.min(opts.matrix_per_digit, 20)
+    opts.curve_n = opts.curve_n > 0 and math.min(opts.curve_n, 100) or 100
+  end
   local curve_eps = {}
   for v in opts.curve_eps:gmatch("[^,%s]+") do
     local e = tonumber(v)
@@ -100,7 +113,7 @@ local ok, err = pcall(function()
 
   local function pgd_opts(target, eps, steps, step)
     local o = {target = target, eps = eps, confidence = opts.confidence, steps = steps,
-      step_size = step, batch = opts.batch}
+      step_size = step, batch = opts.batch, loss = opts.loss}
     if opts.random_start then
       o.random_start, o.generator = true, lab.Generator(opts.attack_seed)
     end
@@ -172,45 +185,60 @@ local ok, err = pcall(function()
   m.step_size = step_size
 
   -- ------------------------------------------------------------ the picture
-  -- Rows: validation originals, adversarial, perturbation; the same for the hard set. The
-  -- perturbation is shown as 0.5 + δ·0.5/ε per channel (grey = unchanged, full colour = ±ε).
+  -- Rows: validation originals, adversarial, perturbation; the same for the hard set; then
+  -- (--grid-eps) the same validation digits attacked with a larger budget, to show what it
+  -- takes. The perturbation is shown as 0.5 + δ·0.5/ε per channel (grey = unchanged, full
+  -- colour = ±ε).
   local ncol = opts.examples
   local rows, captions, row_names = {}, {}, {}
   local names = lab.data.PALETTE_NAMES
+  local blocks = {}
   for _, name in ipairs({"val", "hard"}) do
     local run = runs[name]
     local k = math.min(ncol, run.n)
-    local idx = lab.arange(0, k)
-    local x = run.x:index_select(0, idx)
-    local adv = run.r.adversarial:index_select(0, idx)
-    local scale = opts.eps > 0 and 0.5 / opts.eps or 1
-    local delta = lab.no_grad(function() return ((adv - x) * scale + 0.5):clamp(0, 1) end)
+    blocks[#blocks + 1] = {label = name == "val" and "validation" or "hard", k = k,
+      x = run.x:narrow(0, 0, k), r = run.r, eps = opts.eps, originals = true,
+      clean_pred = run.clean_pred, clean_conf = run.clean_conf,
+      colors = name == "hard" and run.colors or nil}
+  end
+  if opts.grid_eps > 0 and opts.grid_eps ~= opts.eps then
+    local k = blocks[1].k
+    local r = attack.pgd(model, blocks[1].x, pgd_opts(opts.target, opts.grid_eps, opts.steps,
+      opts.grid_eps / 4))
+    blocks[#blocks + 1] = {label = ("validation, ε = %g"):format(opts.grid_eps), k = k,
+      x = blocks[1].x, r = r, eps = opts.grid_eps, originals = false}
+    m.grid_eps, m.grid_eps_success_rate = opts.grid_eps, r.success_rate
+  end
+  for _, blk in ipairs(blocks) do
+    local k, r = blk.k, blk.r
+    local adv = r.adversarial:narrow(0, 0, k)
+    local scale = blk.eps > 0 and 0.5 / blk.eps or 1
+    local delta = lab.no_grad(function() return ((adv - blk.x) * scale + 0.5):clamp(0, 1) end)
     local pad = lab.full({ncol - k, 3, 28, 28}, 1.0)
-    for r, imgs in ipairs({x, adv, delta}) do
+    local kinds = blk.originals and {"original", "adversarial", "perturbation"}
+      or {"adversarial", "perturbation"}
+    local images = {original = blk.x, adversarial = adv, perturbation = delta}
+    for _, kind in ipairs(kinds) do
+      local imgs = images[kind]
       rows[#rows + 1] = k < ncol and lab.cat({imgs, pad}, 0) or imgs
       local caps = {}
       for i = 0, k - 1 do
-        if r == 1 then
-          caps[#caps + 1] = ("says %d · %.0f%%"):format(run.clean_pred:get(i), 100 * run.clean_conf:get(i))
-        elseif r == 2 then
-          local p = run.r.pred:get(i)
-          caps[#caps + 1] = ("says %d · p(%d) %.0f%%"):format(p, opts.target,
-            100 * run.r.confidence:get(i))
+        if kind == "original" then
+          caps[#caps + 1] = ("says %d · %.0f%%"):format(blk.clean_pred:get(i),
+            100 * blk.clean_conf:get(i))
+          if blk.colors then
+            caps[#caps] = caps[#caps] .. " (" .. names[blk.colors:get(i) + 1] .. ")"
+          end
+        elseif kind == "adversarial" then
+          caps[#caps + 1] = ("says %d · p(%d) %.0f%%"):format(r.pred:get(i), opts.target,
+            100 * r.confidence:get(i))
         else
-          caps[#caps + 1] = ("L∞ %.3f · %d st."):format(run.r.linf:get(i), run.r.steps:get(i))
+          caps[#caps + 1] = ("L∞ %.3f · %d st."):format(r.linf:get(i), r.steps:get(i))
         end
       end
       captions[#captions + 1] = caps
-    end
-    local set_name = name == "val" and "validation" or "hard"
-    row_names[#row_names + 1] = {set_name, "original"}
-    row_names[#row_names + 1] = {set_name, "adversarial"}
-    row_names[#row_names + 1] = {set_name, ("δ × %g"):format(opts.eps > 0 and 0.5 / opts.eps or 1)}
-    if name == "hard" then
-      for i = 0, k - 1 do
-        captions[#captions - 2][i + 1] = captions[#captions - 2][i + 1] .. " (" ..
-          names[run.colors:get(i) + 1] .. ")"
-      end
+      row_names[#row_names + 1] = {blk.label, kind == "perturbation"
+        and ("δ (×%g)"):format(scale) or kind}
     end
   end
   local scale, gpad = 4, 30
@@ -218,7 +246,7 @@ local ok, err = pcall(function()
   lab.write_png(opts.out .. "/grid.png", grid)
   do
     local gh, gw = grid:size(1), grid:size(2)
-    local left, top = 120, 56
+    local left, top = 150, 74
     local cell = 28 * scale
     local b = {}
     local W, H = left + gw + 10, top + gh + 10
@@ -232,8 +260,11 @@ local ok, err = pcall(function()
         :format(opts.source, opts.target, opts.eps, opts.target, opts.confidence,
           runs.val.r.success_rate, runs.hard.r.success_rate)))
     b[#b + 1] = ('<text x="%d" y="42" fill="#444">%s</text>'):format(left, esc(
-      ("%s; model %s; perturbation shown as 0.5 + δ·%g (grey: unchanged)"):format(
-        attack.describe(runs.val.r.settings), opts.model, opts.eps > 0 and 0.5 / opts.eps or 1)))
+      ("%s; model %s"):format(attack.describe(runs.val.r.settings), opts.model)))
+    b[#b + 1] = ('<text x="%d" y="60" fill="#444">%s</text>'):format(left, esc(
+      ("first %d %ds of each set; captions: the model's answer and p(%d); perturbation shown as "
+        .. "0.5 + δ·0.5/ε per channel (grey: unchanged, full colour: ±ε)"):format(ncol,
+        opts.source, opts.target)))
     b[#b + 1] = ('<image x="%d" y="%d" width="%d" height="%d" href="grid.png" xlink:href="grid.png"/>')
       :format(left, top, gw, gh)
     for r, caps in ipairs(captions) do
@@ -258,21 +289,33 @@ local ok, err = pcall(function()
     local t1 = lab.now()
     local values, total, cells = {}, 0, 0
     for s = 0, 9 do
+      -- one call per source: its digits repeated for the nine targets, so every PGD step is
+      -- one large batch
       local pos, n = positions_of(sets.val, s, opts.matrix_per_digit)
       local x = lab.train.batch_of(sets.val, pos).x
-      values[s + 1] = {}
+      local xs, ts, order = {}, {}, {}
       for t = 0, 9 do
-        if t == s then
-          values[s + 1][t + 1] = 0 / 0
-        else
-          local r = attack.pgd(model, x, pgd_opts(t, opts.eps, opts.matrix_steps, matrix_step))
-          values[s + 1][t + 1] = r.success_rate
-          m[("matrix_%d_%d"):format(s, t)] = r.success_rate
-          total, cells = total + r.success_rate, cells + 1
+        if t ~= s then
+          xs[#xs + 1] = x
+          for _ = 1, n do ts[#ts + 1] = t end
+          order[#order + 1] = t
         end
       end
+      local r = attack.pgd(model, lab.cat(xs, 0), pgd_opts(lab.tensor(ts, {dtype = "int64"}),
+        opts.eps, opts.matrix_steps, matrix_step))
+      local success = r.success:totable()
+      values[s + 1] = {}
+      values[s + 1][s + 1] = 0 / 0
+      for j, t in ipairs(order) do
+        local count = 0
+        for i = (j - 1) * n + 1, j * n do count = count + success[i] end
+        local rate = 100 * count / n
+        values[s + 1][t + 1] = rate
+        m[("matrix_%d_%d"):format(s, t)] = rate
+        total, cells = total + rate, cells + 1
+      end
       m["matrix_n_" .. s] = n
-      util.progress("matrix: source %d (%d digits) done, %.0f s", s, n, lab.now() - t1)
+      util.progress("matrix: source %d (%d digits × 9 targets) done, %.0f s", s, n, lab.now() - t1)
     end
     m.matrix_mean = total / cells
     m.matrix_per_digit, m.matrix_steps, m.matrix_step_size = opts.matrix_per_digit, opts.matrix_steps, matrix_step
@@ -318,10 +361,16 @@ local ok, err = pcall(function()
     m.curve_n, m.curve_steps = n, opts.matrix_steps
     m.compare_model = opts.compare_model ~= "" and opts.compare_model or nil
     m.curve_seconds = lab.now() - t1
+    local top = 0
+    for _, e in ipairs(curve_eps) do top = math.max(top, e) end
+    series[#series + 1] = {name = ("budget ε = %g"):format(opts.eps), x = {opts.eps, opts.eps},
+      y = {0, 100}, dashed = true, color = "#888888"}
+    series[#series + 1] = {name = "99% (issue 7)", x = {0, top}, y = {99, 99},
+      dashed = true, color = "#d62728"}
     svg.save(opts.out .. "/curve.svg", svg.lines{series = series, markers = true, ymin = 0,
       ymax = 100, xmin = 0,
       title = ("%d → %d: success (p(%d) ≥ %g) against ε%s"):format(opts.source, opts.target,
-        opts.target, opts.confidence, #series == 1 and " — baseline only" or ""),
+        opts.target, opts.confidence, #models_ == 1 and " — baseline only" or ""),
       xlabel = ("ε (L∞ budget) — first %d validation %ds, %d PGD steps of ε/4"):format(n,
         opts.source, opts.matrix_steps),
       ylabel = "success rate (%)"})

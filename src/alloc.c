@@ -13,9 +13,10 @@
  *  - cl_mem_in_use() and cl_mem_peak() count live bytes only (what callers asked for); cached
  *    blocks are not "in use". cl_mem_cached() reports them.
  * What the cache costs: memory the core held once and will probably hold again stays
- * resident. It is bounded so that live + cached bytes never exceed the high-water mark of live
- * bytes (at least CACHE_FLOOR): the cache never makes the process bigger than it already was
- * at its peak. cl_mem_trim() hands every cached block back to the C library.
+ * resident. It is bounded so that live + cached bytes (blocks counted at their class size)
+ * never exceed the high-water mark of live bytes (at least CACHE_FLOOR): the cache never makes
+ * the process bigger than it already was at its peak. cl_mem_trim() hands every cached block
+ * back to the C library.
  * Under AddressSanitizer the cache is off, so use-after-free stays detectable.
  *
  * Not thread-safe, like the counters: kernels allocate before their parallel regions. */
@@ -42,6 +43,8 @@ int cl_fail(const char *fmt, ...) {
 
 static size_t bytes_in_use, bytes_peak;
 static long allocations, fail_at;
+/* The same, with big blocks counted at their class size: what the C library really holds. */
+static size_t bytes_held, bytes_held_peak;
 
 /* 64-byte alignment lets the kernels use full-width vector loads. */
 #define CL_ALIGN 64
@@ -84,12 +87,14 @@ static int class_of(size_t n, size_t *class_bytes) {
   return e * CLASS_STEPS + (int)j; /* j = 8 is the next power's class 0: same index */
 }
 
-/* Frees cached blocks, biggest classes first, until `room` more bytes fit under the bound. */
+/* Frees cached blocks, biggest classes first, until `room` more bytes fit under the bound:
+ * held (live) + cached + room <= the peak of held bytes (at least CACHE_FLOOR). A release
+ * moves bytes from held to cached, so it always fits; only a miss can need room. */
 static void cache_make_room(size_t room) {
-  size_t bound = bytes_peak > CACHE_FLOOR ? bytes_peak : CACHE_FLOOR;
-  for (int c = CLASS_COUNT - 1; c >= 0 && bytes_cached && bytes_in_use + bytes_cached + room > bound;
+  size_t bound = bytes_held_peak > CACHE_FLOOR ? bytes_held_peak : CACHE_FLOOR;
+  for (int c = CLASS_COUNT - 1; c >= 0 && bytes_cached && bytes_held + bytes_cached + room > bound;
        c--) {
-    while (free_lists[c] && bytes_in_use + bytes_cached + room > bound) {
+    while (free_lists[c] && bytes_held + bytes_cached + room > bound) {
       cached_block *b = free_lists[c];
       free_lists[c] = b->next;
       size_t size = ((size_t)1 << (c / CLASS_STEPS)) / CLASS_STEPS * (size_t)(CLASS_STEPS + c % CLASS_STEPS);
@@ -121,6 +126,7 @@ void *cl_alloc(size_t nbytes) {
     return NULL;
   }
   void *p = NULL;
+  size_t held = nbytes;
   if (CACHE_ENABLED && nbytes >= CACHE_MIN && nbytes <= SIZE_MAX / 2) {
     size_t class_bytes;
     int c = class_of(nbytes, &class_bytes);
@@ -133,6 +139,7 @@ void *cl_alloc(size_t nbytes) {
       cache_make_room(class_bytes);
       p = aligned_alloc(CL_ALIGN, class_bytes);
     }
+    held = class_bytes;
   } else {
     size_t rounded = (nbytes + CL_ALIGN - 1) / CL_ALIGN * CL_ALIGN;
     if (rounded == 0)
@@ -146,6 +153,9 @@ void *cl_alloc(size_t nbytes) {
   bytes_in_use += nbytes;
   if (bytes_in_use > bytes_peak)
     bytes_peak = bytes_in_use;
+  bytes_held += held;
+  if (bytes_held > bytes_held_peak)
+    bytes_held_peak = bytes_held;
   return p;
 }
 
@@ -163,15 +173,14 @@ void cl_dealloc(void *p, size_t nbytes) {
   if (CACHE_ENABLED && nbytes >= CACHE_MIN && nbytes <= SIZE_MAX / 2) {
     size_t class_bytes;
     int c = class_of(nbytes, &class_bytes);
-    size_t bound = bytes_peak > CACHE_FLOOR ? bytes_peak : CACHE_FLOOR;
-    if (bytes_in_use + bytes_cached + class_bytes <= bound) {
-      cached_block *b = p;
-      b->next = free_lists[c];
-      free_lists[c] = b;
-      bytes_cached += class_bytes;
-      return;
-    }
+    cached_block *b = p;
+    b->next = free_lists[c];
+    free_lists[c] = b;
+    bytes_cached += class_bytes;
+    bytes_held -= class_bytes;
+    return;
   }
+  bytes_held -= nbytes;
   free(p);
 }
 

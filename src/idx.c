@@ -302,12 +302,16 @@ int cl_write_idx(const char *path, const cl_tensor *t, int gzip) {
       cl_atomic_abort(&a, NULL);
       return cl_fail("idx: %s: cannot start gzip output", path);
     }
+    errno = 0;
     int bad = emit(t, type, sink_gz, gz);
     int code = gzclose(gz);
     if (bad || code != Z_OK) {
+      /* The system's reason (no space, file too large, ...), not a guess; errno before the
+       * cleanup below can change it. */
+      int e = errno;
       cl_atomic_abort(&a, NULL);
-      return cl_fail("idx: %s: write failed (disk full?); any earlier file there is unchanged",
-                     path);
+      return cl_fail("idx: %s: write failed: %s; any earlier file there is unchanged", path,
+                     e ? strerror(e) : "gzip error");
     }
     return cl_atomic_commit(&a, NULL, path, "idx");
   }
@@ -316,9 +320,12 @@ int cl_write_idx(const char *path, const cl_tensor *t, int gzip) {
     cl_atomic_abort(&a, NULL);
     return cl_fail("idx: %s: cannot open the temporary file: %s", path, strerror(errno));
   }
+  errno = 0;
   if (emit(t, type, sink_file, f)) {
+    int e = errno; /* the system's reason, saved before the cleanup can change it */
     cl_atomic_abort(&a, f);
-    return cl_fail("idx: %s: write failed (disk full?); any earlier file there is unchanged", path);
+    return cl_fail("idx: %s: write failed: %s; any earlier file there is unchanged", path,
+                   e ? strerror(e) : "I/O error");
   }
   return cl_atomic_commit(&a, f, path, "idx");
 }

@@ -111,7 +111,9 @@ static int l_save_safetensors(lua_State *L) {
     if (!clb_is_tensor(L, -1))
       return luaL_error(L, "save_safetensors: '%s' must be a tensor, got %s", lua_tostring(L, -2),
                         luaL_typename(L, -1));
-    clb_check(L, -1); /* refuses freed tensors */
+    /* named here: clb_check would blame "bad argument #-1" */
+    if (!((clb_tensor *)lua_touserdata(L, -1))->t)
+      return luaL_error(L, "save_safetensors: tensor '%s' has been freed", lua_tostring(L, -2));
     lua_pop(L, 1);
     if (++count > 1 << 20)
       return luaL_error(L, "save_safetensors: too many tensors");

@@ -256,11 +256,12 @@ static void check_positions(lua_State *L, const cl_tensor *t, int first, int64_t
   for (int d = 0; d < t->ndim; d++) {
     int ok;
     lua_Integer v = lua_tointegerx(L, first + d, &ok);
-    if (!ok)
+    if (!ok) /* a number is shown by value: "argument 1 is number" puzzled for 0.5 */
       luaL_error(L, "%s: %d position%s expected for a tensor of %d dimension%s (positions count "
                     "from 0), argument %d is %s",
                  fn, t->ndim, t->ndim == 1 ? "" : "s", t->ndim, t->ndim == 1 ? "" : "s", d + 1,
-                 luaL_typename(L, first + d));
+                 lua_type(L, first + d) == LUA_TNUMBER ? lua_tostring(L, first + d)
+                                                       : luaL_typename(L, first + d));
     idx[d] = v;
   }
 }
@@ -629,6 +630,9 @@ static int m_gather(lua_State *L) {
 /* lab.cat({a, b, ...}, dim) */
 static int l_cat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  /* Without it the pointer array below lands at index 2 and is read as the dim: lab.cat(list)
+   * with the documented default dim failed ("dimension must be an integer, got userdata"). */
+  lua_settop(L, 2);
   int n = (int)lua_rawlen(L, 1);
   if (n < 1)
     return luaL_argerror(L, 1, "cat: a non-empty list of tensors expected");
@@ -726,18 +730,16 @@ static int compare_keys(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Called by the engine with the full gradient of a hooked tensor. */
-static int run_hooks(void *ud, cl_tensor *t, cl_tensor **grad) {
-  hook_call *hc = ud;
-  lua_State *L = hc->L;
+/* The Lua side of run_hooks, in a protected call: (t, grad) as light userdata. Any error,
+ * running out of memory included, comes back to run_hooks as a status instead of jumping over
+ * the engine's frames (which would strand the graph's buffers and leave in_backward set). */
+static int run_hooks_protected(lua_State *L) {
+  cl_tensor *t = lua_touserdata(L, 1);
+  cl_tensor **grad = lua_touserdata(L, 2);
   int top = lua_gettop(L);
-  if (!lua_checkstack(L, 8))
-    return cl_fail("backward: Lua stack exhausted in hooks");
   push_hooks_table(L);
-  if (lua_rawgeti(L, -1, (lua_Integer)t->id) != LUA_TTABLE) {
-    lua_settop(L, top);
+  if (lua_rawgeti(L, -1, (lua_Integer)t->id) != LUA_TTABLE)
     return 0;
-  }
   /* Snapshot the keys in registration order: a hook may remove itself. */
   lua_Integer keys[64];
   int n = 0;
@@ -757,26 +759,15 @@ static int run_hooks(void *ud, cl_tensor *t, cl_tensor **grad) {
       lua_pop(L, 1);
       continue;
     }
+    cl_tensor **slot = clb_slot(L); /* before the retain: making it may raise */
     cl_retain(*grad);
-    clb_tensor *g = lua_newuserdatauv(L, sizeof *g, 0);
-    g->t = *grad;
-    luaL_setmetatable(L, CLB_TENSOR);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-      lua_replace(L, top + 1); /* keep the error object just above the caller's stack */
-      lua_settop(L, top + 1);
-      hc->failed = 1;
-      return cl_fail("backward: a hook raised an error");
-    }
+    *slot = *grad;
+    lua_call(L, 1, 1);
     if (!lua_isnil(L, -1)) {
       clb_tensor *r = luaL_testudata(L, -1, CLB_TENSOR);
-      if (!r || !r->t) {
-        lua_pushfstring(L, "backward: a tensor hook must return nil or a tensor, got %s",
-                        luaL_typename(L, -1));
-        lua_replace(L, top + 1);
-        lua_settop(L, top + 1);
-        hc->failed = 1;
-        return cl_fail("backward: a hook returned a bad value");
-      }
+      if (!r || !r->t)
+        return luaL_error(L, "backward: a tensor hook must return nil or a tensor, got %s",
+                          luaL_typename(L, -1));
       cl_retain(r->t);
       cl_release(*grad);
       *grad = r->t;
@@ -784,6 +775,24 @@ static int run_hooks(void *ud, cl_tensor *t, cl_tensor **grad) {
     lua_pop(L, 1);
   }
   lua_settop(L, top);
+  return 0;
+}
+
+/* Called by the engine with the full gradient of a hooked tensor. */
+static int run_hooks(void *ud, cl_tensor *t, cl_tensor **grad) {
+  hook_call *hc = ud;
+  lua_State *L = hc->L;
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 8))
+    return cl_fail("backward: Lua stack exhausted in hooks");
+  lua_pushcfunction(L, run_hooks_protected); /* pushing these allocates nothing */
+  lua_pushlightuserdata(L, t);
+  lua_pushlightuserdata(L, grad);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    lua_settop(L, top + 1); /* the error object, just above the caller's stack */
+    hc->failed = 1;
+    return cl_fail("backward: a hook raised an error");
+  }
   return 0;
 }
 

@@ -186,6 +186,70 @@ static void set_paths(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* ---------------------------------------------------------------- allocation faults
+ * Two test hooks for the sweeps of docs/reliability.md; neither costs anything unless used.
+ *  - CNNLAB_FAIL_LUA_ALLOC=n: from Lua's n-th allocation on, every allocation that grows
+ *    memory fails (0: none fails); the count is printed on stderr at exit. The run must end
+ *    with "not enough memory" and status 1, never a crash.
+ *  - lab._with_lua_alloc_failing(n, fn): runs fn() in protected mode with the same failure
+ *    from its n-th allocation on, then restores the allocator; returns ok, error, count. The
+ *    whole sweep then runs in one process, where leaks of core memory can be counted. */
+typedef struct {
+  lua_Alloc f; /* the allocator wrapped */
+  void *ud;
+  long count;   /* allocations that grew memory */
+  long fail_at; /* >= 1: fail from this one on */
+} fault_alloc;
+
+static void *faulty_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  fault_alloc *fa = ud;
+  /* Only growth may fail: Lua assumes that freeing and shrinking always succeed. When ptr is
+     NULL, osize is a type tag, not a size. */
+  if (nsize > (ptr ? osize : 0)) {
+    fa->count++;
+    if (fa->fail_at > 0 && fa->count >= fa->fail_at)
+      return NULL;
+  }
+  return fa->f(fa->ud, ptr, osize, nsize);
+}
+
+static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud, (void)osize;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, nsize);
+}
+
+static fault_alloc process_faults; /* CNNLAB_FAIL_LUA_ALLOC */
+
+/* What luaL_newstate's panic function does: an error outside any protected call. */
+static int panic(lua_State *L) {
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(non-string error)";
+  fprintf(stderr, "%s: PANIC: unprotected error in call to Lua API (%s)\n", progname, msg);
+  return 0;
+}
+
+static int with_lua_alloc_failing(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  luaL_checkstack(L, 8, NULL); /* the results need no allocation once the fault is armed */
+  fault_alloc fa = {0};
+  fa.f = lua_getallocf(L, &fa.ud);
+  fa.fail_at = n > 0 ? (long)n : 0;
+  lua_setallocf(L, faulty_alloc, &fa);
+  int status = lua_pcall(L, 0, 1, 0);
+  lua_setallocf(L, fa.f, fa.ud);
+  lua_pushboolean(L, status == LUA_OK);
+  lua_insert(L, -2);
+  if (status == LUA_OK)
+    lua_pushnil(L), lua_replace(L, -2); /* ok, nil, count: the function's result is dropped */
+  lua_pushinteger(L, fa.count);
+  return 3;
+}
+
 static int run_chunk(lua_State *L, int status) {
   if (status == LUA_OK)
     status = repl_docall(L, 0, 0);
@@ -222,7 +286,13 @@ static void load_lab(lua_State *L) {
   if (require_into(L, "lab", "cnnlab") != LUA_OK) {
     fprintf(stderr, "%s: warning: could not load the cnnlab library, 'lab' is unset:\n", progname);
     repl_report(L, NULL, LUA_ERRRUN);
+    return;
   }
+  if (lua_getglobal(L, "lab") == LUA_TTABLE) {
+    lua_pushcfunction(L, with_lua_alloc_failing);
+    lua_setfield(L, -2, "_with_lua_alloc_failing");
+  }
+  lua_pop(L, 1);
 }
 
 /* Runs -e, -l and -W in command-line order; stops at the first failure. */
@@ -313,7 +383,17 @@ static int pmain(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  const char *fail = getenv("CNNLAB_FAIL_LUA_ALLOC");
+  lua_State *L;
+  if (fail) {
+    process_faults.f = plain_alloc;
+    process_faults.fail_at = atol(fail);
+    L = lua_newstate(faulty_alloc, &process_faults);
+    if (L)
+      lua_atpanic(L, panic); /* as luaL_newstate sets up, less the warning function */
+  } else {
+    L = luaL_newstate();
+  }
   if (L == NULL) {
     fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
     return EXIT_FAILURE;
@@ -326,5 +406,7 @@ int main(int argc, char **argv) {
   int ok = lua_toboolean(L, -1);
   repl_report(L, progname, status);
   lua_close(L);
+  if (fail)
+    fprintf(stderr, "%s: %ld Lua allocations\n", progname, process_faults.count);
   return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -8,11 +8,13 @@
  * per-slice partials in slice order. Results therefore repeat bit for bit for a given thread
  * count. Scratch memory is allocated before a region (one slice per thread), never inside:
  * the allocator's counters are not thread-safe. */
+#include "kernels.h"
 #include "nn_ref.h"
 #include "tensor_impl.h"
 
 #include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -124,17 +126,12 @@ static int conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, co
                    cl_shape_str(x, bx, sizeof bx), padding);
   conv_shape_from(s, x, w, stride, padding);
   if (!fits_int(s->o) || !fits_int(s->ckk) || !fits_int(s->plane) || !fits_int(s->h * s->w) ||
-      !fits_int(s->o * s->ckk) || !fits_int(s->ckk * s->plane))
+      !fits_int(s->o * s->ckk) || !fits_int(s->ckk * s->plane) ||
+      !fits_int(s->o * s->k * s->k * s->h * s->w)) /* dx's column matrix (stride 1) */
     return cl_fail("%s: layer too large (matrices beyond 2^31 elements are not supported): "
                    "input %s, weight %s",
                    fn, cl_shape_str(x, bx, sizeof bx), cl_shape_str(w, bw, sizeof bw));
   return 0;
-}
-
-/* A 1×1 kernel with stride 1 and no padding reads the input as it lies: the column matrix of
- * a sample is the sample itself. */
-static int conv_is_pointwise(const conv_shape *s) {
-  return s->k == 1 && s->stride == 1 && s->pad == 0;
 }
 
 /* Output columns [*lo, *hi) whose input column ox·S + off falls inside [0, width). */
@@ -150,58 +147,286 @@ static void valid_columns(int64_t off, int64_t stride, int64_t width, int64_t ou
   *hi = h;
 }
 
-/* x one sample C×H×W → col (C·K·K)×(OH·OW):
+/* A "same" convolution (stride 1, 2·P = K − 1: the output plane is the input plane) is what
+ * CNNs mostly use, and its column matrix has a shape that general code wastes time on: row
+ * (c, ki, kj) is the input plane c shifted by d = (ki − P)·W + (kj − P), cut to the rows that
+ * stay inside, with the output columns whose input column fell off the left or right edge set
+ * to zero. One long copy per row instead of one short one per output row. */
+static int conv_is_same(const conv_shape *s) {
+  return s->stride == 1 && s->oh == s->h && s->ow == s->w;
+}
+
+/* Output rows [*lo, *hi) of a same convolution whose input row oy + ki − P exists, and output
+ * columns [*clo, *chi) whose input column ox + kj − P exists. */
+static void same_valid(const conv_shape *s, int64_t ki, int64_t kj, int64_t *lo, int64_t *hi,
+                       int64_t *clo, int64_t *chi) {
+  int64_t dy = ki - s->pad, dx = kj - s->pad;
+  *lo = dy < 0 ? -dy : 0;
+  *hi = dy > 0 ? s->h - dy : s->h;
+  *clo = dx < 0 ? -dx : 0;
+  *chi = dx > 0 ? s->w - dx : s->w;
+}
+
+/* x one sample C×H×W → col (C·K·K)×(OH·OW), row r at col + r·ld (ld >= OH·OW):
  *   col[(c·K + ki)·K + kj, oy·OW + ox] = x[c, oy·S − P + ki, ox·S − P + kj]  (0 outside). */
-static void im2col(const conv_shape *s, const float *x, float *col) {
-  int64_t K = s->k, S = s->stride, P = s->pad;
+static void im2col(const conv_shape *s, const float *restrict x, float *restrict col, int64_t ld) {
+  int64_t K = s->k, S = s->stride, P = s->pad, W = s->w, OW = s->ow;
+  if (conv_is_same(s)) {
+    for (int64_t c = 0; c < s->c; c++)
+      for (int64_t ki = 0; ki < K; ki++)
+        for (int64_t kj = 0; kj < K; kj++) {
+          float *row = col + ((c * K + ki) * K + kj) * ld;
+          const float *plane = x + c * s->h * W;
+          int64_t d = (ki - P) * W + (kj - P), lo, hi, clo, chi;
+          same_valid(s, ki, kj, &lo, &hi, &clo, &chi);
+          for (int64_t q = 0; q < lo * W; q++)
+            row[q] = 0;
+          for (int64_t q = lo * W; q < hi * W; q++)
+            row[q] = plane[q + d];
+          for (int64_t q = hi * W; q < s->plane; q++)
+            row[q] = 0;
+          for (int64_t oy = lo; oy < hi; oy++) { /* the columns that wrapped round an edge */
+            for (int64_t ox = 0; ox < clo; ox++)
+              row[oy * W + ox] = 0;
+            for (int64_t ox = chi; ox < W; ox++)
+              row[oy * W + ox] = 0;
+          }
+        }
+    return;
+  }
   for (int64_t c = 0; c < s->c; c++)
     for (int64_t ki = 0; ki < K; ki++)
       for (int64_t kj = 0; kj < K; kj++) {
-        float *row = col + ((c * K + ki) * K + kj) * s->plane;
+        float *row = col + ((c * K + ki) * K + kj) * ld;
         int64_t lo, hi;
-        valid_columns(kj - P, S, s->w, s->ow, &lo, &hi);
+        valid_columns(kj - P, S, W, OW, &lo, &hi);
         for (int64_t oy = 0; oy < s->oh; oy++) {
-          float *dst = row + oy * s->ow;
+          float *dst = row + oy * OW;
           int64_t iy = oy * S - P + ki;
           if (iy < 0 || iy >= s->h) {
-            memset(dst, 0, sizeof(float) * (size_t)s->ow);
+            for (int64_t ox = 0; ox < OW; ox++)
+              dst[ox] = 0;
             continue;
           }
-          const float *src = x + (c * s->h + iy) * s->w + (kj - P);
+          const float *src = x + (c * s->h + iy) * W + (kj - P);
           for (int64_t ox = 0; ox < lo; ox++)
             dst[ox] = 0;
-          if (S == 1)
-            memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
-          else
-            for (int64_t ox = lo; ox < hi; ox++)
-              dst[ox] = src[ox * S];
-          for (int64_t ox = hi; ox < s->ow; ox++)
+          for (int64_t ox = lo; ox < hi; ox++)
+            dst[ox] = src[ox * S];
+          for (int64_t ox = hi; ox < OW; ox++)
             dst[ox] = 0;
         }
       }
 }
 
-/* The adjoint of im2col: dx[c, iy, ix] += dcol[row, pixel] over every (row, pixel) that
- * im2col read from (iy, ix). dx must hold the sample's running sum (zeros at first). */
-static void col2im(const conv_shape *s, const float *dcol, float *dx) {
-  int64_t K = s->k, S = s->stride, P = s->pad;
+/* The adjoint of im2col (rows of dcol ld = OH·OW apart): dx[c, iy, ix] = Σ dcol[row, pixel]
+ * over every (row, pixel) that im2col read from (iy, ix). Overwrites the sample's dx
+ * (C×H×W). Only strided convolutions come here (stride 1 computes dx as a convolution). */
+static void col2im(const conv_shape *s, const float *restrict dcol, float *restrict dx) {
+  int64_t K = s->k, S = s->stride, P = s->pad, W = s->w, OW = s->ow;
+  for (int64_t i = 0; i < s->c * s->h * W; i++)
+    dx[i] = 0;
   for (int64_t c = 0; c < s->c; c++)
     for (int64_t ki = 0; ki < K; ki++)
       for (int64_t kj = 0; kj < K; kj++) {
         const float *row = dcol + ((c * K + ki) * K + kj) * s->plane;
         int64_t lo, hi;
-        valid_columns(kj - P, S, s->w, s->ow, &lo, &hi);
+        valid_columns(kj - P, S, W, OW, &lo, &hi);
         for (int64_t oy = 0; oy < s->oh; oy++) {
           int64_t iy = oy * S - P + ki;
           if (iy < 0 || iy >= s->h)
             continue;
-          const float *src = row + oy * s->ow;
-          float *dst = dx + (c * s->h + iy) * s->w + (kj - P);
+          const float *src = row + oy * OW;
+          float *dst = dx + (c * s->h + iy) * W + (kj - P);
           for (int64_t ox = lo; ox < hi; ox++)
             dst[ox * S] += src[ox];
         }
       }
 }
+
+/* Sum of a row in float, 16 interleaved partial sums (the vectoriser's lanes, written out so
+ * that the order is fixed by the code, not by the compiler), then added up in double. */
+static double row_sum(const float *restrict v, int64_t n) {
+  float part[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; l++)
+      part[l] += v[i + l];
+  double sum = 0;
+  for (int l = 0; l < 16; l++)
+    sum += part[l];
+  for (; i < n; i++)
+    sum += v[i];
+  return sum;
+}
+
+/* ---------------------------------------------------------------- stride 1: on the micro-kernel */
+
+/* Convolutions of stride 1 (the seed network's three, and most CNNs') run straight on the
+ * micro-kernel of kernels.h, with no GEMM library between, as three matrix products:
+ *   forward  y_n  (O × P)     = W (O × CKK) · col(x_n) (CKK × P)                   + b
+ *   input    dx_n (C × H·W)   = W' (C × O·K·K) · col(g_n, padding K − 1 − P)
+ *            — dx is itself a convolution of g, with W'[c, o, ki, kj] = W[o, c, K−1−ki, K−1−kj]
+ *            (channels swapped, taps flipped), so it needs no col2im scatter;
+ *   weights  dWᵀ  (CKK × O)   = Σ_n col(x_n) (CKK × P) · g_nᵀ (P × O).
+ * W (or W') is packed once per call into the kernel's A slivers, and shared by all threads.
+ * The column matrix of a group of samples — several, side by side, when planes are small, so
+ * that the kernel's NR-wide tiles rarely straddle two samples and rarely run short — is an
+ * ordinary im2col buffer that the kernel reads in place as its B operand.
+ * Forward writes the bias into y first (a sequential stream, which the memory system takes
+ * much better than the kernel's tile-by-tile first touch), and the kernel adds into y.
+ * Threads split the batch into fixed slices; dW sums each slice's partial in slice order, so
+ * a given thread count always gives the same bits. */
+
+/* Whether a convolution runs on the micro-kernel: stride 1, unless CNNLAB_CONV=gemm asks for
+ * the im2col + cl_gemm path everywhere (to compare the two; docs/performance.md). */
+static int conv_on_microkernel(const conv_shape *s) {
+  static int mode = -1; /* 1: micro-kernel where it can; 0: im2col + GEMM always */
+  if (mode < 0) {
+    const char *env = getenv("CNNLAB_CONV");
+    mode = !(env && !strcmp(env, "gemm"));
+  }
+  return mode && s->stride == 1;
+}
+
+/* Column-buffer budget per group, in floats: it and the packed W share the core's L2. */
+#define COL_BUDGET (96 * 1024)
+
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Samples per column buffer for a convolution of shape s. */
+static int64_t conv_group(const conv_shape *s) {
+  int64_t g = COL_BUDGET / (s->ckk * s->plane);
+  return g < 1 ? 1 : g;
+}
+
+/* Floats of the column buffer of one group: CKK rows of ld = group·P rounded to NR. */
+static int64_t conv_col_len(const conv_shape *s, int64_t group, int nr) {
+  return s->ckk * round_up(group * s->plane, nr);
+}
+
+/* y (samples lo..hi, N×O×P) = conv(x) on the micro-kernel; apack = W packed (O rows, CKK
+ * deep), bias may be NULL. col holds conv_col_len floats. */
+static void mk_forward(const conv_shape *s, const cl_microkernel *uk, const float *apack,
+                       const float *bias, const float *x, float *y, int64_t lo, int64_t hi,
+                       float *col) {
+  int64_t P = s->plane, O = s->o, ckk = s->ckk, in_per = s->c * s->h * s->w;
+  int64_t group = conv_group(s), mr = uk->mr, nr = uk->nr;
+  int64_t ld = round_up(group * P, nr);
+  float tile[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR];
+  for (int64_t n0 = lo; n0 < hi; n0 += group) {
+    int64_t g = hi - n0 < group ? hi - n0 : group, cols = g * P, used = round_up(cols, nr);
+    for (int64_t i = 0; i < g; i++)
+      im2col(s, x + (n0 + i) * in_per, col + i * P, ld);
+    for (int64_t r = 0; r < ckk; r++) /* the last tile reads up to `used`: zeros there */
+      for (int64_t q = cols; q < used; q++)
+        col[r * ld + q] = 0;
+    for (int64_t i = 0; i < g * O; i++) {
+      float *row = y + (n0 * O + i) * P, v = bias ? bias[i % O] : 0.0f;
+      for (int64_t q = 0; q < P; q++)
+        row[q] = v;
+    }
+    for (int64_t o0 = 0; o0 < O; o0 += mr) {
+      int64_t rows = O - o0 < mr ? O - o0 : mr;
+      const float *a = apack + o0 * ckk;
+      for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+        int64_t n = j0 / P, p = j0 % P;
+        float *yt = y + ((n0 + n) * O + o0) * P + p;
+        if (rows == mr && p + nr <= P) { /* the whole tile lies in one sample's planes */
+          uk->run((int)ckk, a, col + j0, (int)ld, yt, (int)P, 1);
+          continue;
+        }
+        /* short on rows, or straddling samples: through a tile, column by column */
+        uk->run((int)ckk, a, col + j0, (int)ld, tile, (int)nr, 0);
+        int64_t width = cols - j0 < nr ? cols - j0 : nr;
+        for (int64_t j = 0; j < width; j++, p++) {
+          if (p == P)
+            p = 0, n++;
+          float *yc = y + ((n0 + n) * O + o0) * P + p;
+          for (int64_t i = 0; i < rows; i++)
+            yc[i * P] += tile[i * nr + j];
+        }
+      }
+    }
+  }
+}
+
+/* The convolution that gives dx from g (see above): input g (N×O×OH×OW), C output channels,
+ * padding K − 1 − P, stride 1 — its output plane is H×W again. */
+static void input_grad_shape(const conv_shape *s, conv_shape *t) {
+  t->n = s->n, t->c = s->o, t->h = s->oh, t->w = s->ow;
+  t->o = s->c, t->k = s->k, t->stride = 1, t->pad = (int)(s->k - 1 - s->pad);
+  t->oh = t->h + 2 * t->pad - t->k + 1;
+  t->ow = t->w + 2 * t->pad - t->k + 1;
+  t->ckk = t->c * t->k * t->k;
+  t->plane = t->oh * t->ow;
+}
+
+/* W' (C × O·K·K): W'[c, (o·K + ki)·K + kj] = W[o, c, K−1−ki, K−1−kj]. */
+static void flip_weights(const conv_shape *s, const float *w, float *wf) {
+  int64_t K = s->k, KK = K * K;
+  for (int64_t c = 0; c < s->c; c++)
+    for (int64_t o = 0; o < s->o; o++)
+      for (int64_t t = 0; t < KK; t++)
+        wf[(c * s->o + o) * KK + t] = w[(o * s->c + c) * KK + (KK - 1 - t)];
+}
+
+/* g (samples × rows × P, rows of P floats) → NR-wide slivers of its transpose:
+ * out[s][(n·P + q)·NR + j] = g[n, s·NR + j, q], zero for rows past `rows`; adds each row's
+ * sum to row_sums[row] when given (the bias gradient, while g passes through). Two steps, each of
+ * which the vectoriser handles well: groups of 8 rows interleaved into tmp (8·P floats), then
+ * the 8-float pieces copied to their places in the sliver — one step writing 8 floats every
+ * NR was 4× slower. */
+static void pack_transposed(const float *g, int64_t samples, int64_t rows, int64_t P, int nr,
+                            float *out, float *tmp, double *row_sums) {
+  int64_t k = samples * P;
+  for (int64_t r0 = 0; r0 < round_up(rows, nr); r0 += 8) {
+    float *sliver = out + r0 / nr * nr * k;
+    int64_t at = r0 % nr; /* where these 8 go in each row of the sliver */
+    for (int64_t n = 0; n < samples; n++) {
+      for (int64_t i = 0; row_sums && i < 8 && r0 + i < rows; i++) /* while the rows are near */
+        row_sums[r0 + i] += row_sum(g + (n * rows + r0 + i) * P, P);
+      if (r0 + 8 <= rows) {
+        const float *src = g + (n * rows + r0) * P;
+        for (int64_t q = 0; q < P; q++)
+          for (int i = 0; i < 8; i++)
+            tmp[q * 8 + i] = src[i * P + q];
+      } else { /* the last rows, padded with zeros */
+        for (int64_t q = 0; q < P; q++)
+          for (int i = 0; i < 8; i++)
+            tmp[q * 8 + i] = r0 + i < rows ? g[(n * rows + r0 + i) * P + q] : 0.0f;
+      }
+      float *dst = sliver + n * P * nr + at;
+      for (int64_t q = 0; q < P; q++)
+        memcpy(dst + q * nr, tmp + q * 8, 8 * sizeof(float));
+    }
+  }
+}
+
+/* dWᵀ (rows CKK rounded up to MR, ld = O rounded up to NR) += Σ over samples lo..hi of
+ * col(x_n) · g_nᵀ, and db[o] += Σ g[n, o, ·] when db is given. Scratch: col (conv_col_len), apack (CKK↑MR × group·P), bpack
+ * (O↑NR × group·P). A group's samples make one long contraction. */
+static void mk_weight_grad(const conv_shape *s, const cl_microkernel *uk, const float *x,
+                           const float *g, int64_t lo, int64_t hi, float *col, float *apack,
+                           float *bpack, float *dwt, double *db) {
+  int64_t P = s->plane, O = s->o, ckk = s->ckk, in_per = s->c * s->h * s->w;
+  int64_t group = conv_group(s), mr = uk->mr, nr = uk->nr;
+  int64_t ld = round_up(group * P, nr), ldo = round_up(O, nr);
+  for (int64_t n0 = lo; n0 < hi; n0 += group) {
+    int64_t gs = hi - n0 < group ? hi - n0 : group, k = gs * P;
+    for (int64_t i = 0; i < gs; i++)
+      im2col(s, x + (n0 + i) * in_per, col + i * P, ld);
+    /* A: column matrix rows in MR-tall slivers, contraction (pixel) outermost */
+    cl_pack_a(col, (int)ld, 0, (int)ckk, (int)k, 1.0f, (int)mr, apack);
+    /* B: g_nᵀ in NR-wide slivers, bpack[sliver][q][j] = g[n0 + q/P, o0 + j, q%P] */
+    pack_transposed(g + n0 * O * P, gs, O, P, (int)nr, bpack, col, db);
+    for (int64_t r0 = 0; r0 < ckk; r0 += mr)
+      for (int64_t o0 = 0; o0 < ldo; o0 += nr)
+        uk->run((int)k, apack + r0 * k, bpack + o0 * k, (int)nr, dwt + r0 * ldo + o0, (int)ldo, 1);
+  }
+}
+
+/* ---------------------------------------------------------------- strided: im2col + GEMM */
 
 /* Forward of one sample, as a matrix product on its column matrix:
  *   x_n C×H×W, w O×(C·K·K), b O → y_n O×(OH·OW) = w · im2col(x_n) + b (b broadcast along rows).
@@ -213,114 +438,137 @@ static void conv_forward_sample(const conv_shape *s, const float *x, const float
     for (int64_t p = 0; p < s->plane; p++)
       row[p] = v;
   }
-  const float *cols = x;
-  if (!conv_is_pointwise(s)) {
-    im2col(s, x, col);
-    cols = col;
-  }
-  cl_gemm(0, 0, (int)s->o, (int)s->plane, (int)s->ckk, 1.0f, w, (int)s->ckk, cols, (int)s->plane,
+  im2col(s, x, col, s->plane);
+  cl_gemm(0, 0, (int)s->o, (int)s->plane, (int)s->ckk, 1.0f, w, (int)s->ckk, col, (int)s->plane,
           1.0f, y, (int)s->plane);
 }
 
+/* Backward of one sample (strided convolutions), given g_n = dL/dy_n (O×P):
+ *   dw     += g_n · im2col(x_n)ᵀ          (O×P · P×CKK → O×CKK)
+ *   dx_n    = col2im(wᵀ · g_n)            (CKK×O · O×P → CKK×P, folded back to C×H×W) */
+static void conv_backward_sample(const conv_shape *s, const float *x, const float *w,
+                                 const float *g, float *dw, float *dx, float *col) {
+  float *dcol = col; /* the two are never needed at once */
+  if (dw) {
+    im2col(s, x, col, s->plane);
+    cl_gemm(0, 1, (int)s->o, (int)s->ckk, (int)s->plane, 1.0f, g, (int)s->plane, col,
+            (int)s->plane, 1.0f, dw, (int)s->ckk);
+  }
+  if (dx) {
+    cl_gemm(1, 0, (int)s->ckk, (int)s->plane, (int)s->o, 1.0f, w, (int)s->ckk, g, (int)s->plane,
+            0.0f, dcol, (int)s->plane);
+    col2im(s, dcol, dx);
+  }
+}
+
+/* ---------------------------------------------------------------- conv2d op */
+
 /* Backward, given g = dL/dy (N×O×OH×OW):
- *   db[o]   = Σ_n Σ_p g[n, o, p]
- *   dw      = Σ_n g_n · im2col(x_n)ᵀ          (O×P · P×CKK → O×CKK)
- *   dx_n    = col2im(wᵀ · g_n)                 (CKK×O · O×P → CKK×P, folded back to C×H×W)
- * Samples are split into slices; each slice sums its share of dw into a private partial, and
- * the partials are added in slice order. */
+ *   db[o] = Σ_n Σ_p g[n, o, p];  dw and dx as above (stride 1 on the micro-kernel, else
+ *   im2col + GEMM). Scratch is one piece per slice, allocated before the parallel region. */
 static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   cl_tensor *x = node->saved[0], *w = node->saved[1];
-  conv_shape s;
+  conv_shape s, t;
   conv_shape_from(&s, x, w, (int)node->iarg[0], (int)node->iarg[1]);
   int want_x = node->inputs[0] != NULL, want_w = node->inputs[1] != NULL;
-  int want_b = node->inputs[2] != NULL, pointwise = conv_is_pointwise(&s);
+  int want_b = node->inputs[2] != NULL;
   const float *pg = cl_f32(g), *px = cl_f32(x), *pw = cl_f32(w);
-  int64_t out_per_sample = s.o * s.plane, in_per_sample = s.c * s.h * s.w;
-
-  if (want_b) {
-    cl_tensor *db = cl_empty(CL_FLOAT32, 1, &s.o);
-    if (!db)
-      return -1;
-    float *pdb = cl_f32(db);
-    for (int64_t o = 0; o < s.o; o++) {
-      double sum = 0;
-      for (int64_t n = 0; n < s.n; n++) {
-        const float *row = pg + n * out_per_sample + o * s.plane;
-        for (int64_t p = 0; p < s.plane; p++)
-          sum += row[p];
-      }
-      pdb[o] = (float)sum;
-    }
-    gin[2] = db;
-  }
-  if (!want_x && !want_w)
+  int64_t out_per = s.o * s.plane, in_per = s.c * s.h * s.w;
+  if (!want_x && !want_w && !want_b)
     return 0;
 
-  cl_tensor *dx = want_x ? cl_zeros(CL_FLOAT32, 4, x->shape) : NULL;
-  cl_tensor *dw = want_w ? cl_zeros(CL_FLOAT32, 4, w->shape) : NULL;
-  if ((want_x && !dx) || (want_w && !dw)) {
-    release4(dx, dw, NULL, NULL);
-    return -1;
-  }
+  const cl_microkernel *uk = cl_microkernel_get();
+  int64_t mr = uk->mr, nr = uk->nr;
+  int mk_w = conv_on_microkernel(&s), mk_x = mk_w && s.pad <= s.k - 1;
+  if (mk_x)
+    input_grad_shape(&s, &t);
+  /* Scratch, per slice: [dWᵀ or dw partial][col][A pack][B pack]  for the weights, then
+   * [col][dcol] for the input (strided); shared: [W'][W' packed] for the input. */
+  int64_t gw = conv_group(&s), gx = mk_x ? conv_group(&t) : 0;
+  int64_t part = !want_w ? 0 : mk_w ? round_up(s.ckk, mr) * round_up(s.o, nr) : s.o * s.ckk;
+  int64_t wcol = !want_w ? 0 : mk_w ? conv_col_len(&s, gw, nr) : s.ckk * s.plane;
+  if (want_w && mk_w && wcol < 8 * s.plane) /* it doubles as pack_transposed's tmp */
+    wcol = 8 * s.plane;
+  int64_t wpack = want_w && mk_w ? (round_up(s.ckk, mr) + round_up(s.o, nr)) * gw * s.plane : 0;
+  int64_t xcol = !want_x ? 0 : mk_x ? conv_col_len(&t, gx, nr) : s.ckk * s.plane;
+  int64_t dbl = want_b ? 2 * s.o : 0; /* the floats that hold O doubles */
+  int64_t per_slice = round_up(dbl + part + wcol + wpack + xcol, 16); /* slices 64-byte aligned */
+  int64_t shared = mk_x && want_x ? s.c * s.o * s.k * s.k + cl_packed_a_len((int)s.c, (int)t.ckk, (int)mr) : 0;
   int slices = slice_count(s.n, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
-  /* Per slice: a column matrix (for dw), a column gradient (for dx), a dw partial (slices
-   * after the first; the first adds straight into dw). */
-  int64_t col_len = want_w && !pointwise ? s.ckk * s.plane : 0;
-  int64_t dcol_len = want_x && !pointwise ? s.ckk * s.plane : 0;
-  int64_t part_len = want_w ? s.o * s.ckk : 0;
-  int64_t per_slice = col_len + dcol_len + part_len;
-  size_t scratch_bytes = sizeof(float) * (size_t)(per_slice * slices);
+  size_t scratch_bytes = sizeof(float) * (size_t)(per_slice * slices + shared);
   float *scratch = cl_alloc(scratch_bytes); /* never NULL on success, even when empty */
-  if (!scratch) {
-    release4(dx, dw, NULL, NULL);
+  cl_tensor *dx = scratch && want_x ? cl_empty(CL_FLOAT32, 4, x->shape) : NULL;
+  cl_tensor *dw = scratch && want_w ? cl_empty(CL_FLOAT32, 4, w->shape) : NULL;
+  cl_tensor *db = scratch && want_b ? cl_empty(CL_FLOAT32, 1, &s.o) : NULL;
+  if (!scratch || (want_x && !dx) || (want_w && !dw) || (want_b && !db)) {
+    cl_dealloc(scratch, scratch_bytes);
+    release4(dx, dw, db, NULL);
     return -1;
   }
   float *pdx = dx ? cl_f32(dx) : NULL, *pdw = dw ? cl_f32(dw) : NULL;
+  float *wflip = scratch + per_slice * slices, *wfpack = wflip + s.c * s.o * s.k * s.k;
+  if (shared) {
+    flip_weights(&s, pw, wflip);
+    cl_pack_a(wflip, (int)t.ckk, 0, (int)s.c, (int)t.ckk, 1.0f, (int)mr, wfpack);
+  }
 
   blas_threads_for_region(slices, 1);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
 #endif
-  for (int t = 0; t < slices; t++) {
-    float *col = scratch + per_slice * t, *dcol = col + col_len, *part = dcol + dcol_len;
-    float *dw_acc = t == 0 ? pdw : part;
-    if (want_w && t > 0)
-      memset(part, 0, sizeof(float) * (size_t)part_len);
+  for (int i = 0; i < slices; i++) {
+    float *sp = scratch + per_slice * i, *dpart = sp + dbl, *col = dpart + part, *ap = col + wcol;
+    double *dbpart = want_b ? (double *)sp : NULL;
+    float *bp = ap + round_up(s.ckk, mr) * gw * s.plane, *xs = ap + wpack;
     int64_t lo, hi;
-    slice_range(s.n, slices, t, &lo, &hi);
-    for (int64_t n = lo; n < hi; n++) {
-      const float *gn = pg + n * out_per_sample, *xn = px + n * in_per_sample;
-      if (want_w) {
-        const float *cols = xn;
-        if (!pointwise) {
-          im2col(&s, xn, col);
-          cols = col;
-        }
-        cl_gemm(0, 1, (int)s.o, (int)s.ckk, (int)s.plane, 1.0f, gn, (int)s.plane, cols,
-                (int)s.plane, 1.0f, dw_acc, (int)s.ckk);
-      }
-      if (want_x) {
-        float *dxn = pdx + n * in_per_sample;
-        if (pointwise) {
-          cl_gemm(1, 0, (int)s.ckk, (int)s.plane, (int)s.o, 1.0f, pw, (int)s.ckk, gn, (int)s.plane,
-                  0.0f, dxn, (int)s.plane);
-        } else {
-          cl_gemm(1, 0, (int)s.ckk, (int)s.plane, (int)s.o, 1.0f, pw, (int)s.ckk, gn, (int)s.plane,
-                  0.0f, dcol, (int)s.plane);
-          col2im(&s, dcol, dxn);
-        }
-      }
+    slice_range(s.n, slices, i, &lo, &hi);
+    for (int64_t o = 0; want_b && o < s.o; o++)
+      dbpart[o] = 0;
+    if (want_w) {
+      for (int64_t q = 0; q < part; q++)
+        dpart[q] = 0;
+      if (mk_w)
+        mk_weight_grad(&s, uk, px, pg, lo, hi, col, ap, bp, dpart, dbpart);
+      else
+        for (int64_t n = lo; n < hi; n++)
+          conv_backward_sample(&s, px + n * in_per, pw, pg + n * out_per, dpart, NULL, col);
+    }
+    if (want_b && !(want_w && mk_w)) /* not summed on the way through dW's packing */
+      for (int64_t n = lo; n < hi; n++)
+        for (int64_t o = 0; o < s.o; o++)
+          dbpart[o] += row_sum(pg + (n * s.o + o) * s.plane, s.plane);
+    if (want_x) {
+      if (mk_x)
+        mk_forward(&t, uk, wfpack, NULL, pg, pdx, lo, hi, xs);
+      else
+        for (int64_t n = lo; n < hi; n++)
+          conv_backward_sample(&s, NULL, pw, pg + n * out_per, NULL, pdx + n * in_per, xs);
     }
   }
   blas_threads_for_region(slices, 0);
-  for (int t = 1; t < slices && want_w; t++) {
-    const float *part = scratch + per_slice * t + col_len + dcol_len;
-    for (int64_t i = 0; i < part_len; i++)
-      pdw[i] += part[i];
+  /* the slices' partials, in slice order (dWᵀ back to O×CKK on the way) */
+  for (int64_t o = 0; want_b && o < s.o; o++) {
+    double sum = 0;
+    for (int i = 0; i < slices; i++)
+      sum += ((const double *)(scratch + per_slice * i))[o];
+    cl_f32(db)[o] = (float)sum;
+  }
+  if (want_w) {
+    int64_t ldo = round_up(s.o, nr);
+    for (int64_t o = 0; o < s.o; o++)
+      for (int64_t r = 0; r < s.ckk; r++) {
+        float sum = 0;
+        for (int i = 0; i < slices; i++) {
+          const float *dpart = scratch + per_slice * i + dbl;
+          sum += mk_w ? dpart[r * ldo + o] : dpart[o * s.ckk + r];
+        }
+        pdw[o * s.ckk + r] = sum;
+      }
   }
   cl_dealloc(scratch, scratch_bytes);
   gin[0] = dx;
   gin[1] = dw;
+  gin[2] = db;
   return 0;
 }
 
@@ -328,22 +576,28 @@ cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int p
   conv_shape s;
   if (conv_check("conv2d", x, w, b, stride, padding, &s))
     return NULL;
+  const cl_microkernel *uk = cl_microkernel_get();
+  int mk = conv_on_microkernel(&s);
   cl_tensor *xc = cl_float_contiguous(x);
   cl_tensor *wc = xc ? cl_float_contiguous(w) : NULL;
   cl_tensor *bc = wc && b ? cl_float_contiguous(b) : NULL;
   int64_t shape[4] = {s.n, s.o, s.oh, s.ow};
   cl_tensor *out = wc && (bc || !b) ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
   int slices = slice_count(s.n, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
-  int64_t col_len = conv_is_pointwise(&s) ? 0 : s.ckk * s.plane;
-  size_t scratch_bytes = sizeof(float) * (size_t)(col_len * slices);
+  /* scratch: per slice a column buffer; for the micro-kernel also W packed (shared) */
+  int64_t col_len = mk ? conv_col_len(&s, conv_group(&s), uk->nr) : s.ckk * s.plane;
+  int64_t wpack_len = mk ? cl_packed_a_len((int)s.o, (int)s.ckk, uk->mr) : 0;
+  size_t scratch_bytes = sizeof(float) * (size_t)(col_len * slices + wpack_len);
   float *scratch = out ? cl_alloc(scratch_bytes) : NULL; /* never NULL on success */
   if (!scratch) {
     release4(xc, wc, bc, out);
     return NULL;
   }
   const float *px = cl_f32(xc), *pw = cl_f32(wc), *pb = bc ? cl_f32(bc) : NULL;
-  float *py = cl_f32(out);
-  int64_t in_per_sample = s.c * s.h * s.w, out_per_sample = s.o * s.plane;
+  float *py = cl_f32(out), *wpack = scratch + col_len * slices;
+  int64_t in_per = s.c * s.h * s.w, out_per = s.o * s.plane;
+  if (mk)
+    cl_pack_a(pw, (int)s.ckk, 0, (int)s.o, (int)s.ckk, 1.0f, uk->mr, wpack);
   blas_threads_for_region(slices, 1);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
@@ -351,9 +605,11 @@ cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int p
   for (int t = 0; t < slices; t++) {
     int64_t lo, hi;
     slice_range(s.n, slices, t, &lo, &hi);
-    for (int64_t n = lo; n < hi; n++)
-      conv_forward_sample(&s, px + n * in_per_sample, pw, pb, py + n * out_per_sample,
-                          scratch + col_len * t);
+    if (mk)
+      mk_forward(&s, uk, wpack, pb, px, py, lo, hi, scratch + col_len * t);
+    else
+      for (int64_t n = lo; n < hi; n++)
+        conv_forward_sample(&s, px + n * in_per, pw, pb, py + n * out_per, scratch + col_len * t);
   }
   blas_threads_for_region(slices, 0);
   cl_dealloc(scratch, scratch_bytes);
@@ -491,113 +747,275 @@ int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int s
  *   y[n,c,i,j] = max over the K×K window whose top-left corner is (i·S, j·S);
  *   where[n,c,i,j] = position (row·W + column) of that maximum in its H×W plane.
  * The first maximum in row-major order wins a tie; a NaN wins over any number, as in PyTorch.
- * Backward: dx[n,c,where] += g[n,c,i,j] (overlapping windows may hit a position twice). */
+ * Backward: dx[n,c,where] += g[n,c,i,j] (overlapping windows may hit a position twice).
+ * `where` is only kept when a graph is recorded; inference computes the maxima alone. */
+
+/* The reference: window by window, as the definition reads. Two passes over the window: the
+ * maximum first (no data-dependent branches), then the first position holding it. */
+static void max_pool_plane_ref(const float *plane, int64_t h, int64_t w, int k, int stride,
+                               int64_t oh, int64_t ow, float *y, int32_t *where) {
+  (void)h;
+  for (int64_t i = 0; i < oh; i++)
+    for (int64_t j = 0; j < ow; j++) {
+      int64_t top = i * stride, left = j * stride;
+      const float *window = plane + top * w + left;
+      float best_v = window[0];
+      int has_nan = 0;
+      for (int64_t ki = 0; ki < k; ki++)
+        for (int64_t kj = 0; kj < k; kj++) {
+          float v = window[ki * w + kj];
+          best_v = v > best_v ? v : best_v;
+          has_nan |= v != v;
+        }
+      int64_t best = -1;
+      for (int64_t ki = 0; ki < k && best < 0; ki++)
+        for (int64_t kj = 0; kj < k; kj++) {
+          float v = window[ki * w + kj];
+          if (has_nan ? v != v : v == best_v) {
+            best = (top + ki) * w + left + kj;
+            break;
+          }
+        }
+      y[i * ow + j] = plane[best];
+      if (where)
+        where[i * ow + j] = (int32_t)best;
+    }
+}
+
+/* The fast plane kernel, separable: a horizontal pass takes, for every input row the windows
+ * touch, the maximum of each run of K columns (hm, with its flat position hc); a vertical pass
+ * then takes the maximum of K rows of hm. Both are written without data-dependent branches or
+ * integer selects — the maximum first, then its position as "how many candidates before the
+ * first one equal to it" — so they vectorise with plain SSE2.
+ * Ties: each pass takes the first candidate equal to the maximum, which is the first in
+ * row-major order (a position in an earlier row precedes every position in a later one), so
+ * the winner is the reference's. NaN breaks "v > m": a plane holding one reports it and the
+ * caller redoes it with the reference kernel. hm and hc hold rows·OW entries, rows = the
+ * input rows the windows touch. Returns nonzero when a NaN was seen. */
+static inline int max_pool_plane_fast(const float *restrict plane, int64_t w, int k, int stride,
+                                      int64_t oh, int64_t ow, float *restrict y,
+                                      int32_t *restrict where, float *restrict hm,
+                                      int32_t *restrict hc) {
+  int nan_seen = 0;
+  int64_t rows = (oh - 1) * stride + k;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *row = plane + r * w;
+    float *m = hm + r * ow;
+    int32_t *c = hc + r * ow;
+    for (int64_t j = 0; j < ow; j++) {
+      const float *cand = row + j * stride;
+      float best = cand[0];
+      nan_seen |= cand[0] != cand[0];
+      for (int kj = 1; kj < k; kj++) {
+        best = cand[kj] > best ? cand[kj] : best;
+        nan_seen |= cand[kj] != cand[kj];
+      }
+      m[j] = best;
+      if (where) {
+        int32_t before = 1, off = 0; /* before: no candidate so far equals best */
+        for (int kj = 0; kj < k - 1; kj++) {
+          before &= cand[kj] != best;
+          off += before;
+        }
+        c[j] = (int32_t)(r * w + j * stride) + off;
+      }
+    }
+  }
+  for (int64_t i = 0; i < oh; i++) {
+    const float *m0 = hm + i * stride * ow; /* row i·S of hm; row i·S + ki is ki·OW further */
+    const int32_t *c0 = hc + i * stride * ow;
+    for (int64_t j = 0; j < ow; j++) {
+      float best = m0[j];
+      for (int ki = 1; ki < k; ki++)
+        best = m0[ki * ow + j] > best ? m0[ki * ow + j] : best;
+      y[i * ow + j] = best;
+      if (where) {
+        /* at = c[first row equal to best], as c[row 0] plus the steps to each next row that
+         * every row before it fails to match (masks of all ones or zero) */
+        int32_t before = -1, at = c0[j];
+        for (int ki = 1; ki < k; ki++) {
+          before &= -(int32_t)(m0[(ki - 1) * ow + j] != best);
+          at += (c0[ki * ow + j] - c0[(ki - 1) * ow + j]) & before;
+        }
+        where[i * ow + j] = at;
+      }
+    }
+  }
+  return nan_seen;
+}
+
+/* The kernel loops over the window vectorise only when K and S are constants the compiler can
+ * unroll by: the common windows get their own instantiations (with and without positions),
+ * any other runs the same code with run-time K and S. */
+#define POOL_PLANE(K, S)                                                                          \
+  (where ? max_pool_plane_fast(plane, w, K, S, oh, ow, y, where, hm, hc)                         \
+         : max_pool_plane_fast(plane, w, K, S, oh, ow, y, NULL, hm, hc))
+
+static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride, int64_t oh,
+                               int64_t ow, float *y, int32_t *where, float *hm, int32_t *hc) {
+  if (k == 3 && stride == 2)
+    return POOL_PLANE(3, 2);
+  if (k == 2 && stride == 2)
+    return POOL_PLANE(2, 2);
+  if (k == 3 && stride == 3)
+    return POOL_PLANE(3, 3);
+  return POOL_PLANE(k, stride);
+}
+
+/* Pools planes [lo, hi) of x (each H×W) into y, positions into where (or none). */
+static void max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, int64_t w, int k,
+                            int stride, int64_t oh, int64_t ow, float *y, int32_t *where,
+                            float *hm, int32_t *hc) {
+  for (int64_t pl = lo; pl < hi; pl++) {
+    const float *plane = x + pl * h * w;
+    float *yp = y + pl * oh * ow;
+    int32_t *wp = where ? where + pl * oh * ow : NULL;
+    if (pool_plane_dispatch(plane, w, k, stride, oh, ow, yp, wp, hm, hc))
+      max_pool_plane_ref(plane, h, w, k, stride, oh, ow, yp, wp);
+  }
+}
+
+/* dx of planes [lo, hi): zeroed here (in cache, by the thread that fills it), then g added at
+ * the saved positions. Each plane is one thread's, so no two threads write one element. */
+static void max_pool_backward_planes(const float *g, const int32_t *where, int64_t lo, int64_t hi,
+                                     int64_t in_plane, int64_t out_plane, float *dx) {
+  for (int64_t pl = lo; pl < hi; pl++) {
+    float *d = dx + pl * in_plane;
+    memset(d, 0, sizeof(float) * (size_t)in_plane);
+    const float *gp = g + pl * out_plane;
+    const int32_t *wp = where + pl * out_plane;
+    for (int64_t i = 0; i < out_plane; i++)
+      d[wp[i]] += gp[i];
+  }
+}
+
 static int max_pool2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   cl_tensor *x = node->inputs[0];
   const int32_t *where = node->ctx;
-  cl_tensor *dx = cl_zeros(CL_FLOAT32, 4, x->shape);
+  cl_tensor *dx = cl_empty(CL_FLOAT32, 4, x->shape);
   if (!dx)
     return -1;
   int64_t planes = x->shape[0] * x->shape[1], in_plane = x->shape[2] * x->shape[3];
   int64_t out_plane = g->shape[2] * g->shape[3];
   const float *pg = cl_f32(g);
   float *pdx = cl_f32(dx);
+  int slices = slice_count(planes, (double)planes * (double)in_plane);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((double)planes * out_plane > PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
 #endif
-  for (int64_t pl = 0; pl < planes; pl++)
-    for (int64_t i = 0; i < out_plane; i++)
-      pdx[pl * in_plane + where[pl * out_plane + i]] += pg[pl * out_plane + i];
+  for (int t = 0; t < slices; t++) {
+    int64_t lo, hi;
+    slice_range(planes, slices, t, &lo, &hi);
+    max_pool_backward_planes(pg, where, lo, hi, in_plane, out_plane, pdx);
+  }
   gin[0] = dx;
   return 0;
 }
 
-cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
+/* Checks the arguments of max_pool2d (and of its reference); sets the output size. */
+static int max_pool_check(const cl_tensor *x, int kernel, int stride, int64_t *oh, int64_t *ow) {
   char bx[96];
   if (cl_check_float("max_pool2d", "input", x))
-    return NULL;
+    return -1;
   if (x->ndim != 4)
-    return (void)cl_fail("max_pool2d: input must be N×C×H×W, got %s",
-                         cl_shape_str(x, bx, sizeof bx)),
-           NULL;
+    return cl_fail("max_pool2d: input must be N×C×H×W, got %s", cl_shape_str(x, bx, sizeof bx));
   if (kernel < 1)
-    return (void)cl_fail("max_pool2d: kernel must be >= 1, got %d", kernel), NULL;
+    return cl_fail("max_pool2d: kernel must be >= 1, got %d", kernel);
   if (stride < 1)
-    return (void)cl_fail("max_pool2d: stride must be >= 1, got %d", stride), NULL;
-  int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
+    return cl_fail("max_pool2d: stride must be >= 1, got %d", stride);
+  int64_t h = x->shape[2], w = x->shape[3];
   if (kernel > h || kernel > w)
-    return (void)cl_fail("max_pool2d: kernel %d×%d is larger than the input plane %lld×%lld "
-                         "(input %s; there is no padding)",
-                         kernel, kernel, (long long)h, (long long)w,
-                         cl_shape_str(x, bx, sizeof bx)),
-           NULL;
+    return cl_fail("max_pool2d: kernel %d×%d is larger than the input plane %lld×%lld "
+                   "(input %s; there is no padding)",
+                   kernel, kernel, (long long)h, (long long)w, cl_shape_str(x, bx, sizeof bx));
   if (h * w > INT32_MAX)
-    return (void)cl_fail("max_pool2d: planes of more than 2^31 pixels are not supported, got "
-                         "%s",
-                         cl_shape_str(x, bx, sizeof bx)),
-           NULL;
-  int64_t oh = (h - kernel) / stride + 1, ow = (w - kernel) / stride + 1;
-  int64_t shape[4] = {n, c, oh, ow};
-  size_t where_bytes = sizeof(int32_t) * (size_t)(n * c * oh * ow);
+    return cl_fail("max_pool2d: planes of more than 2^31 pixels are not supported, got %s",
+                   cl_shape_str(x, bx, sizeof bx));
+  *oh = (h - kernel) / stride + 1;
+  *ow = (w - kernel) / stride + 1;
+  return 0;
+}
+
+cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
+  int64_t oh, ow;
+  if (max_pool_check(x, kernel, stride, &oh, &ow))
+    return NULL;
+  int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
+  int64_t shape[4] = {n, c, oh, ow}, planes = n * c;
+  int recording = cl_grad_enabled() && x->requires_grad;
+  size_t where_bytes = recording ? sizeof(int32_t) * (size_t)(planes * oh * ow) : 0;
+  int slices = slice_count(planes, (double)planes * (double)(h * w * kernel));
+  /* per slice: hm (floats) and hc (ints), one entry per window column of every row touched */
+  int64_t hm_len = ((oh - 1) * stride + kernel) * ow;
+  size_t scratch_bytes = sizeof(float) * 2 * (size_t)(hm_len * slices);
   cl_tensor *xc = cl_float_contiguous(x);
   cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
-  int32_t *where = out ? cl_alloc(where_bytes) : NULL;
-  if (!where) {
+  int32_t *where = out && recording ? cl_alloc(where_bytes) : NULL;
+  float *scratch = out && (where || !recording) ? cl_alloc(scratch_bytes) : NULL;
+  if (!scratch) {
+    cl_dealloc(where, where_bytes);
     release4(xc, out, NULL, NULL);
     return NULL;
   }
   const float *px = cl_f32(xc);
   float *py = cl_f32(out);
-  int64_t planes = n * c;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((double)cl_numel(out) * kernel * kernel >            \
-                                              PARALLEL_MIN_WORK)
+#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
 #endif
-  for (int64_t pl = 0; pl < planes; pl++) {
-    const float *plane = px + pl * h * w;
-    for (int64_t i = 0; i < oh; i++)
-      for (int64_t j = 0; j < ow; j++) {
-        /* Two passes over the window: the maximum first (no data-dependent branches), then
-         * the first position holding it. One pass with "if (v > best)" mispredicts about
-         * twice per window on random data and was 20-25% slower. */
-        int64_t top = i * stride, left = j * stride;
-        const float *window = plane + top * w + left;
-        float best_v = window[0];
-        int has_nan = 0;
-        for (int64_t ki = 0; ki < kernel; ki++)
-          for (int64_t kj = 0; kj < kernel; kj++) {
-            float v = window[ki * w + kj];
-            best_v = v > best_v ? v : best_v;
-            has_nan |= v != v;
-          }
-        int64_t best = -1;
-        for (int64_t ki = 0; ki < kernel && best < 0; ki++)
-          for (int64_t kj = 0; kj < kernel; kj++) {
-            float v = window[ki * w + kj];
-            if (has_nan ? v != v : v == best_v) {
-              best = (top + ki) * w + left + kj;
-              break;
-            }
-          }
-        best_v = plane[best];
-        int64_t o = (pl * oh + i) * ow + j;
-        py[o] = best_v;
-        where[o] = (int32_t)best;
-      }
+  for (int t = 0; t < slices; t++) {
+    int64_t lo, hi;
+    slice_range(planes, slices, t, &lo, &hi);
+    float *hm = scratch + 2 * hm_len * t;
+    max_pool_planes(px, lo, hi, h, w, kernel, stride, oh, ow, py, where, hm,
+                    (int32_t *)(hm + hm_len));
   }
+  cl_dealloc(scratch, scratch_bytes);
   cl_release(xc);
+  if (!recording)
+    return out;
   cl_node *node;
   if (cl_record(&out, &node, "max_pool2d", max_pool2d_backward, 1, &x, 0, NULL)) {
     cl_dealloc(where, where_bytes);
     return NULL;
   }
-  if (node) {
-    node->ctx = where;
-    node->ctx_bytes = where_bytes;
-  } else {
-    cl_dealloc(where, where_bytes);
-  }
+  node->ctx = where;
+  node->ctx_bytes = where_bytes;
   return out;
+}
+
+int cl_max_pool2d_reference(cl_tensor *x, int kernel, int stride, cl_tensor **y,
+                            cl_tensor **where) {
+  int64_t oh, ow;
+  *y = NULL;
+  if (where)
+    *where = NULL;
+  if (max_pool_check(x, kernel, stride, &oh, &ow))
+    return -1;
+  int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
+  int64_t shape[4] = {n, c, oh, ow};
+  cl_tensor *xc = cl_float_contiguous(x);
+  cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
+  cl_tensor *pos = out ? cl_empty(CL_INT64, 4, shape) : NULL;
+  size_t where_bytes = sizeof(int32_t) * (size_t)(n * c * oh * ow);
+  int32_t *tmp = pos ? cl_alloc(where_bytes) : NULL;
+  if (!tmp) {
+    release4(xc, out, pos, NULL);
+    return -1;
+  }
+  for (int64_t pl = 0; pl < n * c; pl++)
+    max_pool_plane_ref(cl_f32(xc) + pl * h * w, h, w, kernel, stride, oh, ow,
+                       cl_f32(out) + pl * oh * ow, tmp + pl * oh * ow);
+  int64_t *pp = cl_data(pos);
+  for (int64_t i = 0; i < n * c * oh * ow; i++)
+    pp[i] = tmp[i];
+  cl_dealloc(tmp, where_bytes);
+  cl_release(xc);
+  *y = out;
+  if (where)
+    *where = pos;
+  else
+    cl_release(pos);
+  return 0;
 }
 
 /* ================================================================ linear */

@@ -14,4 +14,9 @@ cl_tensor *cl_conv2d_reference(cl_tensor *x, cl_tensor *w, cl_tensor *b, int str
 int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int stride, int padding,
                                  cl_tensor **dx, cl_tensor **dw, cl_tensor **db);
 
+/* Max-pooling by the window-by-window definition: values y N×C×OH×OW and, when `where` is not
+ * NULL, the int64 position (row·W + column in its plane) of each maximum. No graph. */
+int cl_max_pool2d_reference(cl_tensor *x, int kernel, int stride, cl_tensor **y,
+                            cl_tensor **where);
+
 #endif

@@ -745,13 +745,17 @@ int cl_save_safetensors(const char *path, int count, const char *const *names,
   }
   unsigned char lenbuf[8];
   le_store(lenbuf, hb.len, 8);
+  errno = 0;
   int bad = write_all(f, lenbuf, 8) || write_all(f, hb.p, hb.len);
   for (int i = 0; i < count && !bad; i++)
     bad = write_tensor(f, order[i].t);
   if (bad) {
+    /* The system's reason (no space, file too large, ...) rather than a guess; saved before
+     * the cleanup can change errno. */
+    int e = errno;
     cl_atomic_abort(&a, f);
-    cl_fail("safetensors: %s: write failed (disk full?); any earlier file there is unchanged",
-            path);
+    cl_fail("safetensors: %s: write failed: %s; any earlier file there is unchanged", path,
+            e ? strerror(e) : "I/O error");
     goto done;
   }
   rc = cl_atomic_commit(&a, f, path, "safetensors");

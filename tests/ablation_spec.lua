@@ -5,6 +5,9 @@ local lab = require "cnnlab"
 local nn = lab.nn
 local A = lab.ablation
 
+--- model(x) without recording a graph.
+local function run(model, x) return lab.no_grad(function() return model(x) end) end
+
 local function max_abs_diff(a, b) return (a - b):abs():max():item() end
 
 local function forward_hooks(model)
@@ -68,8 +71,15 @@ describe("attribution and ranking on a network where one channel carries the ans
     local r0 = A.attribution(net, x, {layers = {"relu1"}, target = 0})
     assert.near(0.4, r0.scores.relu1:get(0, 0), 1e-5)
     assert.near(0, r0.scores.relu1:get(0, 2), 1e-5)
-    -- the parameters' gradients are cleared again
-    for _, p in ipairs(net:parameters()) do assert.is_nil(p.grad) end
+    -- the parameters' gradients are left as they were, and they still require grad
+    for _, p in ipairs(net:parameters()) do
+      assert.is_nil(p.grad)
+      assert.is_true(p.requires_grad)
+    end
+    net(x):sum():backward()
+    local g = net.fc.weight.grad:clone()
+    A.attribution(net, x, {layers = {"relu1"}})
+    assert.equal(0, max_abs_diff(g, net.fc.weight.grad))
   end)
 
   it("zeroing the top-ranked channel changes the answer; zeroing the others does not", function()
@@ -105,35 +115,35 @@ describe("ablation by forward hook", function()
         surgery.conv3.bias:narrow(0, c, 1):zero_()
       end
     end)
-    local want = lab.no_grad(surgery, x)
+    local want = run(surgery, x)
     local got = lab.no_grad(function()
       return A.with_ablation(net, {relu3 = {5, 17, 100}}, function() return net(x) end)
     end)
     assert.is_true(max_abs_diff(want, got) < 1e-5)
-    assert.is_true(max_abs_diff(want, lab.no_grad(net, x)) > 1e-4)
+    assert.is_true(max_abs_diff(want, run(net, x)) > 1e-4)
   end)
 
   it("leaves the model unchanged once the hook is removed", function()
     local net = seed_model(5)
     local x = lab.rand({3, 3, 28, 28}, {generator = lab.Generator(6)})
-    local before = lab.no_grad(net, x)
+    local before = run(net, x)
     local weights = {}
     for name, t in pairs(net:state_dict()) do weights[name] = t:clone() end
     local h = A.ablate(net, {relu1 = {0, 1, 2, 3}, relu2 = {7}})
-    local during = lab.no_grad(net, x)
+    local during = run(net, x)
     assert.is_true(max_abs_diff(before, during) > 1e-4)
     assert.equal(2, forward_hooks(net))
     h.remove()
     h.remove() -- a second remove does nothing
     assert.equal(0, forward_hooks(net))
-    assert.equal(0, max_abs_diff(before, lab.no_grad(net, x)))
+    assert.equal(0, max_abs_diff(before, run(net, x)))
     for name, t in pairs(net:state_dict()) do assert.equal(0, max_abs_diff(weights[name], t)) end
     -- also when the function run under the ablation fails
     assert.has_error(function()
       A.with_ablation(net, {relu3 = {1}}, function() error("boom") end)
     end)
     assert.equal(0, forward_hooks(net))
-    assert.equal(0, max_abs_diff(before, lab.no_grad(net, x)))
+    assert.equal(0, max_abs_diff(before, run(net, x)))
   end)
 
   it("the evaluator's shortcut gives the predictions of a full forward with the hook", function()
@@ -146,9 +156,9 @@ describe("ablation by forward hook", function()
       local channels = layer == "relu1" and {0, 3, 9, 31} or {1, 2, 64, 127}
       local fast = ev:logits(channels)
       local slow = A.with_ablation(net, {[layer] = channels}, function()
-        return lab.no_grad(net, sets.hard.images:float() / 255)
+        return run(net, sets.hard.images:float() / 255)
       end)
-      local plain = lab.no_grad(net, sets.hard.images:float() / 255)
+      local plain = run(net, sets.hard.images:float() / 255)
       assert.same({sets.hard.n, 10}, fast.shape)
       assert.is_true(max_abs_diff(fast, slow) < 1e-5)
       assert.is_true(max_abs_diff(slow, plain) > 1e-4) -- the ablation does change the logits

@@ -101,6 +101,14 @@ describe("the one-pixel model (answers worked out on paper)", function()
     assert.equal(0.9, s.confidence)
   end)
 
+  it("the margin loss takes the same steps here (∂/∂v of max_{j≠3} z_j − z_3 is −40)", function()
+    local r = attack.pgd(model, pixels({0.5, 0.52, 0.3}), {target = 3, eps = 0.1,
+      step_size = 0.01, steps = 50, loss = "margin"})
+    assert.same({6, 4, 50}, column(r.steps))
+    assert.same({1, 1, 0}, column(r.success))
+    assert.equal("margin", r.settings.loss)
+  end)
+
   it("FGSM takes one step of size ε", function()
     local r = attack.fgsm(model, pixels({0.5, 0.5}), {target = 3, eps = 0.06})
     assert.same({1, 1}, column(r.success))

@@ -22,7 +22,8 @@
 --       probs, target}: scores[name] = N×C tensor, Σ over space of activation × ∂logit_target /
 --       ∂activation (forward hooks keep the activation, backward hooks its gradient); target
 --       defaults to the predicted class. A first-order estimate of how much the target logit
---       falls when the channel is zeroed. Clears the parameters' .grad afterwards.
+--       falls when the channel is zeroed. The gradient flows from a copy of x; the
+--       parameters' requires_grad is off for the call, so their .grad is left untouched.
 --   ablation.rank(scores[, {ascending = false}]) → channel positions (from 0), best first;
 --       scores a Lua list (channel c at [c + 1]) or a 1-D tensor. Ties keep channel order.
 --   ablation.ablate(model, layer, channels) or ablation.ablate(model, {[layer] = channels, …})
@@ -57,10 +58,11 @@ local function check_model(fn, model)
   end
 end
 
-local function module_of(fn, model, name)
+local function module_of(fn, model, name, level)
+  level = level or 3
   if type(name) ~= "string" then
     error(("%s: layer must be a module name such as \"relu3\", got %s"):format(fn,
-      type(name)), 3)
+      type(name)), level)
   end
   local m = model:get_module(name)
   if not m or name == "" then
@@ -69,7 +71,7 @@ local function module_of(fn, model, name)
       if e[1] ~= "" then names[#names + 1] = e[1] end
     end
     error(("%s: layer '%s' is not a module of the model (known: %s)"):format(fn, name,
-      table.concat(names, ", ")), 3)
+      table.concat(names, ", ")), level)
   end
   return m
 end
@@ -82,7 +84,7 @@ local function check_layers(fn, model, layers)
       type(layers)), 3)
   end
   local mods = {}
-  for i, name in ipairs(layers) do mods[i] = module_of(fn, model, name) end
+  for i, name in ipairs(layers) do mods[i] = module_of(fn, model, name, 4) end
   return layers, mods
 end
 
@@ -301,7 +303,9 @@ function ablation.attribution(model, x, opts)
   local layers, mods = check_layers(fn, model, opts.layers)
   local n = x:size(0)
   if x.dtype == "uint8" then x = x:float() / 255 end
-  x = x:detach()
+  -- the gradient flows from the input, not the parameters: their requires_grad is switched
+  -- off for the call, so their .grad fields are left as they were
+  x = x:detach():clone():requires_grad_(true)
   local acts, grads, handles = {}, {}, {}
   for i, name in ipairs(layers) do
     handles[#handles + 1] = mods[i]:register_forward_hook(function(_, _, out)
@@ -311,8 +315,16 @@ function ablation.attribution(model, x, opts)
       grads[name] = g
     end)
   end
+  local params = model:parameters()
+  local flags = {}
+  for i, p in ipairs(params) do
+    flags[i] = p.requires_grad
+    p:requires_grad_(false)
+  end
+  handles[#handles + 1] = {remove = function()
+    for i, p in ipairs(params) do p:requires_grad_(flags[i]) end
+  end}
   return guarded(model, true, handles, function()
-    model:zero_grad()
     local logits = model(x)
     if logits:dim() ~= 2 then
       error(("%s: the model must return N×K logits, got %s"):format(fn, shape_of(logits)), 0)
@@ -338,8 +350,8 @@ function ablation.attribution(model, x, opts)
         error(("%s: layer '%s' did not run in the model's forward"):format(fn, name), 0)
       end
       if not acts[name].requires_grad then
-        error(("%s: layer '%s' has no gradient (its output does not depend on parameters or "
-          .. "inputs that require grad)"):format(fn, name), 0)
+        error(("%s: layer '%s' has no gradient (its output does not depend on the input)")
+          :format(fn, name), 0)
       end
     end
     chosen:backward()
@@ -355,7 +367,6 @@ function ablation.attribution(model, x, opts)
       if prod:dim() == 4 then prod = prod:sum(3):sum(2) end
       scores[name] = prod
     end
-    model:zero_grad()
     return {scores = scores, preds = preds, target = target,
       probs = logits:detach():softmax(1), logits = logits:detach()}
   end)
@@ -401,13 +412,13 @@ local function check_channels(fn, layer, channels)
   if core.is_tensor(channels) then channels = channels:totable() end
   if type(channels) ~= "table" then
     error(("%s: channels of '%s' must be a list of channel positions (from 0), got %s"):format(
-      fn, layer, type(channels)), 4)
+      fn, layer, type(channels)), 3)
   end
   local list = {}
   for i, c in ipairs(channels) do
     if math.type(c) ~= "integer" or c < 0 then
       error(("%s: channels of '%s': entry %d must be a channel position ≥ 0, got %s"):format(
-        fn, layer, i, tostring(c)), 4)
+        fn, layer, i, tostring(c)), 3)
     end
     list[i] = c
   end

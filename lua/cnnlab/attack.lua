@@ -12,20 +12,23 @@
 --                 the model answer anything else); give target or labels, not both
 --   eps           L∞ budget ε ≥ 0 (default 0.05)
 --   step_size     α > 0 per step (default ε/4; FGSM: ε)
---   steps         number of gradient steps, an integer ≥ 1 (default 40; FGSM: 1)
+--   steps         number of gradient steps, an integer ≥ 1 (default 20; FGSM: 1)
 --   confidence    targeted: success needs softmax p(target) ≥ confidence (default 0.9);
 --                 untargeted: success needs the wrong answer's probability ≥ confidence
 --                 (default 0: any wrong answer)
 --   early_stop    stop each sample as soon as it succeeds (default true)
 --   random_start  start from x + U(−ε, ε) (clipped), drawn from `generator` (default false)
 --   generator     a lab.Generator, required with random_start
+--   loss          "ce" (default): cross-entropy; "margin": max_{j≠c} z_j − z_c on the logits
+--                 (Carlini–Wagner's f6 without its clamp), for class c
 --   batch         samples per forward/backward pass (default 512)
 --   classes       number of classes K (default 10)
 --
--- The update: a targeted attack descends the cross-entropy of the target,
---   x ← x − α·sign(∇ₓ CE(f(x), target))                        (sign −1)
--- an untargeted one ascends the cross-entropy of the true label,
---   x ← x + α·sign(∇ₓ CE(f(x), label))                          (sign +1)
+-- The update: a targeted attack descends the loss of the target,
+--   x ← x − α·sign(∇ₓ L(f(x), target))                         (sign −1)
+-- an untargeted one ascends the loss of the true label,
+--   x ← x + α·sign(∇ₓ L(f(x), label))                           (sign +1)
+-- with L the cross-entropy (or the margin loss, which is also high when c is not winning).
 -- and after every step x is projected into the ε-ball around the original and into [0,1]
 -- (clip after every step). Before each step every active sample is checked; one that
 -- succeeds is set aside with the number of steps it took, so each step is one forward and
@@ -44,13 +47,13 @@
 --   linf, l2      float32 N, norms of adversarial − original
 --   n, n_success, success_rate (percent), mean_steps, mean_confidence, max_linf
 --   settings      {attack = "pgd"|"fgsm", targeted, sign, eps, step_size, steps,
---                  random_start, confidence, early_stop, batch}
+--                  random_start, confidence, early_stop, loss, batch}
 -- }
 local core = require "cnnlab.core"
 
 local attack = {}
 
-attack.DEFAULTS = {eps = 0.05, steps = 40, confidence = 0.9, batch = 512, classes = 10,
+attack.DEFAULTS = {eps = 0.05, steps = 20, confidence = 0.9, batch = 512, classes = 10,
   step_fraction = 0.25}
 
 -- Shrinks the projection bound so float32 rounding never carries an element past ε.
@@ -66,7 +69,7 @@ local function is_number(v) return type(v) == "number" and v == v and v ~= math.
 
 local KNOWN = {target = true, labels = true, eps = true, step_size = true, steps = true,
   confidence = true, early_stop = true, random_start = true, generator = true, batch = true,
-  classes = true}
+  classes = true, loss = true}
 
 -- Classes as an int64 tensor of n entries: from an integer or a tensor, each in 0..k−1.
 local function class_vector(fn, what, v, n, k)
@@ -164,10 +167,14 @@ local function check(fn, model, x, opts, is_fgsm)
   end
   local early_stop = opts.early_stop
   if early_stop == nil then early_stop = true end
+  local loss = opts.loss or "ce"
+  if loss ~= "ce" and loss ~= "margin" then
+    fail(fn, "loss must be \"ce\" or \"margin\", got %s", tostring(loss))
+  end
   return {
     attack = is_fgsm and "fgsm" or "pgd", targeted = targeted, sign = targeted and -1 or 1,
     eps = eps, step_size = step_size, steps = steps, confidence = confidence,
-    random_start = random_start, early_stop = early_stop, batch = batch, classes = k,
+    random_start = random_start, early_stop = early_stop, loss = loss, batch = batch, classes = k,
   }, classes
 end
 
@@ -231,7 +238,14 @@ local function run_chunk(model, x0, c0, s, out, base)
       end
     end
     if #keep == 0 then break end
-    local loss = core.cross_entropy(logits, c, {reduction = "sum"})
+    local loss
+    if s.loss == "margin" then
+      local onehot = core.arange(s.classes):reshape(1, -1):eq(c:reshape(-1, 1)):float()
+      local others = (logits - onehot * 1e9):max(1)
+      loss = (others - (logits * onehot):sum(1)):sum()
+    else
+      loss = core.cross_entropy(logits, c, {reduction = "sum"})
+    end
     loss:backward()
     local grad = xa.grad
     core.set_grad_enabled(false)
@@ -329,10 +343,10 @@ end
 
 --- One line describing the settings, for logs and captions.
 function attack.describe(s)
-  return ("%s %s, ε = %g, step %g × %d%s, %s, sign %+d, confidence %g"):format(s.attack:upper(),
-    s.targeted and "targeted" or "untargeted", s.eps, s.step_size, s.steps,
-    s.early_stop and " (early stop)" or "", s.random_start and "random start" or "no random start",
-    s.sign, s.confidence)
+  return ("%s %s, ε = %g, step %g × %d%s, %s loss, %s, sign %+d, confidence %g"):format(
+    s.attack:upper(), s.targeted and "targeted" or "untargeted", s.eps, s.step_size, s.steps,
+    s.early_stop and " (early stop)" or "", s.loss == "margin" and "margin" or "cross-entropy",
+    s.random_start and "random start" or "no random start", s.sign, s.confidence)
 end
 
 return attack

@@ -207,6 +207,13 @@ end
 
 function data.export(set, path, opts)
   opts = opts or {}
+  -- without this a set missing a tensor was written as a file missing it, silently
+  for _, name in ipairs({"images", "labels", "colors", "index"}) do
+    if not lab.is_tensor(set[name]) then
+      error(("data.export: the set has no tensor '%s' (a set of data.colored_mnist has images, "
+        .. "labels, colors and index)"):format(name), 2)
+    end
+  end
   local images = set.images
   if opts.float then images = lab.gather_batch(images, lab.arange(0, set.n)) end
   local meta = {format = "cnnlab colored-mnist", set = set.name or "?",

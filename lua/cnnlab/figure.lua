@@ -151,7 +151,6 @@ end
 
 function figure.paint(img, mask, rgb)
   return no_grad(function()
-    local n = img:size(0)
     local m = mask:float():unsqueeze(1)
     local colour = core.tensor(rgb):reshape(1, 3, 1, 1)
     return img * (1 - m) + m * colour

@@ -15,6 +15,10 @@
 --     result  {layer =, target = int64 N, logits = N×K, probs = N×K (softmax),
 --              maps = N×h×w (raw, at the layer's resolution, not rescaled),
 --              upsampled = N×H×W (bilinear, align_corners = false), weights = N×K,
+--              reached = h×w uint8: 1 where the gradient was nonzero for some row and
+--              channel — a position outside every window of a later pooling (relu3's last
+--              row and column in the seed network) is never reached, yet its activations
+--              still enter Σ_k α_k A_k,
 --              and with plusplus: maps_pp, upsampled_pp, weights_pp}
 --       α_k   = (1/hw) Σ_ij ∂y_c/∂A_kij     y_c the chosen class's logit (not the softmax)
 --       map   = ReLU(Σ_k α_k A_k)           all-negative maps become zeros
@@ -172,13 +176,15 @@ function gradcam.compute(model, x, opts)
     plusplus = true})
   check_images(fn, x)
   local layer = opts.layer or gradcam.DEFAULT_LAYER
-  hooks.module(model, layer) -- a clear error for unknown layers before any work
+  local found, msg = hooks.find(model, layer, fn) -- a clear error before any work
+  if not found then error(msg, 2) end
   local h, w = size_of(fn, x, opts.size)
   local batch = batch_of(fn, opts.batch)
   local n = x:size(0)
   check_target(fn, opts.target, n)
   local parts = {maps = {}, upsampled = {}, weights = {}, target = {}, logits = {},
     maps_pp = {}, upsampled_pp = {}, weights_pp = {}}
+  local reached
   for start = 0, n - 1, batch do
     local count = math.min(batch, n - start)
     local r = hooks.gradient(model, layer, x:narrow(0, start, count),
@@ -188,6 +194,10 @@ function gradcam.compute(model, x, opts)
         fn, layer, shape_string(r.activation)), 2)
     end
     local maps, weights = gradcam.from_gradients(r.activation, r.gradient)
+    local touched = no_grad(function()
+      return r.gradient:abs():sum(0):sum(0):gt(0)
+    end)
+    reached = reached and reached:maximum(touched) or touched
     table.insert(parts.maps, maps)
     table.insert(parts.weights, weights)
     table.insert(parts.upsampled, upsample(maps, h, w))
@@ -205,6 +215,7 @@ function gradcam.compute(model, x, opts)
     if #list > 0 then result[key] = core.cat(list, 0) end
   end
   result.probs = result.logits:softmax(1)
+  result.reached = reached
   return result
 end
 
@@ -225,6 +236,9 @@ function gradcam.saliency(model, x, opts)
   local batch = batch_of(fn, opts.batch)
   local n = x:size(0)
   check_target(fn, opts.target, n)
+  if type(model) ~= "table" or type(model.named_modules) ~= "function" then
+    error(("%s: model must be a cnnlab.nn module, got %s"):format(fn, type(model)), 2)
+  end
   -- any module will do as the hooked layer: the first child, whose gradient we do not need
   local first = hooks.layer_names(model)[1]
   if not first then error(fn .. ": the model has no layers", 2) end

@@ -3,14 +3,16 @@
 --
 --   hooks.module(model, name)          the module called `name` ("conv1", "relu3", "fc"); an
 --                                      unknown name is an error listing the known ones
+--   hooks.find(model, name[, fn])      the module, or nil and a message beginning with fn
 --   hooks.layer_names(model)           the dotted names of every module below the root
---   hooks.capture(model, names, x[, {grad = false, detach = true, reduce = fn}])
+--   hooks.capture(model, names, x[, {grad = false, detach = true, reduce = fn, eval = true}])
 --       → acts, output
 --       runs model(x) once with a forward hook on each named module, then removes the hooks
 --       (also when the forward raises). acts[name] is what the module returned (detached
 --       unless detach = false; passed through reduce(name, output) when given, e.g. a spatial
 --       mean). names is a string or a list of strings. Without grad = true the forward runs
---       without recording a graph.
+--       without recording a graph. The model runs in evaluation mode (dropout off) and gets
+--       its mode back afterwards; eval = false leaves the mode as it is.
 --   hooks.collect(model, names, images[, {batch = 256, reduce = fn, progress = fn}]) → acts
 --       hooks.capture over a whole set of images (uint8 bytes N×3×H×W as stored, or float in
 --       [0,1]) in batches, in evaluation mode; acts[name] concatenates the batches along dim 0
@@ -30,6 +32,13 @@
 --       ∂score/∂x too. The model runs in evaluation mode and its parameters' requires_grad
 --       is switched off for the call: their .grad fields are left untouched. Hooks, modes and
 --       flags are restored even when something raises.
+--   hooks.anova(groups) → acc          streaming one-way ANOVA of activations on groupings:
+--       acc:add(F, {color = g1, digit = g2}) with F N×U (one row per input, one column per
+--       unit or channel) and each g an int64 N of groups 0..groups−1, batch after batch;
+--       acc:result() → {color = {per =, mean =, pooled =}, ..., constant =, size =}:
+--       per column η² = SS_between / SS_total = Σ_g n_g (m_g − m)² / Σ_i (f_i − m)², its mean
+--       over the columns that vary, and pooled Σ SS_between / Σ SS_total; constant columns
+--       (a dead ReLU, a position no input reaches) are left out and counted.
 --   hooks.attach(model, names, fn) → handle     low level: fn(name, module, input, output) as
 --       a forward hook on each named module; handle:remove() removes them all.
 local core = require "cnnlab.core"
@@ -58,21 +67,64 @@ function hooks.layer_names(model)
   return names
 end
 
-local function resolve(fn, model, name)
+-- The module called name, or nil and a message naming fn and the known layers.
+local function find(fn, model, name)
   if type(name) ~= "string" then
-    error(("%s: a layer name (string) expected, got %s"):format(fn, type(name)), 3)
+    return nil, ("%s: a layer name (string) expected, got %s"):format(fn, type(name))
   end
-  local m = model:get_module(name)
-  if not m or name == "" then
-    error(("%s: the model has no layer '%s' (layers: %s)"):format(fn, name,
-      table.concat(hooks.layer_names(model), ", ")), 3)
+  local m = name ~= "" and model:get_module(name)
+  if not m then
+    return nil, ("%s: the model has no layer '%s' (layers: %s)"):format(fn, name,
+      table.concat(hooks.layer_names(model), ", "))
   end
   return m
+end
+
+-- find, raising at the caller of the public function that called resolve.
+local function resolve(fn, model, name)
+  local m, msg = find(fn, model, name)
+  if not m then error(msg, 3) end
+  return m
+end
+
+-- The modules of a list of names, raising at the public function's caller.
+local function resolve_all(fn, model, names)
+  local modules = {}
+  for i, name in ipairs(names) do
+    local m, msg = find(fn, model, name)
+    if not m then error(msg, 3) end
+    modules[i] = m
+  end
+  return modules
+end
+
+-- Forward hooks fn(name, module, input, output) on modules; a handle removing them all.
+local function attach_modules(names, modules, fn)
+  local handles = {}
+  for i, name in ipairs(names) do
+    handles[i] = modules[i]:register_forward_hook(function(m, input, output)
+      return fn(name, m, input, output)
+    end)
+  end
+  return {remove = function()
+    for _, h in ipairs(handles) do h.remove() end
+    handles = {}
+  end}
 end
 
 function hooks.module(model, name)
   check_model("hooks.module", model)
   return resolve("hooks.module", model, name)
+end
+
+--- The module called name, or nil and a message that begins with fn (for other modules'
+-- error messages).
+function hooks.find(model, name, fn)
+  fn = fn or "hooks.find"
+  if not is_module(model) then
+    return nil, ("%s: model must be a cnnlab.nn module, got %s"):format(fn, type(model))
+  end
+  return find(fn, model, name)
 end
 
 local function name_list(fn, names)
@@ -120,18 +172,7 @@ function hooks.attach(model, names, fn)
   if type(fn) ~= "function" then
     error(("hooks.attach: fn must be a function, got %s"):format(type(fn)), 2)
   end
-  local modules = {}
-  for i, name in ipairs(names) do modules[i] = resolve("hooks.attach", model, name) end
-  local handles = {}
-  for i, name in ipairs(names) do
-    handles[i] = modules[i]:register_forward_hook(function(m, input, output)
-      return fn(name, m, input, output)
-    end)
-  end
-  return {remove = function()
-    for _, h in ipairs(handles) do h.remove() end
-    handles = {}
-  end}
+  return attach_modules(names, resolve_all("hooks.attach", model, names), fn)
 end
 
 -- Runs body() with the model in evaluation mode and gradient recording set to `grad`, then
@@ -158,8 +199,9 @@ function hooks.capture(model, names, x, opts)
     error(("hooks.capture: reduce must be a function(name, output), got %s"):format(
       type(opts.reduce)), 2)
   end
+  local modules = resolve_all("hooks.capture", model, names)
   local acts = {}
-  local handle = hooks.attach(model, names, function(name, _, _, output)
+  local handle = attach_modules(names, modules, function(name, _, _, output)
     local keep = output
     if core.is_tensor(keep) and opts.detach ~= false then keep = keep:detach() end
     if opts.reduce then keep = opts.reduce(name, keep) end
@@ -199,6 +241,7 @@ function hooks.collect(model, names, images, opts)
   names = name_list("hooks.collect", names)
   check_input("hooks.collect", images)
   opts = check_opts("hooks.collect", opts, {batch = true, reduce = true, progress = true})
+  resolve_all("hooks.collect", model, names)
   local batch = opts.batch or 256
   if math.type(batch) ~= "integer" or batch < 1 then
     error(("hooks.collect: batch must be a positive integer, got %s"):format(tostring(batch)), 2)
@@ -321,6 +364,88 @@ function hooks.gradient(model, name, x, opts)
     if input_grad then result.input_grad = xin.grad:detach() end
     return result
   end)
+end
+
+--- Streaming one-way ANOVA (see the header). Values are shifted by the first batch's column
+-- means before summing, so that Σ(f − m)² = Σf'² − N·m'² does not cancel in float32.
+function hooks.anova(groups)
+  if math.type(groups) ~= "integer" or groups < 1 then
+    error(("hooks.anova: groups must be a positive integer, got %s"):format(tostring(groups)), 2)
+  end
+  local self = {n = 0, stats = {}, groups = groups}
+  local levels = core.arange(0, groups):reshape(1, groups)
+  function self.add(acc, F, groupings)
+    if not core.is_tensor(F) or F:dim() ~= 2 then
+      error(("hooks.anova add: F must be N×U, got %s"):format(core.is_tensor(F)
+        and shape_string(F) or type(F)), 2)
+    end
+    if type(groupings) ~= "table" then
+      error("hooks.anova add: groupings must be a table name → int64 N groups", 2)
+    end
+    local count, u = F:size(0), F:size(1)
+    if acc.size and u ~= acc.size then
+      error(("hooks.anova add: F has %d columns, earlier batches had %d"):format(u, acc.size), 2)
+    end
+    local was = core.set_grad_enabled(false)
+    F = F:float()
+    if not acc.shift then
+      acc.shift = F:mean(0):reshape(1, u)
+      acc.s1, acc.s2 = core.zeros(u), core.zeros(u)
+      acc.size = u
+    end
+    local Fs = F - acc.shift
+    acc.n = acc.n + count
+    acc.s1 = acc.s1 + Fs:sum(0)
+    acc.s2 = acc.s2 + (Fs * Fs):sum(0)
+    for name, g in pairs(groupings) do
+      if not core.is_tensor(g) or g:numel() ~= count or g.dtype ~= "int64" then
+        core.set_grad_enabled(was)
+        error(("hooks.anova add: grouping '%s' must be an int64 vector of %d groups, got %s")
+          :format(tostring(name), count, core.is_tensor(g) and (g.dtype .. " " ..
+          shape_string(g)) or type(g)), 2)
+      end
+      local onehot = g:reshape(count, 1):eq(levels):float()
+      local st = acc.stats[name] or {sums = core.zeros(groups, u), counts = core.zeros(groups)}
+      st.sums = st.sums + onehot:transpose(0, 1):contiguous():matmul(Fs)
+      st.counts = st.counts + onehot:sum(0)
+      acc.stats[name] = st
+    end
+    core.set_grad_enabled(was)
+  end
+  function self.result(acc)
+    if acc.n == 0 then error("hooks.anova result: no data added", 2) end
+    local was = core.set_grad_enabled(false)
+    local n, u = acc.n, acc.size
+    local mean = acc.s1 / n
+    local sst = (acc.s2 - mean * mean * n):totable()
+    local s2 = acc.s2:totable()
+    local out = {size = u, constant = 0, n = n}
+    local live = {}
+    for k = 1, u do
+      -- variance under 1e-10 (or lost to rounding: under 1e-6 of Σf'²) is a constant column
+      live[k] = sst[k] > 1e-10 * n and sst[k] > 1e-6 * s2[k]
+      if not live[k] then out.constant = out.constant + 1 end
+    end
+    for name, st in pairs(acc.stats) do
+      local counts = st.counts:reshape(groups, 1)
+      local gm = st.sums / counts:clamp(1, math.huge)
+      local ssb = ((gm - mean:reshape(1, u)) ^ 2 * counts):sum(0):totable()
+      local per, sum, cnt, sb, sw = {}, 0, 0, 0, 0
+      for k = 1, u do
+        if live[k] then
+          per[k] = math.min(1, ssb[k] / sst[k])
+          sum, cnt, sb, sw = sum + per[k], cnt + 1, sb + ssb[k], sw + sst[k]
+        else
+          per[k] = 0 / 0
+        end
+      end
+      out[name] = {per = per, mean = cnt > 0 and sum / cnt or 0 / 0,
+        pooled = sw > 0 and sb / sw or 0 / 0}
+    end
+    core.set_grad_enabled(was)
+    return out
+  end
+  return self
 end
 
 return hooks

@@ -36,14 +36,9 @@ setmetatable(lab, {
 })
 
 --- Runs fn(...) with gradient recording off and returns its results; the previous mode is
--- restored even when fn raises.
-function lab.no_grad(fn, ...)
-  local was = core.set_grad_enabled(false)
-  local results = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(was)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
-end
+-- restored even when fn raises — or when memory runs out, which is why it is in C
+-- (docs/reliability.md).
+lab.no_grad = core.no_grad
 
 --- Functional forms of the tensor methods most used in losses and layers.
 function lab.relu(x) return x:relu() end

@@ -136,6 +136,9 @@ local function shape_string(t) return table.concat(t.shape, "×") end
 --- Copies values from `sd` (name → tensor) into the parameters. With strict (the default)
 -- missing and unexpected names are errors; a shape mismatch always is. Errors name the tensor.
 function Module:load_state_dict(sd, opts)
+  if type(sd) ~= "table" then
+    error(("load_state_dict: a table name → tensor expected, got %s"):format(type(sd)), 2)
+  end
   local strict = not (opts and opts.strict == false)
   local params = self:named_parameters()
   local known, missing = {}, {}
@@ -147,6 +150,8 @@ function Module:load_state_dict(sd, opts)
       table.insert(missing, name)
     elseif not is_tensor(src) then
       error(("load_state_dict: '%s' is a %s, not a tensor"):format(name, type(src)), 2)
+    elseif src:is_freed() then -- else the copy fails later with a message naming nothing
+      error(("load_state_dict: '%s' has been freed"):format(name), 2)
     else
       local a, b = shape_string(p), shape_string(src)
       if a ~= b then
@@ -168,12 +173,13 @@ function Module:load_state_dict(sd, opts)
       error("load_state_dict: unexpected tensor(s): " .. table.concat(extra, ", "), 2)
     end
   end
-  local was = core.set_grad_enabled(false)
-  for _, entry in ipairs(params) do
-    local src = sd[entry[1]]
-    if src then entry[2]:copy_(src) end
-  end
-  core.set_grad_enabled(was)
+  -- core.no_grad restores grad mode even if a copy fails (a freed tensor, no memory)
+  core.no_grad(function()
+    for _, entry in ipairs(params) do
+      local src = sd[entry[1]]
+      if src then entry[2]:copy_(src) end
+    end
+  end)
   return self
 end
 
@@ -243,9 +249,8 @@ end
 local function uniform_init(shape, fan_in, generator)
   local bound = 1 / math.sqrt(fan_in)
   local t = core.rand(shape, {generator = generator})
-  local was = core.set_grad_enabled(false)
-  local scaled = t * (2 * bound) - bound
-  core.set_grad_enabled(was)
+  -- core.no_grad, not set_grad_enabled pairs: an error in between must not leave grad off
+  local scaled = core.no_grad(function() return t * (2 * bound) - bound end)
   return scaled:detach():requires_grad_(true)
 end
 

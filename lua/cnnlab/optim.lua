@@ -87,8 +87,7 @@ function optim.SGD(params, opts)
     nesterov = false})
   local self = setmetatable({params = params, opts = o, kind = "SGD", steps = 0,
     buffers = {momentum = {}}}, Optimizer)
-  function self.step(s)
-    local was = core.set_grad_enabled(false)
+  local function update(s)
     for i, p in ipairs(s.params) do
       local g = p.grad
       if g then
@@ -100,8 +99,11 @@ function optim.SGD(params, opts)
         core.sgd_step(p, g, buf, o.lr, o.momentum, o.weight_decay, o.nesterov)
       end
     end
+  end
+  function self.step(s)
+    -- core.no_grad restores grad mode even when an update raises (docs/reliability.md)
+    core.no_grad(update, s)
     s.steps = s.steps + 1
-    core.set_grad_enabled(was)
   end
   return self
 end
@@ -112,15 +114,19 @@ function optim.Adam(params, opts)
   check_params("Adam", params)
   local o = check_opts("Adam", opts, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
     weight_decay = 0.0, decoupled = false})
+  -- checked here, not at the first step deep inside a training loop
+  for _, k in ipairs({"beta1", "beta2"}) do
+    if not (o[k] >= 0 and o[k] < 1) then
+      error(("Adam: %s must be in [0, 1), got %g"):format(k, o[k]), 2)
+    end
+  end
   local self = setmetatable({params = params, opts = o, kind = "Adam", steps = 0,
     buffers = {m = {}, v = {}}}, Optimizer)
   for i, p in ipairs(params) do
     self.buffers.m[i] = core.zeros(p.shape)
     self.buffers.v[i] = core.zeros(p.shape)
   end
-  function self.step(s)
-    s.steps = s.steps + 1
-    local was = core.set_grad_enabled(false)
+  local function update(s)
     for i, p in ipairs(s.params) do
       local g = p.grad
       if g then
@@ -128,7 +134,11 @@ function optim.Adam(params, opts)
           o.eps, o.weight_decay, o.decoupled)
       end
     end
-    core.set_grad_enabled(was)
+  end
+  function self.step(s)
+    s.steps = s.steps + 1
+    -- core.no_grad restores grad mode even when an update raises (docs/reliability.md)
+    core.no_grad(update, s)
   end
   return self
 end

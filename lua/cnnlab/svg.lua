@@ -5,9 +5,9 @@
 --               vmin =, vmax = (colour scale range; default the data's), cell = 36}
 --       a matrix (confusion matrix, colour-vs-label counts): row i drawn top to bottom,
 --       annotated cells, axis labels and a colour scale bar.
---   svg.bars{labels = {...}, series = {{name =, values = {...}}, ...} (or values = {...}),
+--   svg.bars{labels = {...}, series = {{name =, values = {...}, errors = {...}}, ...} (or values = {...}),
 --            title =, xlabel =, ylabel =, ymin =, ymax =, fmt = "%.1f" (value labels or false)}
---       grouped bar chart.
+--       grouped bar chart; a series' optional errors draw ± error bars (e.g. one standard deviation).
 --   svg.lines{series = {{name =, x = {...}, y = {...}, dashed = bool}, ...}, title =, xlabel =,
 --             ylabel =, xmin =, xmax =, ymin =, ymax =, markers = bool, width =, height =}
 --       line chart (training curves, accuracy versus ε, ...).
@@ -211,8 +211,18 @@ function svg.bars(o)
         local y0, y1 = py(math.max(ymin, math.min(0, ymax))), py(v)
         b[#b + 1] = string.format('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>', num(x),
           num(math.min(y0, y1)), num(math.max(bw - 1, 1)), num(math.abs(y1 - y0)), c)
+        local top_y = math.min(y0, y1)
+        local e = s.errors and s.errors[i]
+        if e and e == e and e > 0 then -- error bar ± e (e.g. one standard deviation)
+          local ya, yb = py(math.min(ymax, v + e)), py(math.max(ymin, v - e))
+          local xc, cap = x + bw / 2, math.min(4, bw / 3)
+          b[#b + 1] = string.format('<path d="M%s %sV%sM%s %sH%sM%s %sH%s" stroke="#222" fill="none"/>',
+            num(xc), num(ya), num(yb), num(xc - cap), num(ya), num(xc + cap), num(xc - cap), num(yb),
+            num(xc + cap))
+          top_y = math.min(top_y, ya)
+        end
         if fmt and #series * n <= 40 then
-          b[#b + 1] = text(x + bw / 2, math.min(y0, y1) - 3, string.format(fmt, v), 'text-anchor="middle" font-size="10"')
+          b[#b + 1] = text(x + bw / 2, top_y - 3, string.format(fmt, v), 'text-anchor="middle" font-size="10"')
         end
       end
     end

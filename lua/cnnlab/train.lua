@@ -13,7 +13,13 @@
 -- from generators derived from the seed, so the same seed and thread count give the same
 -- weights bit for bit; a run resumed from its checkpoint (saved at every epoch end and on
 -- Ctrl-C) ends exactly where an uninterrupted run would.
+--
+-- Data-parallel over MPI (issue 12, docs/mpi.md): under `mpirun -np K ./build-mpi/cnnlab`
+-- each global batch is split across the K ranks and the gradients are summed before every
+-- step, so K ranks follow the single-process run (up to floating-point summation order).
+-- opts.comm = lab.mpi.self trains alone even inside an MPI job (scripts/sweep.lua).
 local core = require "cnnlab.core"
+local mpi = require "cnnlab.mpi"
 local optim = require "cnnlab.optim"
 local util = require "cnnlab.util"
 
@@ -158,7 +164,12 @@ function train.fit(opts)
     error(("train: batch must be a positive integer, got %s"):format(tostring(opts.batch)), 2)
   end
   local t0 = core.now()
+  -- MPI (issue 12): the ranks this run trains over; with one (the default) nothing changes.
+  local comm = opts.comm or mpi.world
+  local nranks, rank = comm.size(), comm.rank()
+  local root = rank == 0 -- only rank 0 prints and writes files
   local ctx = {
+    comm = comm, -- MPI: methods that keep models or state of their own synchronise through it
     opts = opts, method = method, data = data, options = method.options or {},
     generator = core.Generator(opts.seed, train.STREAM_METHOD),
     dropout_generator = core.Generator(opts.seed, train.STREAM_DROPOUT),
@@ -186,14 +197,27 @@ function train.fit(opts)
       error("train: the checkpoint was made with other settings:\n  checkpoint: " .. a ..
         "\n  this run:   " .. b, 2)
     end
-    if opts.progress ~= false then
+    if opts.progress ~= false and root then
       print(("resuming from %s: epoch %d, step %d"):format(ckpt, start.epoch, start.step_in_epoch))
     end
+  end
+  -- MPI (issue 12): every rank starts from rank 0's parameters (the same seed already gives the
+  -- same ones: this makes it a fact), and ranks > 0 draw dropout masks and method randomness
+  -- from streams of their own, so that their shares of a batch are not masked or augmented
+  -- alike (rank 0 keeps the single-process streams).
+  if nranks > 1 then
+    comm:broadcast_parameters(ctx.model, 0)
+    if not root then
+      ctx.dropout_generator:set_state(core.Generator(opts.seed,
+        train.STREAM_DROPOUT * 1000000 + rank):state())
+      ctx.generator:set_state(core.Generator(opts.seed, train.STREAM_METHOD * 1000000 + rank):state())
+    end
+    if comm.stats then comm.stats(true) end
   end
 
   local n = set.n or set.labels:numel()
   local steps_per_epoch = (n + opts.batch - 1) // opts.batch
-  local progress = train.progress(opts.progress ~= false, "")
+  local progress = train.progress(opts.progress ~= false and root, "")
   local interrupted, last_epoch = false, start.epoch - 1
   core.trap_sigint(opts.trap_sigint ~= false)
   local ok, err = pcall(function()
@@ -207,30 +231,56 @@ function train.fit(opts)
       local first_step = epoch == start.epoch and start.step_in_epoch or 0
       for step = first_step, steps_per_epoch - 1 do
         local count = math.min(opts.batch, n - step * opts.batch)
-        local batch = train.batch_of(set, order:narrow(0, step * opts.batch, count))
+        local positions = order:narrow(0, step * opts.batch, count)
+        -- MPI (issue 12): this rank's contiguous share of the global batch (all of it with one
+        -- rank; empty when the last batch has fewer samples than there are ranks).
+        local share_start, share_count = comm:share(count)
+        if nranks > 1 then positions = share_count > 0 and positions:narrow(0, share_start, share_count) end
         ctx.optimizer:zero_grad()
-        local loss, logits = method.loss(ctx, batch)
-        local value = loss:item()
-        if value ~= value or value == math.huge or value == -math.huge then
-          error(("train: the loss became %s at epoch %d, step %d (global step %d); the last " ..
-            "good checkpoint is kept"):format(tostring(value), epoch, step + 1, ctx.steps + 1), 0)
+        local batch, logits, value, step_correct = nil, nil, 0.0, 0
+        if positions then
+          batch = train.batch_of(set, positions)
+          local loss
+          loss, logits = method.loss(ctx, batch)
+          value = loss:item()
+          if nranks == 1 and (value ~= value or value == math.huge or value == -math.huge) then
+            error(("train: the loss became %s at epoch %d, step %d (global step %d); the last " ..
+              "good checkpoint is kept"):format(tostring(value), epoch, step + 1, ctx.steps + 1), 0)
+          end
+          -- MPI: the share's mean loss weighted by its part of the batch, so that the SUM of
+          -- the ranks' gradients is the gradient of the global batch's mean loss.
+          if nranks > 1 then loss = loss * (share_count / count) end
+          loss:backward()
+          if logits then step_correct = logits:argmax(1):eq(batch.y):sum():item() end
         end
-        loss:backward()
-        if method.before_step then method.before_step(ctx, batch) end
+        local step_loss = value * share_count
+        local stop = core.sigint_pending()
+        if nranks > 1 then
+          -- MPI: one all-reduce of one flat buffer: every gradient, then the step's loss sum,
+          -- correct count and whether any rank saw Ctrl-C (so that all ranks stop together).
+          local sums = comm:allreduce_grads(ctx.model:parameters(),
+            {step_loss, step_correct, stop and 1 or 0})
+          step_loss, step_correct, stop = sums[1], sums[2], sums[3] > 0
+          value = step_loss / count
+          if value ~= value or value == math.huge or value == -math.huge then
+            error(("train: the loss became %s at epoch %d, step %d (global step %d; all %d " ..
+              "ranks stop); the last good checkpoint is kept"):format(tostring(value), epoch,
+              step + 1, ctx.steps + 1, nranks), 0)
+          end
+        end
+        if method.before_step and batch then method.before_step(ctx, batch) end
         ctx.optimizer:step()
         ctx.steps = ctx.steps + 1
-        loss_sum = loss_sum + value * count
+        loss_sum = loss_sum + step_loss
         seen = seen + count
-        if logits then
-          correct = correct + logits:argmax(1):eq(batch.y):sum():item()
-        end
+        correct = correct + step_correct
         local elapsed = core.now() - epoch_start
         local rate = seen / math.max(elapsed, 1e-9)
-        progress:update(("epoch %d/%d  step %d/%d  loss %.4f  acc %5.1f%%  %.0f img/s  left %s")
+        progress:update(("epoch %d/%d  step %d/%d  loss %.4f  acc %5.1f%%  %.0f img/s%s  left %s")
           :format(epoch, opts.epochs, step + 1, steps_per_epoch, loss_sum / seen,
-            100 * correct / seen, rate, format_time((n - (step + 1) * opts.batch) / rate +
-            (opts.epochs - epoch) * n / rate)))
-        if core.sigint_pending() then
+            100 * correct / seen, rate, nranks > 1 and (" (%d ranks)"):format(nranks) or "",
+            format_time((n - (step + 1) * opts.batch) / rate + (opts.epochs - epoch) * n / rate)))
+        if stop then
           interrupted = {epoch = epoch, step_in_epoch = step + 1}
           return
         end
@@ -238,24 +288,34 @@ function train.fit(opts)
       local record = {epoch = epoch, loss = loss_sum / math.max(seen, 1),
         train_acc = 100 * correct / math.max(seen, 1), seconds = core.now() - epoch_start}
       if data.val and opts.validate ~= false then
-        record.val_acc = train.accuracy(ctx.model, data.val, {batch = opts.eval_batch})
+        record.val_acc = train.accuracy(ctx.model, data.val, {batch = opts.eval_batch, comm = comm})
+      end
+      if nranks > 1 then -- MPI: time inside the collectives this epoch (rank 0's view)
+        local st = comm.stats(true)
+        record.mpi_ranks, record.comm_seconds = nranks, st.seconds
       end
       if method.end_epoch then method.end_epoch(ctx, epoch, record) end
       table.insert(ctx.history, record)
-      progress:update(("epoch %d/%d  loss %.4f  train %.2f%%%s  %.1f s"):format(epoch,
+      progress:update(("epoch %d/%d  loss %.4f  train %.2f%%%s  %.1f s%s"):format(epoch,
         opts.epochs, record.loss, record.train_acc,
-        record.val_acc and ("  val %.2f%%"):format(record.val_acc) or "", record.seconds), true)
+        record.val_acc and ("  val %.2f%%"):format(record.val_acc) or "", record.seconds,
+        nranks > 1 and ("  (%d ranks, %.1f s in MPI)"):format(nranks, record.comm_seconds) or ""),
+        true)
       last_epoch = epoch
-      if opts.out then train.save_checkpoint(opts.out, ctx, {epoch = epoch + 1, step_in_epoch = 0}) end
+      if opts.out and root then
+        train.save_checkpoint(opts.out, ctx, {epoch = epoch + 1, step_in_epoch = 0})
+      end
     end
   end)
   core.trap_sigint(false)
   if not ok then error(err, 0) end
-  if interrupted then
+  if interrupted and root then
     if opts.out then train.save_checkpoint(opts.out, ctx, interrupted) end
     print(("\ninterrupted at epoch %d, step %d: checkpoint written to %s; continue with --resume")
       :format(interrupted.epoch, interrupted.step_in_epoch, tostring(ckpt)))
   end
+  -- MPI: no rank leaves (and perhaps exits, ending the job) before rank 0 has written it
+  if interrupted and nranks > 1 then comm.barrier() end
   ctx.model:eval()
   return {model = ctx.model, history = ctx.history, steps = ctx.steps, context = ctx,
     seconds = ctx.seconds_before + ctx.clock(), interrupted = interrupted and true or false,
@@ -268,7 +328,7 @@ end
 -- in evaluation mode and without recording a graph.
 function train.predict(model, set, opts)
   opts = opts or {}
-  local batch = opts.batch or 1000
+  local batch = opts.batch or 250 -- larger batches only add peak memory
   local n = set.n or set.labels:numel()
   local was_training = model.training
   model:eval()
@@ -291,8 +351,21 @@ function train.predict(model, set, opts)
   return core.cat(preds, 0), core.cat(confs, 0)
 end
 
---- Accuracy in percent of a model on a set.
+--- Accuracy in percent of a model on a set. With opts.comm of several ranks (the trainer's
+-- validation under MPI), each rank predicts its share of the set and the counts are summed.
 function train.accuracy(model, set, opts)
+  local comm = opts and opts.comm
+  if comm and comm.size() > 1 then -- MPI (issue 12)
+    local n = set.n or set.labels:numel()
+    local start, count = comm:share(n)
+    local right = 0
+    if count > 0 then
+      local part = {n = count, images = set.images:narrow(0, start, count),
+        labels = set.labels:narrow(0, start, count)}
+      right = train.predict(model, part, opts):eq(part.labels):sum():item()
+    end
+    return 100 * comm:allreduce_numbers({right})[1] / n
+  end
   local preds = train.predict(model, set, opts)
   return 100 * preds:eq(set.labels):sum():item() / set.labels:numel()
 end

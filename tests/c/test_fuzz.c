@@ -94,17 +94,17 @@ int main(void) {
   static const struct {
     const char *name;
     target_fn fn;
-  } targets[] = {{"idx", fuzz_idx_one},
-                 {"safetensors", fuzz_safetensors_one},
-                 {"png", fuzz_png_one}};
+  } targets[] = {
+      {"idx", fuzz_idx_one}, {"safetensors", fuzz_safetensors_one}, {"png", fuzz_png_one}};
   int total = 0;
   for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
     char dir[2048];
     snprintf(dir, sizeof dir, "%s/regressions/%s", root, targets[i].name);
     total += replay_dir(dir, targets[i].name, targets[i].fn);
   }
-  CHECK(total > 0, "no regression inputs found under %s/regressions (run from the repository root "
-                   "or set CNNLAB_FUZZ_DIR)",
+  CHECK(total > 0,
+        "no regression inputs found under %s/regressions (run from the repository root "
+        "or set CNNLAB_FUZZ_DIR)",
         root);
 
   char dir[2048];
@@ -113,6 +113,10 @@ int main(void) {
   check_refused(dir, "zero-dim-stride-overflow-fuzzed", fuzz_idx_one, "dimensions too large");
   snprintf(dir, sizeof dir, "%s/regressions/safetensors", root);
   check_refused(dir, "zero-dim-stride-overflow", fuzz_safetensors_one, "shape too large");
+  /* a chunk declaring gigabytes in a tiny file: refused before libpng allocates them */
+  snprintf(dir, sizeof dir, "%s/regressions/png", root);
+  check_refused(dir, "huge-chunk-length", fuzz_png_one, "chunk 'sPLT' at byte 33 declares");
+  check_refused(dir, "huge-chunk-length-fuzzed", fuzz_png_one, "chunk 'sPLT' at byte 52 declares");
 
   /* The harness itself: valid inputs are accepted (else the targets test nothing). */
   static const uint8_t idx_ok[] = {0, 0, 8, 1, 0, 0, 0, 2, 7, 9};

@@ -18,8 +18,8 @@ function M.build_model(ctx)
   if not (p > 0 and p < 1) then
     error(("dropout: option p must be in (0, 1), got %g"):format(p), 0)
   end
-  return lab.models.seed_cnn{generator = ctx.init_generator, dropout = p,
-    dropout_generator = ctx.dropout_generator}
+  return lab.debias.new_model(ctx, {generator = ctx.init_generator, dropout = p,
+    dropout_generator = ctx.dropout_generator})
 end
 
 function M.loss(ctx, batch)

@@ -9,8 +9,8 @@ local M = {
 }
 
 function M.build_model(ctx)
-  return lab.models.seed_cnn{generator = ctx.init_generator, dropout = ctx.options.dropout,
-    dropout_generator = ctx.dropout_generator}
+  return lab.debias.new_model(ctx, {generator = ctx.init_generator,
+    dropout = ctx.options.dropout, dropout_generator = ctx.dropout_generator})
 end
 
 function M.loss(ctx, batch)

@@ -91,6 +91,11 @@ function M.loss(ctx, batch)
   local x, y = batch.x, batch.y
   local n = x:size(0)
   local g = M.grey(x, o.normalize, ctx.generator, o.min_brightness)
+  if o.colour_weight == 0 and o.lambda == 0 then
+    -- grey images only (used to measure what grey alone teaches): one pass on N images
+    local lg = ctx.model(g)
+    return lab.cross_entropy(lg, y) * o.grey_weight, lg
+  end
   local feats, handles = {}, {}
   for i, name in ipairs(layers_of(ctx)) do
     handles[i] = ctx.model:get_module(name):register_forward_hook(function(_, _, out)

@@ -20,6 +20,9 @@ local M = {
 local GROUPS = 100
 
 function M.setup(ctx)
+  if ctx.comm and ctx.comm.size and ctx.comm.size() > 1 then
+    error("group_dro: runs in one process only: its group weights q are not synchronised across MPI ranks", 0)
+  end
   if not (ctx.options.eta > 0) then
     error(("group_dro: option eta must be positive, got %g"):format(ctx.options.eta), 0)
   end

@@ -6,7 +6,8 @@
 --   build_model(ctx) → model          loss(ctx, batch) → loss[, logits]
 --   setup(ctx), begin_epoch(ctx, e), end_epoch(ctx, e, record), before_step(ctx, batch)
 --   state_dict(ctx) → tensors, meta   load_state_dict(ctx, tensors, meta)     (all optional)
--- Shipped methods live in lua/cnnlab/debias/NAME.lua; `--method path/to/file.lua` loads any
+-- debias.new_model(ctx, o) builds a network for a method (seed_cnn unless train.fit was given
+-- a model_factory). Shipped methods live in lua/cnnlab/debias/NAME.lua; `--method path/to/file.lua` loads any
 -- other file, with no rebuild.
 local core = require "cnnlab.core"
 
@@ -90,11 +91,24 @@ function debias.load(name_or_path, overrides)
   end
   if not instance.build_model then
     instance.build_model = function(ctx)
-      return require("cnnlab.models").seed_cnn{generator = ctx.init_generator,
-        dropout_generator = ctx.dropout_generator}
+      return debias.new_model(ctx, {generator = ctx.init_generator,
+        dropout_generator = ctx.dropout_generator})
     end
   end
   return instance
+end
+
+--- A fresh network for a method to train (its main model, a second model, a re-initialised
+-- one): models.seed_cnn(o), or ctx.opts.model_factory(o) when the caller of train.fit gave
+-- one (any function taking seed_cnn's options {generator =, dropout =, dropout_generator =};
+-- the tests use a narrow copy of the seed network to stay fast). Methods should build every
+-- network through this, so that the swap reaches all of them.
+function debias.new_model(ctx, o)
+  local factory = ctx and ctx.opts and ctx.opts.model_factory
+  if factory ~= nil and type(factory) ~= "function" then
+    error(("debias.new_model: model_factory must be a function, got %s"):format(type(factory)), 2)
+  end
+  return (factory or require("cnnlab.models").seed_cnn)(o or {})
 end
 
 --- Parses "key=value" strings (from --method-opt) into a table.

@@ -65,7 +65,7 @@ function M.end_epoch(ctx, epoch, record)
     record.jtt_conflicting_total = conf:sum():item()
   end
   -- Stage 2 starts from scratch: fresh weights, fresh optimizer.
-  local fresh = lab.models.seed_cnn{generator = lab.Generator(ctx.opts.seed, M.REINIT_STREAM)}
+  local fresh = lab.debias.new_model(ctx, {generator = lab.Generator(ctx.opts.seed, M.REINIT_STREAM)})
   ctx.model:load_state_dict(fresh:state_dict(), {strict = false})
   ctx.optimizer = lab.train.make_optimizer(ctx.model:parameters(), ctx.opts)
   ctx.model:train()

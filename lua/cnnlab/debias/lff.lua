@@ -41,6 +41,9 @@ M.BIAS_STREAM = 1041
 local function f32(v) return (string.unpack("<f", string.pack("<f", v))) end
 
 function M.setup(ctx)
+  if ctx.comm and ctx.comm.size and ctx.comm.size() > 1 then
+    error("lff: runs in one process only: its second model and per-sample losses are not synchronised across MPI ranks", 0)
+  end
   local o = ctx.options
   if not (o.q > 0 and o.q <= 1) then error(("lff: option q must be in (0, 1], got %g"):format(o.q), 0) end
   if not (o.ema >= 0 and o.ema < 1) then
@@ -48,7 +51,7 @@ function M.setup(ctx)
   end
   local st = {}
   ctx.lff = st
-  st.bias_model = lab.models.seed_cnn{generator = lab.Generator(ctx.opts.seed, M.BIAS_STREAM)}
+  st.bias_model = lab.debias.new_model(ctx, {generator = lab.Generator(ctx.opts.seed, M.BIAS_STREAM)})
   st.bias_model:train()
   st.bias_optimizer = lab.train.make_optimizer(st.bias_model:parameters(), ctx.opts)
   local set = ctx.data.train

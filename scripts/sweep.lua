@@ -1,0 +1,296 @@
+-- Sweep: a grid of debias methods × ρ × seeds, each point an independent training run, and
+-- a summary of mean ± sd over the seeds.
+--
+-- One seed proves little: LESSONS asks for headline numbers as mean ± sd over several seeds,
+-- and for methods compared at several ρ (with ρ = 1 there is no bias-conflicting training
+-- digit at all). Every point (method, ρ, seed) builds its own Colored MNIST (seed, ρ), trains
+-- the method with train.fit alone (never data-parallel: points are the unit of parallelism
+-- here) and writes runs/sweep/<method>_rho<ρ>_seed<s>/{metrics.json, model.safetensors,
+-- checkpoint.safetensors}. Under MPI the points are spread over the ranks — rank r runs points
+-- r, r + K, r + 2K, ... of the grid — and without MPI one process runs them all in turn:
+--
+--   ./cnnlab scripts/sweep.lua --methods erm,colour_augment --rhos 1,0.99 --seeds 1,2,3
+--   mpirun -np 2 ./build-mpi/cnnlab scripts/sweep.lua --methods erm,colour_augment ...
+--
+-- A point that already has its metrics.json is reused (--redo runs it again); one with only a
+-- checkpoint resumes from it. A point that fails writes error.txt beside and the sweep goes
+-- on. When every rank is done, rank 0 reads all the points and writes summary.json (one row
+-- per method and ρ: mean and sd over seeds of the validation, hard, hard-aligned and
+-- hard-conflicting accuracies), summary.svg (hard-set accuracies with ± sd bars) and prints
+-- the table. Exit status 1 when a point failed.
+local lab = require "cnnlab"
+local util = lab.util
+local study = lab.study
+local metrics = lab.metrics
+local mpi = lab.mpi
+
+local spec = {
+  name = "sweep", script = "scripts/sweep.lua",
+  description = "Train a grid of methods × rho × seeds (points spread over MPI ranks); " ..
+    "summarise mean ± sd over seeds.",
+  options = {
+    {"methods", "erm", "comma list of debias methods (names in lua/cnnlab/debias/ or .lua files)"},
+    {"rhos", "1", "comma list of rho values (share of easy digits in their class colour)"},
+    {"seeds", "1,2,3", "comma list of seeds (data set and training)"},
+    {"beta", 0.25, "background noise level"},
+    {"data", "mnist", "mnist, or generated (synthetic digits, no download; for tests)"},
+    {"data_dir", "", "folder with the MNIST IDX files (default data/mnist)"},
+    {"generated_n", 3000, "number of generated digits with --data generated"},
+    {"quick", false, "a small subset of every set, for a first look"},
+    {"threads", 0, "threads per process for the C kernels (0: all cores, shared among the " ..
+      "ranks of a machine under MPI)"},
+    {"epochs", 0, "epochs per point (0: each method's default)"},
+    {"batch", 128, "mini-batch size"},
+    {"lr", 1e-3, "learning rate"},
+    {"optimizer", "adam", "adam or sgd"},
+    {"method_opt", {}, "method:key=value, an option for one method (repeatable)"},
+    {"out", "runs/sweep", "output folder"},
+    {"redo", false, "run points again even when their metrics.json exists"},
+    {"progress", true, "print a line per point"},
+  },
+}
+local opts = util.parse_args(arg, spec)
+local t0 = lab.now()
+local rank, size = mpi.rank(), mpi.size()
+
+local function fail(msg)
+  io.stderr:write("sweep: ", msg, "\n")
+  os.exit(2)
+end
+
+local function list_of(text, what, convert)
+  local out = {}
+  for item in tostring(text):gmatch("[^,%s]+") do
+    local v = convert and convert(item) or item
+    if v == nil then fail(("--%s: '%s' is not a valid %s"):format(what, item, what:sub(1, -2))) end
+    out[#out + 1] = v
+  end
+  if #out == 0 then fail(("--%s: give at least one value"):format(what)) end
+  return out
+end
+
+local methods = list_of(opts.methods, "methods")
+local rhos = list_of(opts.rhos, "rhos", function(s)
+  local v = tonumber(s)
+  return v and v >= 0 and v <= 1 and v or nil
+end)
+local seeds = list_of(opts.seeds, "seeds", function(s) return math.tointeger(tonumber(s)) end)
+
+-- method:key=value → per-method overrides
+local overrides = {}
+for _, item in ipairs(opts.method_opt) do
+  local m, kv = item:match("^([^:]+):(.+)$")
+  if not m then fail(("--method-opt expects method:key=value, got '%s'"):format(item)) end
+  overrides[m] = overrides[m] or {}
+  table.insert(overrides[m], kv)
+end
+
+--- The folder name of a point: erm_rho0.99_seed2.
+local function point_name(method, rho, seed)
+  local base = method:match("([^/]+)%.lua$") or method
+  return ("%s_rho%s_seed%d"):format(base, ("%g"):format(rho), seed)
+end
+
+-- The grid, methods varying fastest so that consecutive points of a rank often share data.
+local grid = {}
+for _, seed in ipairs(seeds) do
+  for _, rho in ipairs(rhos) do
+    for _, method in ipairs(methods) do
+      grid[#grid + 1] = {method = method, rho = rho, seed = seed,
+        name = point_name(method, rho, seed)}
+    end
+  end
+end
+
+-- Every method must load (and take its options) before anything trains: a typo should stop
+-- the sweep at once, not after hours.
+for _, m in ipairs(methods) do
+  local ok, err = pcall(lab.debias.load, m, lab.debias.parse_options(overrides[m] or {}))
+  if not ok then fail(tostring(err)) end
+end
+for m in pairs(overrides) do
+  local known = false
+  for _, x in ipairs(methods) do known = known or x == m end
+  if not known then fail(("--method-opt names method '%s', which is not in --methods"):format(m)) end
+end
+
+local function say(fmt, ...)
+  if not opts.progress then return end
+  io.stdout:write(("[%7.1fs] %s"):format(lab.now() - t0, size > 1 and ("[rank %d/%d] "):format(rank, size) or ""),
+    fmt:format(...), "\n")
+  io.stdout:flush()
+end
+
+if rank == 0 then
+  say("sweep of %d points (%d methods × %d rho × %d seeds) over %d rank%s into %s", #grid,
+    #methods, #rhos, #seeds, size, size > 1 and "s" or "", opts.out)
+end
+
+-- ------------------------------------------------------------------ one point
+
+local cached = {}
+
+local function load_sets(seed, rho)
+  if cached.seed == seed and cached.rho == rho then return cached.sets end
+  cached.sets = nil
+  collectgarbage()
+  cached.sets = study.load_data{seed = seed, rho = rho, beta = opts.beta, data = opts.data,
+    data_dir = opts.data_dir, quick = opts.quick, threads = opts.threads,
+    generated_n = opts.generated_n}
+  cached.seed, cached.rho = seed, rho
+  return cached.sets
+end
+
+local function run_point(p)
+  local dir = opts.out .. "/" .. p.name
+  local done = dir .. "/metrics.json"
+  if not opts.redo and util.exists(done) then return "reused" end
+  util.mkdir_p(dir)
+  os.remove(dir .. "/error.txt")
+  local resume = not opts.redo and util.exists(dir .. "/checkpoint.safetensors")
+  local started = lab.now()
+  local method = lab.debias.load(p.method, lab.debias.parse_options(overrides[p.method] or {}))
+  local sets = load_sets(p.seed, p.rho)
+  local result = lab.train.fit{
+    method = method, data = sets, epochs = opts.epochs > 0 and opts.epochs or nil,
+    batch = opts.batch, lr = opts.lr, optimizer = opts.optimizer, seed = p.seed, out = dir,
+    resume = resume, progress = false, data_signature = sets.signature,
+    comm = mpi.self, -- each point trains alone, whatever the number of ranks
+  }
+  if result.interrupted then error("interrupted (Ctrl-C); run the sweep again to resume", 0) end
+  local val, hard = metrics.evaluate(result.model, sets.val), metrics.evaluate(result.model, sets.hard)
+  local last = result.history[#result.history] or {}
+  local m = {
+    method = method.name, rho = p.rho, seed = p.seed, beta = opts.beta, data = opts.data,
+    quick = opts.quick, epochs = result.epochs_done, batch = opts.batch, lr = opts.lr,
+    optimizer = opts.optimizer, train_acc = last.train_acc, val_acc = val.acc,
+    hard_acc = hard.acc, hard_aligned_acc = hard.aligned_acc,
+    hard_conflicting_acc = hard.conflicting_acc, n_train = sets.train.n, n_val = sets.val.n,
+    n_hard = sets.hard.n, seconds = lab.now() - started, train_seconds = result.seconds,
+    rank = rank, ranks = size, threads = lab.get_threads(), resumed = resume,
+  }
+  for k, v in pairs(method.options or {}) do
+    if type(v) ~= "table" then m["option_" .. k] = v end
+  end
+  study.write_metrics(dir, m)
+  return "trained", m
+end
+
+local mine = mpi.points(#grid)
+local failures = 0
+for count, i in ipairs(mine) do
+  local p = grid[i]
+  local ok, status, m = pcall(run_point, p)
+  if ok and status == "trained" then
+    say("point %d/%d %-34s val %6.2f%%  hard %6.2f%%  conflicting %6.2f%%  (%.0f s; %d/%d of this rank)",
+      i, #grid, p.name, m.val_acc, m.hard_acc, m.hard_conflicting_acc or 0 / 0, m.seconds, count,
+      #mine)
+  elseif ok then
+    say("point %d/%d %-34s already done (metrics.json kept; --redo runs it again)", i, #grid, p.name)
+  else
+    failures = failures + 1
+    local msg = tostring(status)
+    io.stderr:write(("sweep: point %s failed: %s\n"):format(p.name, msg))
+    pcall(util.write_file, opts.out .. "/" .. p.name .. "/error.txt", msg .. "\n")
+  end
+end
+cached.sets = nil
+
+-- ------------------------------------------------------------------ summary (rank 0)
+
+mpi.barrier() -- every rank's points are on disk
+local failed_total = mpi.allreduce_numbers({failures})[1]
+if rank ~= 0 then os.exit(failed_total > 0 and 1 or 0) end
+
+local KEYS = {
+  {"val_acc", "validation"}, {"hard_acc", "hard"}, {"hard_aligned_acc", "hard aligned"},
+  {"hard_conflicting_acc", "hard conflicting"},
+}
+local rows, failed = {}, {}
+for _, method in ipairs(methods) do
+  for _, rho in ipairs(rhos) do
+    local row = {method = method:match("([^/]+)%.lua$") or method, rho = rho, seeds = {}}
+    local values = {}
+    for _, k in ipairs(KEYS) do values[k[1]] = {} end
+    for _, seed in ipairs(seeds) do
+      local dir = opts.out .. "/" .. point_name(method, rho, seed)
+      local ok, m = pcall(function() return util.json_decode(util.read_file(dir .. "/metrics.json")) end)
+      if ok and type(m) == "table" then
+        row.seeds[#row.seeds + 1] = seed
+        for _, k in ipairs(KEYS) do
+          if type(m[k[1]]) == "number" then table.insert(values[k[1]], m[k[1]]) end
+        end
+      else
+        local err = util.exists(dir .. "/error.txt") and util.read_file(dir .. "/error.txt") or "no metrics.json"
+        failed[#failed + 1] = {point = point_name(method, rho, seed), error = (err:gsub("%s+$", ""))}
+      end
+    end
+    row.n = #row.seeds
+    for _, k in ipairs(KEYS) do
+      local xs = values[k[1]]
+      if #xs > 0 then
+        row[k[1] .. "_mean"], row[k[1] .. "_sd"] = metrics.mean_sd(xs)
+        row[k[1] .. "_n"] = #xs
+      end
+    end
+    rows[#rows + 1] = row
+  end
+end
+
+local function cell(row, key)
+  local mean = row[key .. "_mean"]
+  if not mean then return ("%16s"):format("—") end
+  if (row[key .. "_n"] or 0) < 2 then return ("%16s"):format(("%.2f (n=1)"):format(mean)) end
+  return ("%16s"):format(("%.2f ± %.2f"):format(mean, row[key .. "_sd"]))
+end
+
+print()
+print(("Mean ± sd over seeds (accuracy %%; %d seeds: %s; %s%s)"):format(#seeds,
+  table.concat(seeds, ","), opts.data, opts.quick and ", quick subsets" or ""))
+local header = {("%-22s %6s %5s"):format("method", "rho", "n")}
+for _, k in ipairs(KEYS) do header[#header + 1] = ("%16s"):format(k[2]) end
+print(table.concat(header, " "))
+for _, row in ipairs(rows) do
+  local line = {("%-22s %6s %5d"):format(row.method, ("%g"):format(row.rho), row.n)}
+  for _, k in ipairs(KEYS) do line[#line + 1] = cell(row, k[1]) end
+  print(table.concat(line, " "))
+end
+if #failed > 0 then
+  print(("\n%d point%s missing:"):format(#failed, #failed > 1 and "s" or ""))
+  for _, f in ipairs(failed) do print(("  %s: %s"):format(f.point, f.error)) end
+end
+
+util.mkdir_p(opts.out)
+util.write_json(opts.out .. "/summary.json", {
+  rows = rows, failed = failed, methods = methods, rhos = rhos, seeds = seeds,
+  settings = {beta = opts.beta, data = opts.data, quick = opts.quick, epochs = opts.epochs,
+    batch = opts.batch, lr = opts.lr, optimizer = opts.optimizer},
+  points = #grid, ranks = size, seconds = lab.now() - t0,
+})
+
+-- The chart: one group of bars per (method, ρ), the validation (easy), hard and
+-- hard-conflicting accuracies with ± sd error bars.
+local labels, series = {}, {}
+for i, k in ipairs({KEYS[1], KEYS[2], KEYS[4]}) do
+  series[i] = {name = k[2] == "validation" and "validation (easy)" or
+    (k[2] == "hard" and "hard" or "hard, conflicting"), values = {}, errors = {}}
+end
+for g, row in ipairs(rows) do
+  labels[g] = #rhos > 1 and ("%s, ρ=%g"):format(row.method, row.rho) or row.method
+  for i, k in ipairs({KEYS[1], KEYS[2], KEYS[4]}) do
+    series[i].values[g] = row[k[1] .. "_mean"] or 0 / 0
+    series[i].errors[g] = row[k[1] .. "_sd"] or 0
+  end
+end
+local longest = 0
+for _, l in ipairs(labels) do longest = math.max(longest, utf8.len(l) or #l) end
+lab.svg.save(opts.out .. "/summary.svg", lab.svg.bars{
+  title = ("Accuracy by method, mean ± sd over %d seed%s%s"):format(#seeds, #seeds > 1 and "s" or "",
+    #rhos == 1 and (" (ρ = %g)"):format(rhos[1]) or ""),
+  labels = labels, series = series, ylabel = "accuracy (%)", ymin = 0, ymax = 100,
+  xlabel = #rhos > 1 and "method, ρ" or "method",
+  width = #labels * math.max(120, longest * 7 + 16), fmt = "%.1f",
+})
+say("wrote %s/summary.json and summary.svg (%d points, %d rank%s, %.0f s)", opts.out,
+  #grid, size, size > 1 and "s" or "", lab.now() - t0)
+if failed_total > 0 or #failed > 0 then os.exit(1) end
