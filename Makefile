@@ -6,6 +6,7 @@
 #   make check-asan   the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind  a short training script under valgrind (no definitely-lost bytes)
 #   make fuzz         each libFuzzer target for FUZZ_SECONDS seconds (clang); fuzz-ci: 60 s each
+#   make bench        speed of the seed network; bench-compare (ARGS=--compare): beside PyTorch
 # Options: BLAS=openblas|none  OPENMP=1|0  MODE=release|asan|debug  MPI=0|1 (build-mpi/)
 
 BLAS ?= openblas
@@ -87,7 +88,7 @@ ifeq ($(BUILD),build)
 TOP_EXE := cnnlab
 endif
 
-.PHONY: all test check-asan check-valgrind data demo bench clean install format fuzz fuzz-ci \
+.PHONY: all test check-asan check-valgrind data demo bench clean install rock-install format fuzz fuzz-ci \
 	fuzz-build
 all: $(EXE) $(BUILD)/lib/cnnlab/core.so $(TOP_EXE)
 
@@ -134,6 +135,21 @@ check-asan:
 check-valgrind: all
 	sh tests/valgrind.sh $(EXE)
 
+# Speed of the seed network (docs/performance.md): `make bench [ARGS="--rounds 9 ..."]`.
+# `make bench-compare` is `make bench ARGS=--compare`: PyTorch (python3-torch) in the same run.
+.PHONY: bench-compare
+$(BUILD)/bench:
+	mkdir -p $@
+
+$(BUILD)/bench/peak: bench/peak.c | $(BUILD)/bench
+	$(CC) -std=c11 -O3 -Wall -Wextra -Werror $(if $(filter 1,$(OPENMP)),-fopenmp) $< -o $@ -lm
+
+bench: all $(BUILD)/bench/peak
+	$(EXE) bench/bench.lua --peak $(BUILD)/bench/peak $(ARGS)
+
+bench-compare:
+	$(MAKE) bench ARGS="--compare $(ARGS)"
+
 # ---------------------------------------------------------------- fuzzing (docs/reliability.md)
 # libFuzzer targets built with clang, AddressSanitizer and UBSan, over the core compiled the
 # same way (no OpenMP, no BLAS: the readers need neither). Seeds are generated, not committed.
@@ -174,6 +190,29 @@ fuzz: fuzz-build
 
 fuzz-ci:
 	$(MAKE) fuzz FUZZ_SECONDS=60
+
+# The whole study: build, fetch MNIST, run Tasks 0–6, write runs/report.html.
+# QUICK=1: every task on a subset (about a minute); FORCE=1 redoes up-to-date steps.
+demo: all
+	@sh data/fetch.sh
+	./$(EXE) scripts/demo.lua $(if $(QUICK),--quick) $(if $(FORCE),--force)
+
+# Installs the interpreter, the Lua modules and the C module for plain lua5.4.
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/debias \
+	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/cnnlab $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(EXE) $(DESTDIR)$(PREFIX)/bin/cnnlab
+	install -m 644 lua/cnnlab/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/
+	install -m 644 lua/cnnlab/debias/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/debias/
+	install -m 755 $(BUILD)/lib/cnnlab/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/cnnlab/core.so
+	install -m 644 $(BUILD)/libcnnlab.a $(DESTDIR)$(PREFIX)/lib/libcnnlab.a
+
+# luarocks (cnnlab-0.1-1.rockspec) installs through this target with its own folders.
+rock-install: all
+	install -d $(INST_LUADIR)/cnnlab/debias $(INST_LIBDIR)/cnnlab
+	install -m 644 lua/cnnlab/*.lua $(INST_LUADIR)/cnnlab/
+	install -m 644 lua/cnnlab/debias/*.lua $(INST_LUADIR)/cnnlab/debias/
+	install -m 755 $(BUILD)/lib/cnnlab/core.so $(INST_LIBDIR)/cnnlab/core.so
 
 data:
 	@sh data/fetch.sh

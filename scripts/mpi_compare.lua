@@ -131,12 +131,18 @@ if opts.compare ~= "" then
   util.mkdir_p(opts.out)
   util.write_json(opts.out .. "/compare.json", report)
   local r0 = results[1]
+  local lo, hi = -5, -5
+  for _, se in ipairs(series) do
+    for _, y in ipairs(se.y) do lo, hi = math.min(lo, y), math.max(hi, y) end
+  end
   series[#series + 1] = {name = "1e-5", x = {1, r0.steps}, y = {-5, -5}, dashed = true}
   lab.svg.save(opts.out .. "/divergence.svg", lab.svg.lines{
-    title = ("Weights vs %s: %s lr %g, batch %d, %d %s digits"):format(label(r0), r0.optimizer,
-      r0.lr, r0.batch, r0.n_train, r0.data == "mnist" and "Colored MNIST" or "generated"),
-    xlabel = "training step", ylabel = "log10 of max |a − b| / max |a| (worst tensor)",
-    series = series, markers = true, width = 560, height = 300})
+    title = ("Weight difference from %s (%s, lr %g)"):format(label(r0), r0.optimizer, r0.lr),
+    xlabel = ("training step (batch %d, %d %s digits)"):format(r0.batch, r0.n_train,
+      r0.data == "mnist" and "Colored MNIST" or "generated"),
+    ylabel = "log10 max |a − b| / max |a|, worst tensor",
+    ymin = math.floor(lo) - 0.5, ymax = math.ceil(hi),
+    series = series, markers = true, width = 600, height = 320})
   print(("\nwrote %s/compare.json and %s/divergence.svg"):format(opts.out, opts.out))
   os.exit(0)
 end

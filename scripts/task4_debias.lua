@@ -571,12 +571,14 @@ local ok, err = pcall(function()
       seedv[i] = SEED_REPORTED[e.label] or 0 / 0
     end
     svg.save(opts.out .. "/comparison.svg", svg.bars{labels = labels,
-      series = {{name = "hard (ours)", values = hard, errors = hard_sd},
-        {name = "hard, colour ≠ label (ours)", values = conf, errors = conf_sd},
-        {name = "hard (seed's report)", values = seedv, color = "#999999"}},
+      series = {{name = "hard", values = hard, errors = hard_sd},
+        {name = "colour ≠ label", values = conf, errors = conf_sd},
+        {name = "seed's report", values = seedv, color = "#999999"}},
       title = ("Hard-set accuracy by debias method (rho %s, %d seed%s, mean ± sd)")
         :format(fmt_rho(opts.rho), #seeds, #seeds > 1 and "s" or ""),
-      ylabel = "accuracy (%)", xlabel = "method", ymin = 0, ymax = 100, fmt = "%.1f",
+      ylabel = "hard-set accuracy (%)",
+      xlabel = "method (bars: ours, mean ± sd; grey: the seed's published hard accuracy)",
+      ymin = 0, ymax = 100, fmt = "%.1f",
       width = math.max(640, 118 * #labels)})
 
     if opts.evidence then
@@ -606,15 +608,16 @@ local ok, err = pcall(function()
       local g, gn = eruns.grey_only, eruns.grey_only_normalised
       svg.save(opts.out .. "/evidence.svg", svg.bars{
         labels = {"colour reader", "brightness reader", "grey-only CNN", "grey-only CNN, normalised"},
-        series = {{name = "validation (easy)", values = {E.colour_reader_val_acc,
+        series = {{name = "validation", values = {E.colour_reader_val_acc,
             E.brightness_reader_val_acc, g.val_grey_acc, gn.val_grey_acc}},
           {name = "hard", values = {E.colour_reader_hard_acc, E.brightness_reader_hard_acc,
             g.hard_grey_acc, gn.hard_grey_acc}},
-          {name = "hard, colour ≠ label, same brightness", values = {0 / 0, 0 / 0,
+          {name = "same brightness", values = {0 / 0, 0 / 0,
             g.hard_grey_conflicting_same_brightness_acc, gn.hard_grey_conflicting_same_brightness_acc}},
-          {name = "hard, colour ≠ label, other brightness", values = {0 / 0, 0 / 0,
+          {name = "other brightness", values = {0 / 0, 0 / 0,
             g.hard_grey_conflicting_other_brightness_acc, gn.hard_grey_conflicting_other_brightness_acc}}},
         title = "How much colour a grey image still carries (readers see grey brightness only)",
+        xlabel = "same / other brightness: hard digits whose colour ≠ label, its grey level = / ≠ the label colour's",
         ylabel = "accuracy (%)", ymin = 0, ymax = 100, width = 640})
     end
 

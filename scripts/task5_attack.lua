@@ -13,7 +13,8 @@
 --
 --   ./cnnlab scripts/task5_attack.lua [--model runs/task1/model.safetensors]
 --       [--source 7 --target 3 --eps 0.05 --confidence 0.9 --steps 20 --step-size 0 --loss ce]
---       [--random-start --attack-seed 1] [--compare-model runs/task4/<method>/model.safetensors]
+--       [--random-start --attack-seed 1] [--compare-model runs/task4/<method>/model.safetensors
+--        | --compare-dir runs/task4 (its best debiased method)]
 --       [--matrix-per-digit 100 --curve-n 300 --curve-eps 0,0.01,...] [--grid-eps 0.1]
 --       [--no-matrix --no-curve --quick] [--out runs/task5]
 -- Writes into --out: metrics.json; grid.png (rows: originals / adversarial / perturbation as
@@ -29,6 +30,9 @@ local study = lab.study
 local attack = lab.attack
 local svg = lab.svg
 
+local DEFAULT_CURVE_EPS = "0,0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.12"
+local QUICK_CURVE_EPS = "0,0.03,0.05,0.07,0.09,0.12"
+
 local spec = {
   name = "task5_attack", script = "scripts/task5_attack.lua",
   description = "Task 5: targeted PGD attacks on the baseline (a 7 read as a 3), success matrix and ε curve.",
@@ -36,6 +40,7 @@ local spec = {
     {"model", "runs/task1/model.safetensors", "the attacked model (seed CNN weights)"},
     {"compare_model", "", "a debiased model for the ε curve, e.g. runs/task4/<method>/model.safetensors"},
     {"compare_name", "", "its name in the legend (default: the folder name)"},
+    {"compare_dir", "", "a Task 4 output folder: compare with its best debiased method (highest hard accuracy, erm excluded)"},
     {"source", 7, "digit attacked"},
     {"target", 3, "digit the model must answer"},
     {"eps", 0.05, "L∞ budget ε (pixels in [0,1])"},
@@ -49,11 +54,11 @@ local spec = {
     {"examples", 8, "columns of the picture grid"},
     {"grid_eps", 0.1, "also picture the validation examples attacked with this ε (0: no)"},
     {"matrix", true, "compute the (source, target) success matrix"},
-    {"matrix_per_digit", 100, "validation digits per source in the matrix (--quick: 20)"},
+    {"matrix_per_digit", 100, "validation digits per source in the matrix (--quick: 10)"},
     {"matrix_steps", 20, "PGD steps for the matrix and the curve"},
     {"curve", true, "compute success against ε"},
-    {"curve_n", 300, "validation sources for the ε curve (0: all; --quick: 100)"},
-    {"curve_eps", "0,0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.12", "ε values of the curve"},
+    {"curve_n", 300, "validation sources for the ε curve (0: all; --quick: 30)"},
+    {"curve_eps", DEFAULT_CURVE_EPS, "ε values of the curve (--quick: " .. QUICK_CURVE_EPS .. ")"},
     {"out", "runs/task5", "output folder"},
   }),
 }
@@ -81,6 +86,25 @@ local function settings_of(r)
     confidence = s.confidence, early_stop = s.early_stop, loss = s.loss}
 end
 
+-- The best debiased model of a Task 4 output folder: the method (erm excluded) with the highest
+-- mean hard accuracy in its metrics.json whose <method>/model.safetensors exists.
+local function best_debiased(dir)
+  local mpath = dir .. "/metrics.json"
+  if not util.exists(mpath) then return nil, "there is no " .. mpath end
+  local mm = util.json_decode(util.read_file(mpath))
+  local best, best_acc
+  for k, v in pairs(mm) do
+    local label = k:match("^(.-)_hard_acc_mean$")
+    if label and label ~= "erm" and type(v) == "number"
+      and util.exists(dir .. "/" .. label .. "/model.safetensors")
+      and (not best_acc or v > best_acc or (v == best_acc and label < best)) then
+      best, best_acc = label, v
+    end
+  end
+  if not best then return nil, "no debiased model with a hard accuracy in " .. mpath end
+  return {path = dir .. "/" .. best .. "/model.safetensors", method = best, hard_acc = best_acc}
+end
+
 local ok, err = pcall(function()
   for _, k in ipairs({"source", "target"}) do
     if opts[k] < 0 or opts[k] > 9 then
@@ -91,11 +115,13 @@ local ok, err = pcall(function()
     error(("--source and --target must differ, both are %d"):format(opts.source), 0)
   end
   if opts.eps < 0 then error(("--eps must be ≥ 0, got %g"):format(opts.eps), 0) end
+  if opts.examples < 1 then error(("--examples must be ≥ 1, got %d"):format(opts.examples), 0) end
   local step_size = opts.step_size > 0 and opts.step_size or opts.eps / 4
   if opts.quick then
     -- a first look: smaller matrix and curve too
-    opts.matrix_per_digit = math.min(opts.matrix_per_digit, 20)
-    opts.curve_n = opts.curve_n > 0 and math.min(opts.curve_n, 100) or 100
+    opts.matrix_per_digit = math.min(opts.matrix_per_digit, 10)
+    opts.curve_n = opts.curve_n > 0 and math.min(opts.curve_n, 30) or 30
+    if opts.curve_eps == DEFAULT_CURVE_EPS then opts.curve_eps = QUICK_CURVE_EPS end
   end
   local curve_eps = {}
   for v in opts.curve_eps:gmatch("[^,%s]+") do
@@ -336,11 +362,27 @@ local ok, err = pcall(function()
     local pos, n = positions_of(sets.val, opts.source, opts.curve_n)
     local x = lab.train.batch_of(sets.val, pos).x
     local models_ = {{name = "baseline", path = opts.model, model = model}}
-    if opts.compare_model ~= "" then
-      local name = opts.compare_name ~= "" and opts.compare_name
-        or opts.compare_model:match("([^/]+)/[^/]+$") or opts.compare_model
-      models_[2] = {name = name, path = opts.compare_model, model = study.load_model(opts.compare_model)}
-    else
+    local compare_path, compare_name = opts.compare_model, opts.compare_name
+    if compare_path == "" and opts.compare_dir ~= "" then
+      local best, why = best_debiased(opts.compare_dir)
+      if best then
+        compare_path = best.path
+        if compare_name == "" then
+          compare_name = ("%s (hard %.0f%%)"):format(best.method, best.hard_acc)
+        end
+        m.compare_method, m.compare_method_hard_acc = best.method, best.hard_acc
+        util.progress("comparing with %s (hard accuracy %.2f%% in %s)", best.method,
+          best.hard_acc, opts.compare_dir)
+      else
+        util.progress("--compare-dir %s: %s; the ε curve shows the baseline only",
+          opts.compare_dir, why)
+      end
+    end
+    if compare_path ~= "" then
+      local name = compare_name ~= "" and compare_name
+        or compare_path:match("([^/]+)/[^/]+$") or compare_path
+      models_[2] = {name = name, path = compare_path, model = study.load_model(compare_path)}
+    elseif opts.compare_dir == "" then
       util.progress("no --compare-model given: the ε curve shows the baseline only")
     end
     local series = {}
@@ -359,7 +401,7 @@ local ok, err = pcall(function()
     end
     for i, e in ipairs(curve_eps) do m["curve_eps_" .. (i - 1)] = e end
     m.curve_n, m.curve_steps = n, opts.matrix_steps
-    m.compare_model = opts.compare_model ~= "" and opts.compare_model or nil
+    m.compare_model = models_[2] and models_[2].path or nil
     m.curve_seconds = lab.now() - t1
     local top = 0
     for _, e in ipairs(curve_eps) do top = math.max(top, e) end

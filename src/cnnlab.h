@@ -44,8 +44,8 @@ long cl_alloc_count(void);
 
 /* Released blocks of 64 KB and more are kept for reuse (a training step asks for the same
  * sizes every step); they are not counted in cl_mem_in_use(). Live + cached bytes stay under
- * the peak of live bytes (at least 64 MB). cl_mem_trim() returns the cached blocks to the C
- * library. See src/alloc.c and docs/performance.md. */
+ * 1.5 × the peak of live bytes (at least 64 MB). cl_mem_trim() returns the cached blocks to
+ * the C library. See src/alloc.c and docs/performance.md. */
 size_t cl_mem_cached(void);
 void cl_mem_trim(void);
 

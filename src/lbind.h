@@ -56,6 +56,7 @@ void clb_setfuncs(lua_State *L, const luaL_Reg *funcs);
 void clb_open_tensor(lua_State *L);
 void clb_open_nn(lua_State *L);
 void clb_open_io(lua_State *L);
+void clb_open_mpi(lua_State *L);
 
 int luaopen_cnnlab_core(lua_State *L);
 

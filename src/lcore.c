@@ -496,5 +496,6 @@ int luaopen_cnnlab_core(lua_State *L) {
   clb_open_tensor(L);
   clb_open_nn(L);
   clb_open_io(L);
+  clb_open_mpi(L);
   return 1;
 }

@@ -163,6 +163,12 @@ static int find_tree_luadir(char *dir, size_t size) {
     return 0;
   snprintf(dir, size, "%.*s/lua", (int)(up - exe), exe);
   snprintf(probe, sizeof probe, "%s/cnnlab/init.lua", dir);
+  if (access(probe, R_OK) == 0)
+    return 1;
+  /* An installed binary, PREFIX/bin/cnnlab, finds PREFIX/share/lua/5.4 whatever PREFIX the
+     objects were compiled with (make install PREFIX=… does not rebuild them). */
+  snprintf(dir, size, "%.*s/share/lua/5.4", (int)(up - exe), exe);
+  snprintf(probe, sizeof probe, "%s/cnnlab/init.lua", dir);
   return access(probe, R_OK) == 0;
 }
 

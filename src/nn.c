@@ -278,15 +278,22 @@ static double row_sum(const float *restrict v, int64_t n) {
  * Threads split the batch into fixed slices; dW sums each slice's partial in slice order, so
  * a given thread count always gives the same bits. */
 
-/* Whether a convolution runs on the micro-kernel: stride 1, unless CNNLAB_CONV=gemm asks for
- * the im2col + cl_gemm path everywhere (to compare the two; docs/performance.md). */
+/* Whether a convolution runs on the micro-kernel: stride 1, unless CNNLAB_CONV=gemm (or the
+ * tests, through cl_conv_use_microkernel) ask for the im2col + cl_gemm path everywhere. */
+static int conv_mode = -1; /* 1: micro-kernel where it can; 0: im2col + GEMM always */
+
+int cl_conv_use_microkernel(int on) {
+  int was = conv_mode;
+  conv_mode = on;
+  return was;
+}
+
 static int conv_on_microkernel(const conv_shape *s) {
-  static int mode = -1; /* 1: micro-kernel where it can; 0: im2col + GEMM always */
-  if (mode < 0) {
+  if (conv_mode < 0) {
     const char *env = getenv("CNNLAB_CONV");
-    mode = !(env && !strcmp(env, "gemm"));
+    conv_mode = !(env && !strcmp(env, "gemm"));
   }
-  return mode && s->stride == 1;
+  return conv_mode && s->stride == 1;
 }
 
 /* Column-buffer budget per group, in floats: it and the packed W share the core's L2. */

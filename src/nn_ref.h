@@ -19,4 +19,9 @@ int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int s
 int cl_max_pool2d_reference(cl_tensor *x, int kernel, int stride, cl_tensor **y,
                             cl_tensor **where);
 
+/* Stride-1 convolutions run on the micro-kernel (1, the default) or as im2col + cl_gemm (0),
+ * as CNNLAB_CONV=gemm would have it; -1 goes back to reading CNNLAB_CONV. Returns the previous
+ * setting. For tests and benchmarks; not thread-safe. */
+int cl_conv_use_microkernel(int on);
+
 #endif

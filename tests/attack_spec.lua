@@ -166,7 +166,7 @@ describe("a small CNN trained on generated Colored digits", function()
 
   setup(function()
     local sets = lab.study.load_data({seed = 3, rho = 1, beta = 0.25, data = "generated",
-      generated_n = 1500, quick = false})
+      generated_n = 1000, quick = false})
     model = nn.Sequential {
       nn.Conv2d(3, 8, 3, {padding = 1, generator = lab.Generator(1)}), nn.ReLU(),
       nn.MaxPool2d(4), nn.Flatten(), nn.Linear(8 * 7 * 7, 10, {generator = lab.Generator(2)})}

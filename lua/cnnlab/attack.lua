@@ -217,8 +217,8 @@ local function run_chunk(model, x0, c0, s, out, base)
     local logits = model(xa)
     if not core.is_tensor(logits) or logits.ndim ~= 2 or logits:size(0) ~= #rows
       or logits:size(1) ~= s.classes then
-      fail("attack", "the model must return N×%d logits, got %s", s.classes,
-        core.is_tensor(logits) and shape_string(logits) or type(logits))
+      error(("the model must return %d×%d logits, got %s"):format(#rows, s.classes,
+        core.is_tensor(logits) and shape_string(logits) or type(logits)), 0)
     end
     core.set_grad_enabled(false)
     local ok, conf, pred = judge(logits:detach():softmax(1), c, s)

@@ -8,7 +8,9 @@
 --   lab.mpi.allreduce(t[, op])              a tensor, in place, returns it; op "sum" (default),
 --                                           "max" or "min"
 --   lab.mpi.allreduce({t1, t2, ...}[, op])  a list of float32 tensors through ONE flat buffer
---                                           (packed, reduced by one MPI call, unpacked back)
+--                                           (packed, reduced by one MPI call, unpacked back);
+--                                           float sums are identical on every rank (with K > 2
+--                                           rank 0's result is broadcast after the reduction)
 --   lab.mpi.allreduce_numbers({x, ...}[, op]) → {y, ...}   Lua numbers, in double precision
 --   lab.mpi.allreduce_grads(params[, numbers]) → numbers   sums every p.grad (a missing grad
 --                                           counts as zeros) and the numbers in one call
@@ -158,6 +160,16 @@ local function comm_of(c)
   return nil
 end
 
+-- With more than two ranks MPI may add the ranks' values in a different order on each rank
+-- (recursive doubling), so the sums could differ in the last bit from rank to rank, and
+-- parameters updated with them would drift apart; a float sum is then followed by a broadcast
+-- of rank 0's result (one more message of the same size). With two ranks a + b = b + a.
+local function same_everywhere(c, flat, op)
+  if c.size() > 2 and (op == nil or op == "sum") and flat.dtype == "float32" then
+    c._broadcast(flat, 0)
+  end
+end
+
 --- allreduce(t | {t, ...}[, op]): see the header. Returns its first argument.
 function Comm.allreduce(c, x, op)
   check_tensor_or_list("allreduce", x)
@@ -165,13 +177,19 @@ function Comm.allreduce(c, x, op)
   if is_list(x) then check_list("allreduce", x, true) end
   if c.size() == 1 then return x end
   if core.is_tensor(x) then
-    if x:is_contiguous() then return c._allreduce(x, op) end
+    if x:is_contiguous() then
+      c._allreduce(x, op)
+      same_everywhere(c, x, op)
+      return x
+    end
     local tmp = c._allreduce(x:contiguous(), op)
+    same_everywhere(c, tmp, op)
     core.no_grad(function() x:copy_(tmp) end)
     return x
   end
   local flat = pack(x)
   c._allreduce(flat, op)
+  same_everywhere(c, flat, op)
   unpack_into(flat, x)
   return x
 end
@@ -211,6 +229,7 @@ function Comm.allreduce_grads(c, params, extra)
   end
   local flat = pack(grads, tail)
   c._allreduce(flat, "sum")
+  same_everywhere(c, flat, "sum")
   local off = 0
   local base = flat:numel() - #tail
   for i, p in ipairs(params) do

@@ -57,7 +57,7 @@ local function pictures(task, dir, captions)
   for _, name in ipairs(files_of(dir)) do
     if name:match("%.png$") or name:match("%.svg$") then
       local caption = captions and captions[name] or name
-      out[#out + 1] = ('<figure><a href="%s/%s"><img src="%s/%s" alt="%s" loading="lazy"></a>'
+      out[#out + 1] = ('<figure><a href="%s/%s"><img src="%s/%s" alt="%s"></a>'
         .. "<figcaption>%s</figcaption></figure>"):format(task, esc(name), task, esc(name),
         esc(name), esc(caption))
     end
@@ -248,10 +248,56 @@ function report.write(opts)
     end
     html[#html + 1] = "</section>"
   end
+  -- Marks how many pictures loaded, for the browser test (tests/report_spec.lua).
+  html[#html + 1] = [[<script>window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++;
+  document.body.setAttribute('data-images', ok + '/' + imgs.length);
+});</script>]]
   html[#html + 1] = "</body></html>\n"
   local path = runs .. "/report.html"
   util.write_file(path, table.concat(html, "\n"))
   return path
+end
+
+-- ------------------------------------------------------------------ rendering
+
+--- Renders an HTML file in headless Chromium (Debian's chromium): returns the DOM after the
+-- page's scripts ran, and writes a PNG screenshot when opts.screenshot is a path. Returns nil
+-- and a reason when Chromium is not installed.
+function report.render(html_path, opts)
+  opts = opts or {}
+  local browser
+  for _, name in ipairs({"chromium", "chromium-browser", "google-chrome"}) do
+    local p = io.popen("command -v " .. name .. " 2>/dev/null")
+    local found = p:read("l")
+    p:close()
+    if found and found ~= "" then browser = found break end
+  end
+  if not browser then return nil, "chromium is not installed (apt-get install chromium)" end
+  local abs = html_path
+  if abs:sub(1, 1) ~= "/" then
+    local p = io.popen("pwd")
+    abs = p:read("l") .. "/" .. html_path
+    p:close()
+  end
+  local profile = os.tmpname()
+  os.remove(profile)
+  -- The flags keep a headless Chromium from reaching for the network on a closed machine.
+  local base = ("%s --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+    .. "--disable-background-networking --disable-component-update --disable-sync "
+    .. "--user-data-dir=%s --virtual-time-budget=10000"):format(util.shell_quote(browser),
+    util.shell_quote(profile))
+  local p = io.popen(("%s --dump-dom %s 2>/dev/null"):format(base, util.shell_quote("file://" .. abs)))
+  local dom = p:read("a")
+  p:close()
+  if opts.screenshot then
+    os.execute(("%s --hide-scrollbars --window-size=%d,%d --screenshot=%s %s >/dev/null 2>&1")
+      :format(base, opts.width or 1200, opts.height or 2400, util.shell_quote(opts.screenshot),
+        util.shell_quote("file://" .. abs)))
+  end
+  os.execute("rm -rf " .. util.shell_quote(profile))
+  return dom
 end
 
 return report

@@ -910,6 +910,70 @@ static void test_no_grad(void) {
   cl_release(y), cl_release(p), cl_release(y2), cl_release(x), cl_release(w);
 }
 
+/* ---------------------------------------------------------------- repeatable training */
+
+/* Two training steps (conv-ReLU-pool twice, linear, cross-entropy, Adam) of a small network
+ * from a fixed start, with `threads` threads; leaves the parameters in p[0..5]. Big enough
+ * that every kernel takes its parallel path. */
+static int two_steps(int threads, cl_tensor **p) {
+  cl_set_threads(threads);
+  cl_rng r;
+  cl_rng_seed(&r, 21, 4);
+  int64_t xs[4] = {24, 3, 28, 28}, w1s[4] = {16, 3, 3, 3}, w2s[4] = {32, 16, 3, 3};
+  int64_t fs[2] = {10, 32 * 6 * 6}, b1 = 16, b2 = 32, nt = 24, flat[2] = {24, -1};
+  cl_tensor *x = random_tensor(&r, 4, xs, 0, 1);
+  int64_t labels[24];
+  for (int i = 0; i < 24; i++)
+    labels[i] = (i * 7) % 10;
+  cl_tensor *t = tensor_i64(nt, labels);
+  p[0] = grad_leaf(&r, 4, w1s, -0.3f, 0.3f), p[1] = grad_leaf(&r, 1, &b1, -0.1f, 0.1f);
+  p[2] = grad_leaf(&r, 4, w2s, -0.1f, 0.1f), p[3] = grad_leaf(&r, 1, &b2, -0.1f, 0.1f);
+  p[4] = grad_leaf(&r, 2, fs, -0.05f, 0.05f), p[5] = NULL;
+  cl_tensor *m[5], *v[5];
+  for (int i = 0; i < 5; i++)
+    m[i] = cl_zeros_like(p[i]), v[i] = cl_zeros_like(p[i]);
+  int rc = 0;
+  for (int step = 1; step <= 2 && !rc; step++) {
+    cl_tensor *c1 = cl_conv2d(x, p[0], p[1], 1, 1), *r1 = cl_unary(CL_RELU, c1);
+    cl_tensor *q1 = cl_max_pool2d(r1, 3, 2), *c2 = cl_conv2d(q1, p[2], p[3], 1, 1);
+    cl_tensor *r2 = cl_unary(CL_RELU, c2), *q2 = cl_max_pool2d(r2, 3, 2);
+    cl_tensor *f = cl_reshape(q2, 2, flat), *l = cl_linear(f, p[4], NULL);
+    cl_tensor *loss = cl_cross_entropy(l, t, NULL, CL_REDUCE_MEAN);
+    rc = !loss || cl_backward(loss, NULL, 0, NULL, NULL);
+    for (int i = 0; i < 5 && !rc; i++) {
+      rc = cl_adam_step(p[i], p[i]->grad, m[i], v[i], step, 1e-2, 0.9, 0.999, 1e-8, 0, 0);
+      cl_release(p[i]->grad);
+      p[i]->grad = NULL;
+    }
+    cl_tensor *all[] = {c1, r1, q1, c2, r2, q2, f, l, loss};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+      cl_release(all[i]);
+  }
+  for (int i = 0; i < 5; i++)
+    cl_release(m[i]), cl_release(v[i]);
+  cl_release(x), cl_release(t);
+  return rc;
+}
+
+/* The same thread count gives the same bits, run after run; 1 and 2 threads agree to rounding
+ * (the weight gradient sums its per-thread partials, so they may differ in the last bits). */
+static void test_training_repeatable(void) {
+  int threads = cl_get_threads();
+  cl_tensor *a[6], *b[6], *c[6], *d[6];
+  CHECK(two_steps(2, a) == 0 && two_steps(2, b) == 0, "two training steps with 2 threads: %s",
+        cl_last_error());
+  CHECK(two_steps(1, c) == 0 && two_steps(1, d) == 0, "two training steps with 1 thread: %s",
+        cl_last_error());
+  for (int i = 0; i < 5; i++) {
+    CHECK(bit_identical(a[i], b[i]), "2 threads: parameter %d identical on a second run", i);
+    CHECK(bit_identical(c[i], d[i]), "1 thread: parameter %d identical on a second run", i);
+    CHECK(max_abs_diff(a[i], c[i]) < 1e-4, "1 and 2 threads agree on parameter %d (%g)", i,
+          max_abs_diff(a[i], c[i]));
+    cl_release(a[i]), cl_release(b[i]), cl_release(c[i]), cl_release(d[i]);
+  }
+  cl_set_threads(threads);
+}
+
 int main(void) {
   test_conv_hand();
   test_seed_shapes();
@@ -927,6 +991,7 @@ int main(void) {
   test_bad_input();
   test_no_grad();
   test_empty_batch();
+  test_training_repeatable();
   test_fault_injection();
   CHECK(cl_mem_in_use() == 0, "every tensor released (%zu bytes in use)", cl_mem_in_use());
   CHECK_DONE();

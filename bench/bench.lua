@@ -1,0 +1,425 @@
+--- bench/bench.lua — how fast cnnlab trains and runs the seed network (SPEC §3), and with
+-- --compare how that stands against PyTorch on the same machine in the same run.
+--
+--   make bench                      build, then: cnnlab bench/bench.lua --peak build/bench/peak
+--   make bench ARGS=--compare       … and PyTorch beside it (Debian's python3-torch)
+--   make bench-compare              the same
+--   cnnlab bench/bench.lua --help   every option
+--
+-- What it measures (docs/performance.md explains the method and the figures):
+--   * training (forward, cross-entropy, backward, Adam) and inference (forward under no_grad)
+--     images/s at batch 128, for each thread count (1 and 2 by default); with --compare the
+--     PyTorch steps take turns with cnnlab's, block by block, so that both see the same machine;
+--     every figure is the median of --rounds blocks;
+--   * GFLOP/s of each convolution forward and backward, timed inside real training steps by
+--     module and tensor hooks;
+--   * the processor's peak FMA rate (bench/peak.c) and the share of it training reaches;
+--   * peak resident memory: of this process, and of a probe that holds a Task-1-sized data set
+--     (70,000 × 3×28×28 bytes) while it trains;
+--   * the start-up time of `cnnlab -e ''` and the fixed (batch-independent) cost of a step,
+--     which bounds what Lua and the bindings add.
+-- Results also go to --out (bench/results.json).
+local lab = require "cnnlab"
+local util = require "cnnlab.util"
+
+local spec = {
+  name = "bench", script = "bench/bench.lua",
+  description = "Throughput of the seed network; --compare runs PyTorch in the same run.",
+  options = {
+    {"compare", false, "also time PyTorch (python3-torch) and print the ratios"},
+    {"threads", "1,2", "thread counts to measure, comma-separated"},
+    {"batch", 128, "images per step"},
+    {"rounds", 5, "timed blocks per figure (the median is reported)"},
+    {"steps", 8, "training steps per block"},
+    {"infer_steps", 20, "inference passes per block"},
+    {"warmup", 30, "untimed training steps per thread count (allocator and caches settle)"},
+    {"layer_steps", 8, "training steps timed layer by layer"},
+    {"out", "bench/results.json", "where the results go (JSON)"},
+    {"peak", "", "the peak-FMA probe (bench/peak.c, built by make bench)"},
+    {"python", "", "a python3 with torch (default: python3, then /usr/bin/python3)"},
+    {"quick", false, "one short round of everything (a smoke test, not a measurement)"},
+    {"rss_probe", false, "internal: the Task-1 memory probe"},
+  },
+}
+local opt = util.parse_args(arg, spec)
+if opt.quick then
+  opt.rounds, opt.steps, opt.infer_steps, opt.warmup, opt.layer_steps = 1, 2, 2, 2, 2
+end
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local exe = arg[-1] or "cnnlab"
+
+-- ------------------------------------------------------------------ small helpers
+
+local function median(list)
+  local t = {}
+  for i, v in ipairs(list) do t[i] = v end
+  table.sort(t)
+  local n = #t
+  if n == 0 then return 0 / 0 end
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+
+local function status_kb(field)
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return tonumber(text:match(field .. ":%s*(%d+)"))
+end
+
+local function command_output(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+-- The seed network's multiply-adds, counted as 2 FLOP each: convolutions and the linear layer
+-- (pooling, ReLU and the loss are not counted). Backward is twice the forward (dx and dW),
+-- except for conv1, whose input needs no gradient.
+local layers = {
+  {name = "conv1", c = 3, o = 32, h = 28},
+  {name = "conv2", c = 32, o = 64, h = 13},
+  {name = "conv3", c = 64, o = 128, h = 6},
+}
+for _, l in ipairs(layers) do
+  l.fwd = 2 * l.o * l.c * 9 * l.h * l.h
+  l.bwd = l.name == "conv1" and l.fwd or 2 * l.fwd
+end
+local fc_flop = 2 * 512 * 10
+local flop_forward, flop_train = fc_flop, 3 * fc_flop
+for _, l in ipairs(layers) do
+  flop_forward = flop_forward + l.fwd
+  flop_train = flop_train + l.fwd + l.bwd
+end
+
+local function make_batch(batch, gen)
+  local x = lab.rand({batch, 3, 28, 28}, {generator = gen})
+  local labels = {}
+  for i = 1, batch do labels[i] = (i * 7) % 10 end
+  return x, lab.tensor(labels, {dtype = "int64"})
+end
+
+local function make_trainer(batch)
+  local gen = lab.Generator(11)
+  local net = lab.models.seed_cnn{generator = gen}
+  local adam = lab.optim.Adam(net:parameters(), {lr = 1e-3})
+  local x, y = make_batch(batch, gen)
+  local function train_step()
+    adam:zero_grad()
+    local loss = lab.cross_entropy(net(x), y)
+    loss:backward()
+    adam:step()
+  end
+  local function infer_step()
+    lab.no_grad(function() return net(x) end)
+  end
+  return {net = net, x = x, y = y, adam = adam, train = train_step, infer = infer_step}
+end
+
+-- ------------------------------------------------------------------ the memory probe
+
+-- A subprocess: hold a data set of Task 1's size as bytes, train from it at the bench's batch,
+-- report the peak resident set. Colored MNIST keeps its 70,000 images as 3×28×28 bytes.
+if opt.rss_probe then
+  lab.set_threads(tonumber(opt.threads:match("%d+")) or 1)
+  local n = 70000
+  local data = lab.empty({n, 3, 28, 28}, {dtype = "uint8"})
+  data:fill_(128) -- resident, as a loaded data set is
+  local gen = lab.Generator(5)
+  local net = lab.models.seed_cnn{generator = gen}
+  local adam = lab.optim.Adam(net:parameters(), {lr = 1e-3})
+  local labels = {}
+  for i = 1, opt.batch do labels[i] = (i * 3) % 10 end
+  local y = lab.tensor(labels, {dtype = "int64"})
+  local steps = opt.quick and 5 or 200
+  for step = 1, steps do
+    local idx = lab.randperm(n, {generator = gen}):narrow(0, 0, opt.batch)
+    local x = data:index_select(0, idx):float() / 255
+    adam:zero_grad()
+    local loss = lab.cross_entropy(net(x), y)
+    loss:backward()
+    adam:step()
+    if step == 1 then io.write(string.format("after_first_step_kb %d\n", status_kb("VmRSS"))) end
+  end
+  io.write(string.format("peak_rss_kb %d\n", status_kb("VmHWM")))
+  io.write(string.format("data_kb %d\n", n * 3 * 28 * 28 // 1024))
+  return
+end
+
+-- ------------------------------------------------------------------ PyTorch, in turns
+
+local torch = nil -- {send = fn(cmd) → seconds per step, close = fn()}
+
+local function find_python()
+  local candidates = opt.python ~= "" and {opt.python} or {"python3", "/usr/bin/python3"}
+  for _, py in ipairs(candidates) do
+    if os.execute(py .. " -c 'import torch' >/dev/null 2>&1") then return py end
+  end
+  return nil
+end
+
+-- PyTorch runs in one python process for the whole bench, fed commands on its stdin; it
+-- answers through a named pipe, so each block can wait for its answer before the next starts.
+local function start_torch()
+  local py = find_python()
+  if not py then
+    return nil, "no python3 with torch found (Debian: apt-get install python3-torch); " ..
+      "--python PATH names one"
+  end
+  local fifo = os.tmpname()
+  os.remove(fifo)
+  if not os.execute("mkfifo " .. util.shell_quote(fifo)) then
+    return nil, "cannot make a named pipe (mkfifo)"
+  end
+  local cmd = string.format("%s %s --serve --batch %d > %s", py,
+    util.shell_quote(here .. "/torch_seed.py"), opt.batch, util.shell_quote(fifo))
+  local stdin = io.popen(cmd, "w")
+  local replies = io.open(fifo, "r")
+  os.remove(fifo) -- both ends are open; the name is no longer needed
+  local hello = replies:read("l")
+  if not hello or not hello:match("^ready") then
+    stdin:close()
+    return nil, "PyTorch did not start (" .. tostring(hello) .. ")"
+  end
+  local version = hello:match("^ready torch (%S+)")
+  return {
+    version = version,
+    send = function(kind, threads, steps)
+      stdin:write(string.format("%s %d %d\n", kind, threads, steps))
+      stdin:flush()
+      local line = replies:read("l")
+      local seconds = line and tonumber(line:match("^%S+ %d+ (%S+)$"))
+      if not seconds then error("PyTorch answered '" .. tostring(line) .. "'") end
+      return seconds
+    end,
+    close = function()
+      stdin:write("quit\n")
+      stdin:close()
+      replies:close()
+    end,
+  }
+end
+
+-- ------------------------------------------------------------------ measurements
+
+local results = {
+  batch = opt.batch, rounds = opt.rounds, gemm = lab.gemm_backend(),
+  flop_per_image = {forward = flop_forward, train = flop_train},
+  runs = {}, layers = {},
+}
+
+local function timed_block(fn, steps)
+  local c0, t0 = os.clock(), lab.now()
+  for _ = 1, steps do fn() end
+  return (lab.now() - t0) / steps, (os.clock() - c0) / steps
+end
+
+-- Per-layer time inside training steps: a forward hook on every module marks when its
+-- forward returned; on each convolution, hooks on its output and input tensors mark when the
+-- gradient reaches it and when its backward has handed the gradient on.
+local function layer_times(tr, steps)
+  local marks, order = {}, {}
+  local handles = {}
+  for _, entry in ipairs(tr.net:named_modules()) do
+    local name, m = entry[1], entry[2]
+    if name ~= "" then
+      order[#order + 1] = name
+      handles[#handles + 1] = m:register_forward_hook(function(_, input, output)
+        marks["f:" .. name] = lab.now()
+        if name:match("^conv") then
+          output:register_hook(function() marks["go:" .. name] = lab.now() end)
+          if input.requires_grad then
+            input:register_hook(function() marks["gi:" .. name] = lab.now() end)
+          end
+        end
+      end)
+    end
+  end
+  local per = {}
+  for _, l in ipairs(layers) do per[l.name] = {fwd = {}, bwd = {}} end
+  for _ = 1, steps do
+    marks = {}
+    tr.adam:zero_grad()
+    local t0 = lab.now()
+    local loss = lab.cross_entropy(tr.net(tr.x), tr.y)
+    loss:backward()
+    local t_end = lab.now()
+    tr.adam:step()
+    local prev = t0
+    for _, name in ipairs(order) do
+      local t = marks["f:" .. name]
+      if per[name] then
+        table.insert(per[name].fwd, t - prev)
+        table.insert(per[name].bwd, (marks["gi:" .. name] or t_end) - marks["go:" .. name])
+      end
+      prev = t
+    end
+  end
+  for _, h in ipairs(handles) do h:remove() end
+  return per
+end
+
+local function fixed_step_cost()
+  -- A batch of one: what a step costs whatever the batch (Lua, bindings, autograd, Adam,
+  -- the per-op setup of the kernels) — an upper bound on the Lua side.
+  local tr = make_trainer(1)
+  for _ = 1, 20 do tr.train() end
+  local times = {}
+  for r = 1, math.max(3, opt.rounds) do times[r] = timed_block(tr.train, 20) end
+  return median(times)
+end
+
+local function startup_ms()
+  local times = {}
+  for i = 1, opt.quick and 3 or 21 do
+    local t0 = lab.now()
+    os.execute(util.shell_quote(exe) .. " -e '' >/dev/null 2>&1")
+    times[i] = (lab.now() - t0) * 1000
+  end
+  return median(times)
+end
+
+local function probe_peak(threads)
+  if opt.peak == "" then return nil end
+  local out = command_output(util.shell_quote(opt.peak) .. " " .. threads)
+  local cpu = out:match("cpu ([^\n]*)")
+  local best, isa = nil, nil
+  for name, rate in out:gmatch("peak (%S+) %d+ (%S+)") do
+    rate = tonumber(rate)
+    if rate and (not best or rate > best) then best, isa = rate, name end
+  end
+  return best, isa, cpu
+end
+
+-- ------------------------------------------------------------------ the run
+
+local thread_counts = {}
+for t in opt.threads:gmatch("%d+") do thread_counts[#thread_counts + 1] = tonumber(t) end
+
+local load = command_output("cat /proc/loadavg 2>/dev/null"):match("^(%S+)") or "?"
+local ncpu = tonumber(command_output("nproc 2>/dev/null"):match("%d+")) or 1
+local peak1, isa, cpu = probe_peak(1)
+results.machine = {cpu = cpu, cores = ncpu, load_average_at_start = tonumber(load),
+                   peak_gflops_per_core = peak1, peak_isa = isa}
+
+print(string.format("cnnlab bench — seed network (SPEC §3), batch %d, float32, GEMM %s",
+  opt.batch, results.gemm))
+print(string.format("machine: %s; %d cores; load average %s at start",
+  cpu and cpu:gsub("|", ", ") or "?", ncpu, load))
+if peak1 then
+  print(string.format("peak FMA rate: %.1f GFLOP/s per core (%s, measured by bench/peak.c)",
+    peak1, isa))
+end
+print(string.format("work per image: forward %.2f MFLOP, training step %.2f MFLOP",
+  flop_forward / 1e6, flop_train / 1e6))
+
+if opt.compare then
+  local err
+  torch, err = start_torch()
+  if not torch then
+    io.stderr:write("bench: --compare: ", err, "\n")
+    os.exit(1)
+  end
+  results.torch_version = torch.version
+  print("PyTorch " .. torch.version .. " takes turns with cnnlab, block by block")
+end
+
+local tr = make_trainer(opt.batch)
+for _, threads in ipairs(thread_counts) do
+  lab.set_threads(threads)
+  for _ = 1, opt.warmup do tr.train() end
+  for _ = 1, opt.warmup do tr.infer() end
+  local run = {threads = threads}
+  for _, mode in ipairs({"train", "infer"}) do
+    local steps = mode == "train" and opt.steps or opt.infer_steps
+    local ours, ours_cpu, theirs = {}, {}, {}
+    for r = 1, opt.rounds do
+      ours[r], ours_cpu[r] = timed_block(tr[mode], steps)
+      if torch then theirs[r] = torch.send(mode, threads, steps) end
+    end
+    local flop = mode == "train" and flop_train or flop_forward
+    local m = {
+      seconds_per_step = median(ours),
+      images_per_s = opt.batch / median(ours),
+      images_per_cpu_s = opt.batch / median(ours_cpu),
+    }
+    m.gflops = m.images_per_s * flop / 1e9
+    if peak1 then m.peak_share = m.gflops / (peak1 * threads) end
+    if torch then
+      m.torch_images_per_s = opt.batch / median(theirs)
+      m.ratio = m.images_per_s / m.torch_images_per_s
+    end
+    run[mode] = m
+  end
+  -- per-layer figures, inside training steps
+  local per = layer_times(tr, opt.layer_steps)
+  run.layers = {}
+  for _, l in ipairs(layers) do
+    local f, b = median(per[l.name].fwd), median(per[l.name].bwd)
+    run.layers[l.name] = {
+      forward_ms = f * 1e3, backward_ms = b * 1e3,
+      forward_gflops = opt.batch * l.fwd / f / 1e9, backward_gflops = opt.batch * l.bwd / b / 1e9,
+    }
+  end
+  results.runs[#results.runs + 1] = run
+end
+if torch then torch.close() end
+
+lab.set_threads(1)
+results.fixed_step_ms = fixed_step_cost() * 1e3
+results.startup_ms = startup_ms()
+results.peak_rss_mb = (status_kb("VmHWM") or 0) / 1024
+do
+  local cmd = string.format("%s %s --rss-probe --batch %d --threads %d%s", util.shell_quote(exe),
+    util.shell_quote(arg[0]), opt.batch, thread_counts[#thread_counts], opt.quick and " --quick" or "")
+  local out = command_output(cmd)
+  local kb = tonumber(out:match("peak_rss_kb (%d+)"))
+  results.task1_probe_peak_rss_mb = kb and kb / 1024
+  local data = tonumber(out:match("data_kb (%d+)"))
+  results.task1_probe_data_mb = data and data / 1024
+end
+
+-- ------------------------------------------------------------------ report
+
+print()
+print(string.format("%-8s %-6s %12s %12s %14s %11s%s", "threads", "mode", "images/s",
+  "GFLOP/s", "% of peak", "img/CPU-s", torch and "   PyTorch img/s   ratio" or ""))
+for _, run in ipairs(results.runs) do
+  for _, mode in ipairs({"train", "infer"}) do
+    local m = run[mode]
+    local line = string.format("%-8d %-6s %12.1f %12.1f %13s %11.1f", run.threads, mode,
+      m.images_per_s, m.gflops, m.peak_share and string.format("%.1f%%", 100 * m.peak_share) or "?",
+      m.images_per_cpu_s)
+    if m.ratio then
+      line = line .. string.format(" %16.1f %6.2f×", m.torch_images_per_s, m.ratio)
+    end
+    print(line)
+  end
+end
+print()
+print("convolutions, timed inside training steps (median of " .. opt.layer_steps .. " steps):")
+print(string.format("%-8s %-6s %-22s %9s %11s %9s %11s", "threads", "layer", "shape", "fwd ms",
+  "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s"))
+for _, run in ipairs(results.runs) do
+  for _, l in ipairs(layers) do
+    local r = run.layers[l.name]
+    print(string.format("%-8d %-6s %-22s %9.2f %11.1f %9.2f %11.1f", run.threads, l.name,
+      string.format("%d→%d, %d×%d, 3×3", l.c, l.o, l.h, l.h), r.forward_ms, r.forward_gflops,
+      r.backward_ms, r.backward_gflops))
+  end
+end
+print()
+print(string.format("fixed cost of a step (a batch of 1, 1 thread: Lua, bindings, autograd, Adam): "
+  .. "%.3f ms = %.1f%% of a batch-%d step", results.fixed_step_ms,
+  100 * results.fixed_step_ms / (1e3 * results.runs[1].train.seconds_per_step), opt.batch))
+print(string.format("start-up of `cnnlab -e ''`: %.1f ms (median)", results.startup_ms))
+print(string.format("peak resident memory of this bench: %.0f MB", results.peak_rss_mb))
+if results.task1_probe_peak_rss_mb then
+  print(string.format("peak resident memory training beside a Task-1-sized data set (%.0f MB of "
+    .. "bytes): %.0f MB", results.task1_probe_data_mb, results.task1_probe_peak_rss_mb))
+end
+if opt.out ~= "" then
+  util.write_json(opt.out, results)
+  print("results: " .. opt.out)
+end

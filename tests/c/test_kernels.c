@@ -1,0 +1,394 @@
+/* test_kernels.c — every optimised kernel against a plain reference:
+ *   the micro-kernel of each instruction set this CPU runs, its packing, the portable GEMM and
+ *   cl_gemm; the convolution on the micro-kernel and as im2col + GEMM, forward and backward;
+ *   the separable max-pool (values and the saved positions, ties, NaN); the ReLU kernels; the
+ *   block cache of the allocator.
+ * Tolerances: float sums of k products are compared with a double reference within
+ * 1e-5·(1 + Σ|a·b|) per element (a few float roundings per term, whatever the order); pooling and
+ * ReLU must match exactly (they only move values). */
+#include "check.h"
+#include "cnnlab.h"
+#include "kernels.h"
+#include "nn_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *random_floats(cl_rng *r, long n, float lo, float hi) {
+  float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+  for (long i = 0; i < n; i++)
+    p[i] = lo + (hi - lo) * cl_rng_uniform_f(r);
+  return p;
+}
+
+static cl_tensor *random_tensor(cl_rng *r, int ndim, const int64_t *shape, float lo, float hi) {
+  cl_tensor *t = cl_empty(CL_FLOAT32, ndim, shape);
+  float *p = cl_f32(t);
+  for (int64_t i = 0; i < cl_numel(t); i++)
+    p[i] = lo + (hi - lo) * cl_rng_uniform_f(r);
+  return t;
+}
+
+/* Worst |got − want| / (1 + scale) over n values. */
+static double worst_error(const float *got, const double *want, const double *scale, long n) {
+  double worst = 0;
+  for (long i = 0; i < n; i++) {
+    double e = fabs((double)got[i] - want[i]) / (1 + scale[i]);
+    if (e > worst || e != e)
+      worst = e != e ? INFINITY : e;
+  }
+  return worst;
+}
+
+static double tensor_diff(const cl_tensor *a, const cl_tensor *b) {
+  double worst = 0;
+  for (int64_t i = 0; i < cl_numel(a); i++) {
+    double d = fabs(cl_item_at(a, i) - cl_item_at(b, i)) / (1 + fabs(cl_item_at(b, i)));
+    if (d > worst || d != d)
+      worst = d != d ? INFINITY : d;
+  }
+  return worst;
+}
+
+static const char *isas[] = {"avx512", "avx2", "generic"};
+
+/* ---------------------------------------------------------------- micro-kernel and packing */
+
+static void test_microkernels(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 3, 3);
+  int tried = 0;
+  for (int s = 0; s < 3; s++) {
+    if (cl_microkernel_select(isas[s]))
+      continue; /* this CPU or build lacks it */
+    tried++;
+    const cl_microkernel *uk = cl_microkernel_get();
+    int mr = uk->mr, nr = uk->nr, ks[] = {1, 7, 64, 301};
+    for (int t = 0; t < 4; t++) {
+      int k = ks[t], ldb = nr + 5, ldc = nr + 3;
+      float *a = random_floats(&r, (long)k * mr, -1, 1), *b = random_floats(&r, (long)k * ldb, -1, 1);
+      float *c = random_floats(&r, (long)mr * ldc, -1, 1);
+      double want[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR], scale[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR];
+      float got[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR];
+      for (int accumulate = 0; accumulate < 2; accumulate++) {
+        float *cc = malloc(sizeof(float) * (size_t)(mr * ldc));
+        memcpy(cc, c, sizeof(float) * (size_t)(mr * ldc));
+        for (int i = 0; i < mr; i++)
+          for (int j = 0; j < nr; j++) {
+            double sum = accumulate ? c[i * ldc + j] : 0, mag = fabs(sum);
+            for (int p = 0; p < k; p++) {
+              sum += (double)a[p * mr + i] * b[p * ldb + j];
+              mag += fabs((double)a[p * mr + i] * b[p * ldb + j]);
+            }
+            want[i * nr + j] = sum;
+            scale[i * nr + j] = mag;
+          }
+        uk->run(k, a, b, ldb, cc, ldc, accumulate);
+        for (int i = 0; i < mr; i++)
+          for (int j = 0; j < nr; j++)
+            got[i * nr + j] = cc[i * ldc + j];
+        double e = worst_error(got, want, scale, (long)mr * nr);
+        CHECK(e < 1e-5, "micro-kernel %s %d×%d, k = %d, accumulate %d: error %g", uk->isa, mr, nr,
+              k, accumulate, e);
+        /* the columns past NR and the rows' padding must be untouched */
+        int untouched = 1;
+        for (int i = 0; i < mr; i++)
+          for (int j = nr; j < ldc; j++)
+            untouched &= cc[i * ldc + j] == c[i * ldc + j];
+        CHECK(untouched, "micro-kernel %s writes only its tile", uk->isa);
+        free(cc);
+      }
+      free(a), free(b), free(c);
+    }
+  }
+  CHECK(tried >= 1, "at least the generic micro-kernel runs");
+  CHECK(cl_microkernel_select("mmx") != 0 && strstr(cl_last_error(), "unknown"),
+        "an unknown kernel name is refused: %s", cl_last_error());
+  cl_microkernel_select("auto");
+}
+
+static void test_pack_a(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 4, 4);
+  int m = 11, k = 9, lda = 13;
+  float *a = random_floats(&r, 13L * 13, -1, 1);
+  for (int mr = 4; mr <= 8; mr += 4)
+    for (int trans = 0; trans < 2; trans++) {
+      long len = cl_packed_a_len(m, k, mr);
+      float *out = malloc(sizeof(float) * (size_t)len);
+      cl_pack_a(a, lda, trans, m, k, 2.0f, mr, out);
+      int bad = 0;
+      for (int i = 0; i < (m + mr - 1) / mr * mr; i++)
+        for (int p = 0; p < k; p++) {
+          float want = i < m ? 2.0f * (trans ? a[p * lda + i] : a[i * lda + p]) : 0.0f;
+          bad += out[(i / mr) * mr * k + p * mr + i % mr] != want;
+        }
+      CHECK(bad == 0, "cl_pack_a mr %d trans %d: %d values misplaced", mr, trans, bad);
+      free(out);
+    }
+  free(a);
+}
+
+/* ---------------------------------------------------------------- GEMM */
+
+typedef void (*gemm_fn)(int, int, int, int, int, float, const float *, int, const float *, int,
+                        float, float *, int);
+
+/* One GEMM against the double-precision definition. */
+static double gemm_error(gemm_fn f, cl_rng *r, int ta, int tb, int m, int n, int k, float alpha,
+                         float beta) {
+  int lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3;
+  float *a = random_floats(r, (long)(ta ? k : m) * lda, -1, 1);
+  float *b = random_floats(r, (long)(tb ? n : k) * ldb, -1, 1);
+  float *c = random_floats(r, (long)m * ldc, -1, 1);
+  double *want = malloc(sizeof(double) * (size_t)m * n), *scale = malloc(sizeof(double) * (size_t)m * n);
+  float *got = malloc(sizeof(float) * (size_t)m * n);
+  if (beta == 0)
+    for (long i = 0; i < (long)m * ldc; i++)
+      c[i] = NAN; /* beta = 0 must not read C */
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double sum = 0, mag = 0;
+      for (int p = 0; p < k; p++) {
+        double v = (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+        sum += v;
+        mag += fabs(v);
+      }
+      double cv = beta == 0 ? 0 : (double)beta * c[i * ldc + j];
+      want[i * n + j] = alpha * sum + cv;
+      scale[i * n + j] = fabs(alpha) * mag + fabs(cv);
+    }
+  f(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++)
+      got[i * n + j] = c[i * ldc + j];
+  double e = worst_error(got, want, scale, (long)m * n);
+  free(a), free(b), free(c), free(want), free(scale), free(got);
+  return e;
+}
+
+static void test_gemm(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 5, 5);
+  static const int shapes[][3] = {{1, 1, 1},    {3, 5, 7},     {8, 32, 27},   {33, 65, 300},
+                                  {130, 40, 9}, {17, 2100, 5}, {64, 169, 288}};
+  for (int s = 0; s < 3; s++) {
+    if (cl_microkernel_select(isas[s]))
+      continue;
+    for (size_t q = 0; q < sizeof shapes / sizeof *shapes; q++)
+      for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+          const int *d = shapes[q];
+          float alpha = q % 2 ? 1.0f : -0.5f, beta = (float)(ta + tb) * 0.5f; /* 0, 0.5, 1 */
+          double e = gemm_error(cl_gemm_portable, &r, ta, tb, d[0], d[1], d[2], alpha, beta);
+          CHECK(e < 1e-5, "portable gemm (%s) %s%s %d×%d×%d alpha %g beta %g: error %g", isas[s],
+                ta ? "T" : "N", tb ? "T" : "N", d[0], d[1], d[2], alpha, beta, e);
+        }
+  }
+  cl_microkernel_select("auto");
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      double e = gemm_error(cl_gemm, &r, ta, tb, 37, 29, 70, 1.0f, ta ? 1.0f : 0.0f);
+      CHECK(e < 1e-5, "cl_gemm (%s) %d%d: error %g", cl_gemm_backend(), ta, tb, e);
+    }
+  /* k = 0: C = beta·C only */
+  float c[4] = {1, 2, 3, 4}, none = 0;
+  cl_gemm_portable(0, 0, 2, 2, 0, 1.0f, &none, 1, &none, 2, 2.0f, c, 2);
+  CHECK(c[0] == 2 && c[3] == 8, "portable gemm with k = 0 scales C by beta");
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+typedef struct {
+  int n, c, o, h, w, k, stride, pad;
+} conv_case;
+
+/* Forward and every gradient of one convolution against the direct reference. */
+static void conv_case_check(const conv_case *q, cl_rng *r, const char *how) {
+  int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->o, q->c, q->k, q->k}, bs = q->o;
+  cl_tensor *x = random_tensor(r, 4, xs, -1, 1), *w = random_tensor(r, 4, ws, -1, 1);
+  cl_tensor *b = random_tensor(r, 1, &bs, -1, 1);
+  cl_set_requires_grad(x, 1), cl_set_requires_grad(w, 1), cl_set_requires_grad(b, 1);
+  cl_tensor *y = cl_conv2d(x, w, b, q->stride, q->pad);
+  cl_tensor *ref = cl_conv2d_reference(x, w, b, q->stride, q->pad);
+  CHECK(y && ref && cl_same_shape(y, ref), "conv %s: shapes", how);
+  if (!y || !ref) {
+    cl_release(y), cl_release(ref), cl_release(x), cl_release(w), cl_release(b);
+    return;
+  }
+  /* |values| ≤ 1: a sum of C·K·K + 1 terms; relative to the number of terms */
+  double terms = (double)q->c * q->k * q->k + 1;
+  double ef = tensor_diff(y, ref);
+  CHECK(ef < 1e-6 * terms, "conv %s n%d c%d o%d %dx%d k%d s%d p%d forward: error %g", how, q->n,
+        q->c, q->o, q->h, q->w, q->k, q->stride, q->pad, ef);
+  cl_tensor *g = random_tensor(r, 4, ref->shape, -1, 1);
+  cl_tensor *dx, *dw, *db;
+  int rc1 = cl_backward(y, g, 0, NULL, NULL);
+  int rc2 = cl_conv2d_reference_backward(x, w, g, q->stride, q->pad, &dx, &dw, &db);
+  CHECK(rc1 == 0 && rc2 == 0, "conv %s backward ran: %s", how, cl_last_error());
+  if (rc1 == 0 && rc2 == 0) {
+    double pixels = (double)q->n * ref->shape[2] * ref->shape[3];
+    double ex = tensor_diff(x->grad, dx), ew = tensor_diff(w->grad, dw), eb = tensor_diff(b->grad, db);
+    CHECK(ex < 1e-6 * q->o * q->k * q->k, "conv %s n%d c%d o%d %dx%d k%d s%d p%d dx: error %g", how,
+          q->n, q->c, q->o, q->h, q->w, q->k, q->stride, q->pad, ex);
+    CHECK(ew < 1e-6 * pixels, "conv %s n%d c%d o%d %dx%d k%d s%d p%d dw: error %g", how, q->n, q->c,
+          q->o, q->h, q->w, q->k, q->stride, q->pad, ew);
+    CHECK(eb < 1e-6 * pixels, "conv %s n%d c%d o%d dw: error %g", how, q->n, q->c, q->o, eb);
+    cl_release(dx), cl_release(dw), cl_release(db);
+  }
+  cl_release(g), cl_release(y), cl_release(ref), cl_release(x), cl_release(w), cl_release(b);
+}
+
+static void test_conv(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 6, 6);
+  static const conv_case cases[] = {
+      {3, 3, 32, 28, 28, 3, 1, 1},  /* the seed network's three layers, small batch */
+      {3, 32, 64, 13, 13, 3, 1, 1}, /**/
+      {5, 64, 128, 6, 6, 3, 1, 1},  /**/
+      {2, 5, 10, 9, 7, 3, 1, 1},    /* O not a multiple of MR or NR, non-square */
+      {3, 4, 9, 8, 11, 5, 1, 2},    /* 5×5 same */
+      {2, 3, 6, 7, 7, 3, 1, 0},     /* valid (no padding): not "same" */
+      {2, 3, 6, 5, 6, 3, 1, 3},     /* padding beyond K − 1: dx the general way */
+      {4, 6, 7, 5, 5, 1, 1, 0},     /* 1×1 */
+      {2, 1, 1, 4, 4, 2, 1, 1},     /* even kernel */
+      {3, 4, 5, 9, 9, 3, 2, 1},     /* strided: im2col + GEMM */
+      {1, 2, 3, 1, 1, 1, 1, 0},     /* one pixel */
+  };
+  for (int mode = 1; mode >= 0; mode--) {
+    int was = cl_conv_use_microkernel(mode);
+    for (int s = 0; s < 3; s++) {
+      if (cl_microkernel_select(isas[s]))
+        continue;
+      char how[64];
+      snprintf(how, sizeof how, "%s/%s", mode ? "micro-kernel" : "im2col+gemm", isas[s]);
+      for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        conv_case_check(&cases[i], &r, how);
+      if (!mode)
+        break; /* the GEMM path does not use the micro-kernel choice (with OpenBLAS) */
+    }
+    cl_conv_use_microkernel(was);
+  }
+  cl_microkernel_select("auto");
+}
+
+/* ---------------------------------------------------------------- max-pool */
+
+/* Values, positions (through the node the op records) and dx, against the reference, for a
+ * plane filler: 0 distinct values, 1 many ties (values from {0, 1, 2}), 2 a NaN in places. */
+static void pool_case(cl_rng *r, int n, int c, int h, int w, int k, int s, int fill) {
+  int64_t xs[4] = {n, c, h, w};
+  cl_tensor *x = random_tensor(r, 4, xs, -1, 1);
+  float *px = cl_f32(x);
+  for (int64_t i = 0; i < cl_numel(x); i++) {
+    if (fill == 1) { /* 0, 1 or 2, and zeros of either sign */
+      px[i] = (float)cl_rng_below(r, 3);
+      if (px[i] == 0 && cl_rng_below(r, 2))
+        px[i] = -0.0f;
+    }
+    if (fill == 2 && cl_rng_below(r, 23) == 0)
+      px[i] = NAN;
+  }
+  cl_set_requires_grad(x, 1);
+  cl_tensor *y = cl_max_pool2d(x, k, s), *ry, *rw;
+  int rc = cl_max_pool2d_reference(x, k, s, &ry, &rw);
+  CHECK(y && rc == 0, "pool k%d s%d ran", k, s);
+  if (!y || rc)
+    return;
+  int same = cl_same_shape(y, ry);
+  const int32_t *where = y->grad_fn ? y->grad_fn->ctx : NULL;
+  for (int64_t i = 0; same && i < cl_numel(y); i++) {
+    uint32_t a, b;
+    memcpy(&a, cl_f32(y) + i, 4), memcpy(&b, cl_f32(ry) + i, 4);
+    same = (a == b || (isnan(cl_f32(y)[i]) && isnan(cl_f32(ry)[i]))) && where &&
+           where[i] == ((int64_t *)cl_data(rw))[i];
+  }
+  CHECK(same, "pool %d×%d k%d s%d fill %d: values and positions equal the reference", h, w, k, s,
+        fill);
+  cl_set_grad_enabled(0); /* inference computes no positions, same values */
+  cl_tensor *y2 = cl_max_pool2d(x, k, s);
+  cl_set_grad_enabled(1);
+  CHECK(y2 && !y2->grad_fn &&
+            !memcmp(cl_data(y2), cl_data(y), sizeof(float) * (size_t)cl_numel(y)),
+        "pool k%d s%d under no_grad gives the same bits", k, s);
+  cl_release(y2);
+  cl_release(ry), cl_release(rw), cl_release(y), cl_release(x);
+}
+
+static void test_pool(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 7, 7);
+  static const int ks[][2] = {{3, 2}, {2, 2}, {3, 3}, {2, 1}, {4, 3}, {1, 1}};
+  for (int fill = 0; fill < 3; fill++)
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+      pool_case(&r, 2, 3, 28, 28, ks[i][0], ks[i][1], fill);
+      pool_case(&r, 3, 2, 13, 9, ks[i][0], ks[i][1], fill);
+      pool_case(&r, 1, 70, 6, 6, ks[i][0], ks[i][1], fill); /* many planes: threads */
+    }
+}
+
+/* ---------------------------------------------------------------- ReLU */
+
+static void test_relu(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 8, 8);
+  int64_t shape[2] = {300, 1001}; /* past the parallel threshold */
+  cl_tensor *x = random_tensor(&r, 2, shape, -1, 1);
+  float *px = cl_f32(x);
+  px[0] = NAN, px[1] = -0.0f, px[2] = INFINITY, px[3] = -INFINITY, px[4] = 1e-40f, px[5] = 0.0f;
+  cl_set_requires_grad(x, 1);
+  cl_tensor *y = cl_unary(CL_RELU, x), *g = random_tensor(&r, 2, shape, -1, 1);
+  int ok = y != NULL;
+  for (int64_t i = 0; ok && i < cl_numel(x); i++) {
+    float want = px[i] > 0 ? px[i] : 0.0f; /* the definition: NaN and −0 give +0 */
+    uint32_t a, b;
+    memcpy(&a, cl_f32(y) + i, 4), memcpy(&b, &want, 4);
+    ok = a == b;
+  }
+  CHECK(ok, "relu forward equals x > 0 ? x : +0 bit for bit");
+  CHECK(y && cl_backward(y, g, 0, NULL, NULL) == 0, "relu backward ran");
+  ok = x->grad != NULL;
+  for (int64_t i = 0; ok && i < cl_numel(x); i++)
+    ok = cl_f32(x->grad)[i] == (px[i] > 0 ? cl_f32(g)[i] : 0.0f);
+  CHECK(ok, "relu backward equals x > 0 ? g : 0");
+  cl_release(y), cl_release(g), cl_release(x);
+}
+
+/* ---------------------------------------------------------------- the allocator's cache */
+
+static void test_alloc_cache(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  return; /* the cache is off under AddressSanitizer, so that it still sees use-after-free */
+#endif
+  size_t base = cl_mem_in_use();
+  size_t big = (size_t)3 << 20;
+  void *p = cl_alloc(big);
+  CHECK(p && cl_mem_in_use() == base + big, "a big block counts its bytes");
+  cl_dealloc(p, big);
+  CHECK(cl_mem_in_use() == base, "released: not in use");
+  CHECK(cl_mem_cached() >= big, "released: kept in the cache (%zu cached)", cl_mem_cached());
+  void *q = cl_alloc(big - 100); /* same size class */
+  CHECK(q == p, "the next request of the class reuses the block");
+  CHECK(cl_mem_in_use() == base + big - 100, "a reused block counts what was asked");
+  cl_dealloc(q, big - 100);
+  cl_fail_alloc_after(1);
+  void *f = cl_alloc(big);
+  CHECK(f == NULL, "fault injection fails an allocation the cache could have served");
+  cl_fail_alloc_after(0);
+  cl_mem_trim();
+  CHECK(cl_mem_cached() == 0, "cl_mem_trim empties the cache");
+}
+
+int main(void) {
+  test_microkernels();
+  test_pack_a();
+  test_gemm();
+  test_conv();
+  test_pool();
+  test_relu();
+  test_alloc_cache();
+  cl_mem_trim();
+  CHECK(cl_mem_in_use() == 0, "every tensor released (%zu bytes in use)", cl_mem_in_use());
+  CHECK_DONE();
+}
