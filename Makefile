@@ -125,10 +125,12 @@ test: all $(TEST_C_BIN)
 
 # LeakSanitizer reads tests/lsan.supp (third-party leaks only, each justified there). A small
 # quarantine keeps freed memory from looking like growth to tests/memory_spec.lua.
+# CNNLAB_SANITIZER and CNNLAB_SWEEP_STRIDE scale down the specs that start many or long child
+# processes (docs/reliability.md).
 check-asan:
 	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=32} \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 CNNLAB_SWEEP_STRIDE=7 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 CNNLAB_SANITIZER=asan CNNLAB_SWEEP_STRIDE=7 \
 	  $(MAKE) MODE=asan test
 
 # A short training run (generated data) under memcheck: any definitely-lost byte fails it.
@@ -144,8 +146,11 @@ $(BUILD)/bench:
 $(BUILD)/bench/peak: bench/peak.c | $(BUILD)/bench
 	$(CC) -std=c11 -O3 -Wall -Wextra -Werror $(if $(filter 1,$(OPENMP)),-fopenmp) $< -o $@ -lm
 
+# Idle OpenMP threads sleep at once (OMP_WAIT_POLICY=passive) instead of spinning, for cnnlab
+# and PyTorch alike: on a shared machine a spinning thread takes the core its partner needs
+# (docs/performance.md). Set OMP_WAIT_POLICY yourself to measure otherwise.
 bench: all $(BUILD)/bench/peak
-	$(EXE) bench/bench.lua --peak $(BUILD)/bench/peak $(ARGS)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} $(EXE) bench/bench.lua --peak $(BUILD)/bench/peak $(ARGS)
 
 bench-compare:
 	$(MAKE) bench ARGS="--compare $(ARGS)"

@@ -206,7 +206,7 @@ end
 local results = {
   batch = opt.batch, rounds = opt.rounds, gemm = lab.gemm_backend(),
   flop_per_image = {forward = flop_forward, train = flop_train},
-  runs = {}, layers = {},
+  runs = {},
 }
 
 local function timed_block(fn, steps)
@@ -260,6 +260,45 @@ local function layer_times(tr, steps)
   return per
 end
 
+-- Where a training step's time goes, Lua or C: every C function the step can reach (the
+-- functions of lab and lab.core, the tensor methods) is wrapped to add its wall time to a
+-- counter while the step runs; the rest is Lua — the modules, autograd's bookkeeping in the
+-- binding, the optimizer loop, and the wrappers themselves (so the Lua share is, if anything,
+-- overstated). core.no_grad calls back into Lua and is left alone; calls inside it count.
+local function lua_share(tr, steps)
+  local now, depth, c_time = lab.now, 0, 0
+  local saved = {}
+  local function wrap(tbl, name, f)
+    saved[#saved + 1] = {tbl, name, f}
+    tbl[name] = function(...)
+      if depth > 0 then return f(...) end
+      depth = 1
+      local t0 = now()
+      local r = table.pack(f(...))
+      c_time = c_time + (now() - t0)
+      depth = 0
+      return table.unpack(r, 1, r.n)
+    end
+  end
+  local skip = {no_grad = true, now = true}
+  for _, tbl in ipairs({lab, lab.core, lab.core.Tensor}) do
+    local names = {}
+    for name, f in pairs(tbl) do
+      if type(f) == "function" and not skip[name] and debug.getinfo(f, "S").what == "C" then
+        names[#names + 1] = name
+      end
+    end
+    for _, name in ipairs(names) do wrap(tbl, name, tbl[name]) end
+  end
+  for _ = 1, 3 do tr.train() end
+  c_time = 0
+  local t0 = now()
+  for _ = 1, steps do tr.train() end
+  local total = now() - t0
+  for i = #saved, 1, -1 do saved[i][1][saved[i][2]] = saved[i][3] end
+  return (total - c_time) / steps, total / steps
+end
+
 local function fixed_step_cost()
   -- A batch of one: what a step costs whatever the batch (Lua, bindings, autograd, Adam,
   -- the per-op setup of the kernels) — an upper bound on the Lua side.
@@ -301,12 +340,13 @@ local load = command_output("cat /proc/loadavg 2>/dev/null"):match("^(%S+)") or 
 local ncpu = tonumber(command_output("nproc 2>/dev/null"):match("%d+")) or 1
 local peak1, isa, cpu = probe_peak(1)
 results.machine = {cpu = cpu, cores = ncpu, load_average_at_start = tonumber(load),
-                   peak_gflops_per_core = peak1, peak_isa = isa}
+                   peak_gflops_per_core = peak1, peak_isa = isa,
+                   omp_wait_policy = os.getenv("OMP_WAIT_POLICY")}
 
 print(string.format("cnnlab bench — seed network (SPEC §3), batch %d, float32, GEMM %s",
   opt.batch, results.gemm))
-print(string.format("machine: %s; %d cores; load average %s at start",
-  cpu and cpu:gsub("|", ", ") or "?", ncpu, load))
+print(string.format("machine: %s; %d cores; load average %s at start; OMP_WAIT_POLICY=%s",
+  cpu and cpu:gsub("|", ", ") or "?", ncpu, load, os.getenv("OMP_WAIT_POLICY") or "(unset)"))
 if peak1 then
   print(string.format("peak FMA rate: %.1f GFLOP/s per core (%s, measured by bench/peak.c)",
     peak1, isa))
@@ -345,7 +385,11 @@ for _, threads in ipairs(thread_counts) do
       images_per_cpu_s = opt.batch / median(ours_cpu),
     }
     m.gflops = m.images_per_s * flop / 1e9
-    if peak1 then m.peak_share = m.gflops / (peak1 * threads) end
+    m.gflops_per_cpu_s = m.images_per_cpu_s * flop / 1e9
+    if peak1 then
+      m.peak_share = m.gflops / (peak1 * threads)
+      m.peak_share_cpu = m.gflops_per_cpu_s / peak1
+    end
     if torch then
       m.torch_images_per_s = opt.batch / median(theirs)
       m.ratio = m.images_per_s / m.torch_images_per_s
@@ -367,6 +411,10 @@ end
 if torch then torch.close() end
 
 lab.set_threads(1)
+do
+  local lua_s, step_s = lua_share(tr, opt.layer_steps)
+  results.lua_ms_per_step, results.step_ms_with_wrappers = lua_s * 1e3, step_s * 1e3
+end
 results.fixed_step_ms = fixed_step_cost() * 1e3
 results.startup_ms = startup_ms()
 results.peak_rss_mb = (status_kb("VmHWM") or 0) / 1024
@@ -382,17 +430,19 @@ end
 
 -- ------------------------------------------------------------------ report
 
+local function pct(v) return v and string.format("%.1f%%", 100 * v) or "?" end
 print()
-print(string.format("%-8s %-6s %12s %12s %14s %11s%s", "threads", "mode", "images/s",
-  "GFLOP/s", "% of peak", "img/CPU-s", torch and "   PyTorch img/s   ratio" or ""))
+print("images/s: wall clock, median of " .. opt.rounds .. " blocks; % of peak: GFLOP/s over " ..
+  "threads × the per-core peak; per CPU-s: the same per second of CPU time the process got")
+print(string.format("%-7s %-5s %9s %8s %9s %10s %9s%s", "threads", "mode", "images/s",
+  "GFLOP/s", "% of peak", "img/CPU-s", "% (CPU)", torch and "  PyTorch img/s   ratio" or ""))
 for _, run in ipairs(results.runs) do
   for _, mode in ipairs({"train", "infer"}) do
     local m = run[mode]
-    local line = string.format("%-8d %-6s %12.1f %12.1f %13s %11.1f", run.threads, mode,
-      m.images_per_s, m.gflops, m.peak_share and string.format("%.1f%%", 100 * m.peak_share) or "?",
-      m.images_per_cpu_s)
+    local line = string.format("%-7d %-5s %9.1f %8.1f %9s %10.1f %9s", run.threads, mode,
+      m.images_per_s, m.gflops, pct(m.peak_share), m.images_per_cpu_s, pct(m.peak_share_cpu))
     if m.ratio then
-      line = line .. string.format(" %16.1f %6.2f×", m.torch_images_per_s, m.ratio)
+      line = line .. string.format(" %15.1f %6.2f×", m.torch_images_per_s, m.ratio)
     end
     print(line)
   end
@@ -410,9 +460,11 @@ for _, run in ipairs(results.runs) do
   end
 end
 print()
-print(string.format("fixed cost of a step (a batch of 1, 1 thread: Lua, bindings, autograd, Adam): "
-  .. "%.3f ms = %.1f%% of a batch-%d step", results.fixed_step_ms,
-  100 * results.fixed_step_ms / (1e3 * results.runs[1].train.seconds_per_step), opt.batch))
+print(string.format("time in Lua per training step (1 thread; everything outside C calls): "
+  .. "%.3f ms of %.1f ms = %.2f%%", results.lua_ms_per_step, results.step_ms_with_wrappers,
+  100 * results.lua_ms_per_step / results.step_ms_with_wrappers))
+print(string.format("a whole step at batch 1 (1 thread; all that does not grow with the batch): "
+  .. "%.3f ms", results.fixed_step_ms))
 print(string.format("start-up of `cnnlab -e ''`: %.1f ms (median)", results.startup_ms))
 print(string.format("peak resident memory of this bench: %.0f MB", results.peak_rss_mb))
 if results.task1_probe_peak_rss_mb then

@@ -17,7 +17,6 @@
 #include <omp.h>
 #endif
 
-
 static double thread_seconds(void) {
   struct timespec t;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
@@ -30,9 +29,8 @@ static double thread_seconds(void) {
  * (Loops with no loads at all were interchanged by GCC into one dependent chain at a time, so
  * this is the loop shape the compiler keeps.) */
 #define STEPS 256
-static inline __attribute__((always_inline)) void fma_block(const float *restrict a,
-                                                            const float *restrict b,
-                                                            float *restrict c) {
+static inline __attribute__((always_inline)) void
+fma_block(const float *restrict a, const float *restrict b, float *restrict c) {
   float acc[8][32];
   for (int i = 0; i < 8; i++)
     for (int j = 0; j < 32; j++)
@@ -50,7 +48,7 @@ static float a_panel[STEPS * 8], b_panel[STEPS * 32];
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_X86 1
-#define RUNNER(name, arch)                                                                        \
+#define RUNNER(name, arch)                                                                         \
   __attribute__((noinline, target(arch))) static void name##_block(float *c) {                     \
     fma_block(a_panel, b_panel, c);                                                                \
   }                                                                                                \

@@ -50,6 +50,7 @@ local spec = {
     {"sweep", false, "also run the rho sweep (erm and the bias-unaware methods)"},
     {"sweep_rhos", "1.0,0.999,0.995,0.99", "rho values of the sweep"},
     {"sweep_methods", "erm,lff,jtt", "methods of the sweep"},
+    {"sweep_seeds", 0, "seeds of the sweep (0: as --seeds)"},
     {"evidence", true, "measure the colour left in grey images (readers and grey-only CNNs)"},
     {"evidence_epochs", 2, "epochs of the grey-only CNNs"},
     {"gradcam", true, "Grad-CAM stroke share of erm and the best method (Task 3's measure)"},
@@ -120,9 +121,15 @@ local function method_entries(list_text, method_opts)
   return entries
 end
 
-local seeds = {}
-if opts.seeds < 1 then error("--seeds must be at least 1", 0) end
+local seeds, sweep_seeds = {}, {}
+if opts.seeds < 1 then
+  io.stderr:write("task4_debias: --seeds must be at least 1\n")
+  os.exit(2)
+end
 for i = 0, opts.seeds - 1 do seeds[#seeds + 1] = opts.seed + i end
+for i = 0, (opts.sweep_seeds > 0 and opts.sweep_seeds or opts.seeds) - 1 do
+  sweep_seeds[#sweep_seeds + 1] = opts.seed + i
+end
 
 -- One data set at a time in memory (the full sets take ~170 MB).
 local current_sets, current_key
@@ -448,16 +455,25 @@ local function gradcam_measure(labels_to_check, sets)
     local path = run_dir(label, opts.rho, seeds[1]) .. "/model.safetensors"
     if util.exists(path) then
       local model = study.load_model(path)
+      local o = {stroke_area = 100 * mask:mean():item()}
+      local conf = sets.hard.conflicting:narrow(0, 0, n)
+      -- Task 3's measure: share of the map's mass on the strokes, for Grad-CAM at relu3 (the
+      -- study's map), Grad-CAM at relu2 (13×13) and input-gradient saliency (pixel level).
+      local maps = {}
       local res = gradcam.compute(model, x, {layer = gradcam.DEFAULT_LAYER})
-      local shares = gradcam.mass_share(res.upsampled, mask)
-      local mean, count = gradcam.mean_share(shares)
-      local cmean = gradcam.mean_share(shares, sets.hard.conflicting:narrow(0, 0, n))
-      out[label] = {share = 100 * mean, share_conflicting = 100 * cmean, n = count,
-        stroke_area = 100 * mask:mean():item()}
-      pictures[#pictures + 1] = {label = label, maps = res.upsampled}
-      util.progress("Grad-CAM (%s, %d hard digits): %.1f%% of the map's mass on the strokes "
-        .. "(%.1f%% on colour-conflicting digits); strokes cover %.1f%% of the pixels", label, count,
-        100 * mean, 100 * cmean, 100 * mask:mean():item())
+      maps.gradcam = res.upsampled
+      maps.gradcam_relu2 = gradcam.compute(model, x, {layer = "relu2"}).upsampled
+      if gradcam.saliency then maps.saliency = gradcam.saliency(model, x).maps end
+      for kind, m in pairs(maps) do
+        local shares = gradcam.mass_share(m, mask)
+        o[kind] = 100 * gradcam.mean_share(shares)
+        o[kind .. "_conflicting"] = 100 * gradcam.mean_share(shares, conf)
+      end
+      out[label] = o
+      pictures[#pictures + 1] = {label = label, maps = res.upsampled, target = res.target}
+      util.progress("Grad-CAM (%s, %d hard digits): share of the map on the strokes: Grad-CAM "
+        .. "relu3 %.1f%%, relu2 %.1f%%, saliency %s; strokes cover %.1f%% of the pixels", label, n,
+        o.gradcam, o.gradcam_relu2, o.saliency and ("%.1f%%"):format(o.saliency) or "-", o.stroke_area)
     end
   end
   -- A picture: 8 colour-conflicting hard digits, then each model's map over them.
@@ -470,10 +486,11 @@ local function gradcam_measure(labels_to_check, sets)
     end
     local idx = lab.tensor(picks, {dtype = "int64"})
     local rows = {x:index_select(0, idx)}
+    local under = lab.to_grey(rows[1]) -- maps drawn over the grey digit, so the heat stays legible
     for _, p in ipairs(pictures) do
       local maps = figure.per_map(p.maps:index_select(0, idx))
       local heat = figure.colormap(maps)
-      rows[#rows + 1] = heat * 0.7 + rows[1] * 0.3
+      rows[#rows + 1] = heat * 0.75 + under * 0.25
     end
     local grid = lab.image_grid(lab.cat(rows, 0), {ncol = #picks, scale = 4, pad = 2, pad_value = 1})
     lab.write_png(opts.out .. "/gradcam.png", grid)
@@ -483,14 +500,33 @@ local function gradcam_measure(labels_to_check, sets)
       'font-size="14" font-weight="bold"')
     parts[#parts + 1] = figure.image(left, 30, W, H, figure.png_uri(opts.out .. "/gradcam.png"))
     local row_h = H / (#pictures + 1)
+    local col_w = W / #picks
     parts[#parts + 1] = figure.text(left - 8, 30 + row_h / 2 + 4, "hard digit", 'text-anchor="end"')
+    parts[#parts + 1] = figure.text(left - 8, 30 + row_h / 2 + 18, "(label, colour's class)",
+      'text-anchor="end" font-size="10"')
+    local ys, cs = sets.hard.labels:totable(), sets.hard.colors:totable()
+    for j, i0 in ipairs(picks) do
+      parts[#parts + 1] = figure.text(left + (j - 1) * col_w + 5, 30 + row_h - 6,
+        ("%d, %d"):format(ys[i0 + 1], cs[i0 + 1]), 'font-size="11" fill="white"')
+    end
+    for i, p in ipairs(pictures) do
+      local t = p.target:index_select(0, idx):totable()
+      for j, i0 in ipairs(picks) do
+        local right = t[j] == ys[i0 + 1]
+        parts[#parts + 1] = figure.text(left + (j - 1) * col_w + 5, 30 + row_h * (i + 1) - 6,
+          ("reads %d"):format(t[j]), ('font-size="11" fill="%s"'):format(right and "#7CFC00" or "#FF6060"))
+      end
+    end
     for i, p in ipairs(pictures) do
       local o = out[p.label]
       parts[#parts + 1] = figure.text(left - 8, 30 + row_h * (i + 0.5), p.label, 'text-anchor="end"')
       parts[#parts + 1] = figure.text(left - 8, 30 + row_h * (i + 0.5) + 14,
-        ("%.0f%% on strokes"):format(o.share), 'text-anchor="end" font-size="11"')
+        ("%.0f%% on strokes"):format(o.gradcam), 'text-anchor="end" font-size="11"')
     end
-    util.write_file(opts.out .. "/gradcam.svg", figure.doc(left + W + 20, H + 50, parts))
+    parts[#parts + 1] = figure.text(left, H + 48, ("Each map scaled to its own range, over the grey digit. "
+      .. "Share of the raw map's mass on the strokes over %d hard digits (a uniform map: %.0f%%)."):format(n,
+      100 * mask:mean():item()), 'font-size="11"')
+    util.write_file(opts.out .. "/gradcam.svg", figure.doc(left + W + 20, H + 60, parts))
   end
   return out
 end
@@ -622,51 +658,70 @@ local ok, err = pcall(function()
     end
 
     if opts.gradcam then
-      local check = {}
-      if aggs.erm then check[#check + 1] = "erm" end
-      if best and best ~= "erm" then check[#check + 1] = best end
+      -- erm, the best method, and the two colour-blind methods when they ran
+      local check, added = {}, {}
+      for _, label in ipairs({"erm", best, "grey_invariant", "colour_augment"}) do
+        if aggs[label] and not added[label] then
+          check[#check + 1], added[label] = label, true
+        end
+      end
       local G = gradcam_measure(check, sets_for(seeds[1], opts.rho))
-      for label, g in pairs(G or {}) do
-        M["gradcam_" .. label .. "_stroke_share"] = g.share
-        M["gradcam_" .. label .. "_stroke_share_conflicting"] = g.share_conflicting
-        M.gradcam_stroke_area = g.stroke_area
-        say("Grad-CAM %-16s %.1f%% of the map on the strokes (%.1f%% on colour≠label digits; strokes cover %.1f%% of the image)",
-          label, g.share, g.share_conflicting, g.stroke_area)
+      for _, label in ipairs(check) do
+        local g = G and G[label]
+        if g then
+          for k, v in pairs(g) do
+            if k == "stroke_area" then M.gradcam_stroke_area = v
+            else M[("gradcam_%s_%s_stroke_share"):format(label, k)] = v end
+          end
+          say("Stroke share of the map (%d hard digits; uniform map %.1f%%), %s: Grad-CAM relu3 %.1f%%"
+            .. " (colour≠label %.1f%%), Grad-CAM relu2 %.1f%%, saliency %s", math.min(opts.gradcam_n,
+            sets_for(seeds[1], opts.rho).hard.n), g.stroke_area, label, g.gradcam, g.gradcam_conflicting,
+            g.gradcam_relu2, g.saliency and ("%.1f%%"):format(g.saliency) or "-")
+        end
       end
     end
   end
 
-  -- The rho sweep.
+  -- The rho sweep: every run first (rho in the order given, then seed, then method, so that an
+  -- interrupted sweep has whole rho values done), then the table with rho descending.
   if #sweep_entries > 0 then
+    local results = {}
+    for _, r in ipairs(rhos) do
+      for _, seed in ipairs(sweep_seeds) do
+        for _, e in ipairs(sweep_entries) do
+          local key = e.label .. "@" .. r
+          results[key] = results[key] or {}
+          table.insert(results[key], run_one(e, seed, r))
+        end
+      end
+    end
+    local shown = {}
+    for i, r in ipairs(rhos) do shown[i] = r end
+    table.sort(shown, function(a, b) return a > b end)
     local series, lines = {}, {}
-    lines[#lines + 1] = ("rho sweep: hard accuracy on colour≠label digits, %% (mean ± sd over %d seed(s))")
-      :format(#seeds)
+    lines[#lines + 1] = ("rho sweep: hard accuracy on colour≠label digits, %% (mean ± sd over %d seed(s) %s)")
+      :format(#sweep_seeds, table.concat(sweep_seeds, ","))
     local head = lpad("method", 12)
-    for _, r in ipairs(rhos) do head = head .. rpad("rho " .. fmt_rho(r), 18) end
+    for _, r in ipairs(shown) do head = head .. rpad("rho " .. fmt_rho(r), 18) end
     lines[#lines + 1] = head
     for _, e in ipairs(sweep_entries) do
       local xs, ys, row = {}, {}, lpad(e.label, 12)
-      for _, r in ipairs(rhos) do
-        local runs = {}
-        for _, seed in ipairs(seeds) do runs[#runs + 1] = run_one(e, seed, r) end
-        local a = aggregate(runs)
-        put_agg(("sweep_%s_%s_"):format(key_rho(r), e.label), a, seeds)
+      for _, r in ipairs(shown) do
+        local a = aggregate(results[e.label .. "@" .. r])
+        put_agg(("sweep_%s_%s_"):format(key_rho(r), e.label), a, sweep_seeds)
         row = row .. rpad(pm(a.hard_conflicting_acc), 18)
-        xs[#xs + 1], ys[#ys + 1] = 100 * (1 - r), a.hard_conflicting_acc.mean
+        table.insert(xs, 1, 100 * (1 - r))
+        table.insert(ys, 1, a.hard_conflicting_acc.mean)
       end
       lines[#lines + 1] = row
-      local order = {}
-      for i = 1, #xs do order[i] = i end
-      table.sort(order, function(a, b) return xs[a] < xs[b] end)
-      local sx, sy = {}, {}
-      for i, j in ipairs(order) do sx[i], sy[i] = xs[j], ys[j] end
-      series[#series + 1] = {name = e.label, x = sx, y = sy}
+      series[#series + 1] = {name = e.label, x = xs, y = ys}
     end
     print()
     for _, l in ipairs(lines) do say(l) end
     util.write_file(opts.out .. "/sweep.txt", table.concat(lines, "\n") .. "\n")
     svg.save(opts.out .. "/sweep.svg", svg.lines{series = series, markers = true,
-      title = "Hard accuracy on colour-conflicting digits vs share of conflicting training digits",
+      title = ("Hard accuracy on colour-conflicting digits (mean of %d seed%s)")
+        :format(#sweep_seeds, #sweep_seeds > 1 and "s" or ""),
       xlabel = "bias-conflicting share of the training set, 100·(1 − rho) (%)",
       ylabel = "hard, colour ≠ label (%)", ymin = 0, ymax = 100, width = 520})
   end
@@ -680,8 +735,17 @@ local ok, err = pcall(function()
     f:write(table.concat(log_lines, "\n"), ("\n(total %.0f s)\n\n"):format(lab.now() - t_start))
     f:close()
   end
-  util.progress("wrote %s/{metrics.json, table.txt, comparison.svg%s%s, log.txt}", opts.out,
-    opts.evidence and ", evidence.svg" or "", #sweep_entries > 0 and ", sweep.svg" or "")
+  local wrote = {"metrics.json"}
+  for _, f in ipairs({"table.txt", "comparison.svg", "evidence.txt", "evidence.svg", "gradcam.png",
+      "gradcam.svg"}) do
+    if #entries > 0 and (f:match("^table") or f:match("^comparison") or (opts.evidence and f:match("^evidence"))
+        or (opts.gradcam and f:match("^gradcam") and util.exists(opts.out .. "/" .. f))) then
+      wrote[#wrote + 1] = f
+    end
+  end
+  if #sweep_entries > 0 then wrote[#wrote + 1] = "sweep.txt, sweep.svg" end
+  wrote[#wrote + 1] = "log.txt"
+  util.progress("wrote %s/{%s}", opts.out, table.concat(wrote, ", "))
 end)
 if not ok then
   io.stderr:write("task4_debias: ", tostring(err), "\n")

@@ -105,7 +105,8 @@ static void cache_make_room(size_t room) {
     while (free_lists[c] && bytes_held + bytes_cached + room > bound) {
       cached_block *b = free_lists[c];
       free_lists[c] = b->next;
-      size_t size = ((size_t)1 << (c / CLASS_STEPS)) / CLASS_STEPS * (size_t)(CLASS_STEPS + c % CLASS_STEPS);
+      size_t size =
+          ((size_t)1 << (c / CLASS_STEPS)) / CLASS_STEPS * (size_t)(CLASS_STEPS + c % CLASS_STEPS);
       bytes_cached -= size;
       free(b);
     }

@@ -388,7 +388,20 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/* Idle OpenMP threads spin by default, taking the core their partner (or another process)
+   needs; on a shared 2-core machine that halved 2-thread training (docs/performance.md).
+   libgomp reads OMP_WAIT_POLICY when it loads, before main, so the interpreter re-executes
+   itself once with the variable set; a user's own setting is left alone. */
+static void prefer_passive_openmp(char **argv) {
+  if (getenv("OMP_WAIT_POLICY") != NULL)
+    return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+    return;
+  execv("/proc/self/exe", argv); /* returns only on failure: then carry on as we are */
+}
+
 int main(int argc, char **argv) {
+  prefer_passive_openmp(argv);
   const char *fail = getenv("CNNLAB_FAIL_LUA_ALLOC");
   lua_State *L;
   if (fail) {

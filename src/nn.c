@@ -2,12 +2,12 @@
  * and bilinear upsampling. Each op's forward kernel sits right above its backward rule, with
  * the shapes and the maths in a comment, so the two can be checked against each other.
  *
- * Threads: kernels split their work over samples (or over N·C planes) into a fixed number of
- * slices decided before the parallel region; every output element is then computed by one
- * slice in a fixed order, and the only cross-slice sum (conv2d's weight gradient) adds the
- * per-slice partials in slice order. Results therefore repeat bit for bit for a given thread
- * count. Scratch memory is allocated before a region (one slice per thread), never inside:
- * the allocator's counters are not thread-safe. */
+ * Threads: kernels split their work over samples (or over N·C planes) into chunks that depend
+ * on the work only (chunk_plan); every output element is computed within one chunk in a fixed
+ * order, and the only cross-chunk sums (conv2d's weight and bias gradients) add per-chunk
+ * partials in chunk order. Results therefore repeat bit for bit, for any thread count.
+ * Scratch memory is allocated before a region (one piece per thread), never inside: the
+ * allocator's counters are not thread-safe. */
 #include "kernels.h"
 #include "nn_ref.h"
 #include "tensor_impl.h"
@@ -37,31 +37,59 @@ static int available_threads(void) {
   return n > 0 ? n : 1;
 }
 
-/* How many slices to cut `items` independent pieces of work into. */
-static int slice_count(int64_t items, double work) {
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Batch-parallel kernels cut their samples (or planes) into chunks whose size depends on the
+ * amount of work only, never on the thread count. Threads take chunks as they come free (a
+ * dynamic schedule), and whatever is summed across samples (weight and bias gradients) is
+ * summed per chunk, then chunk after chunk in order. Hence:
+ *  - a result is the same bits whatever the thread count, run after run;
+ *  - a thread that the OS takes away on a shared machine holds the others up by one chunk,
+ *    not by its whole share (with fixed halves, 2 threads on the busy 2-core test machine ran
+ *    slower than 1).
+ * Scratch is one piece per thread, allocated before the region (the allocator is not
+ * thread-safe) and found by thread number. */
+typedef struct {
+  int64_t items, size, count; /* size items per chunk (the last may be short), count chunks */
+  int threads;                /* threads to run them (1: no parallel region) */
+} chunking;
+
+static chunking chunk_plan(int64_t items, int64_t max_chunks, int64_t align, double work) {
+  chunking c;
+  c.items = items;
+  c.size = round_up(items > max_chunks ? (items + max_chunks - 1) / max_chunks : 1, align);
+  c.count = (items + c.size - 1) / c.size;
   int threads = available_threads();
-  if (threads < 2 || work < PARALLEL_MIN_WORK || items < 2)
-    return 1;
-  return items < threads ? (int)items : threads;
+  c.threads = threads < 2 || work < PARALLEL_MIN_WORK || c.count < 2
+                  ? 1
+                  : (int)(c.count < threads ? c.count : threads);
+  return c;
+}
+
+static void chunk_range(const chunking *c, int64_t i, int64_t *lo, int64_t *hi) {
+  *lo = i * c->size;
+  *hi = *lo + c->size < c->items ? *lo + c->size : c->items;
+}
+
+static int thread_number(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
 }
 
 /* Inside a batch-parallel region every thread runs its own small matrix products. A
  * multithreaded BLAS would start its threads on top of ours: on the seed network (batch 128,
  * 2 cores) that made backward 3-4× slower than one thread. So the BLAS runs single-threaded
  * while such a region is open, and gets the configured count back afterwards. */
-static void blas_threads_for_region(int slices, int entering) {
+static void blas_threads_for_region(int threads, int entering) {
 #ifdef CNNLAB_CBLAS
-  if (slices > 1)
+  if (threads > 1)
     openblas_set_num_threads(entering ? 1 : cl_get_threads());
 #else
-  (void)slices, (void)entering;
+  (void)threads, (void)entering;
 #endif
-}
-
-/* Slice t of `slices` covers items [*lo, *hi): contiguous, in order, sizes differing by ≤ 1. */
-static void slice_range(int64_t items, int slices, int t, int64_t *lo, int64_t *hi) {
-  *lo = items * t / slices;
-  *hi = items * (t + 1) / slices;
 }
 
 static int fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
@@ -126,8 +154,7 @@ static int conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, co
                    cl_shape_str(x, bx, sizeof bx), padding);
   conv_shape_from(s, x, w, stride, padding);
   if (!fits_int(s->o) || !fits_int(s->ckk) || !fits_int(s->plane) || !fits_int(s->h * s->w) ||
-      !fits_int(s->o * s->ckk) || !fits_int(s->ckk * s->plane) ||
-      !fits_int(s->o * s->k * s->k * s->h * s->w)) /* dx's column matrix (stride 1) */
+      !fits_int(s->o * s->ckk) || !fits_int(s->ckk * s->plane))
     return cl_fail("%s: layer too large (matrices beyond 2^31 elements are not supported): "
                    "input %s, weight %s",
                    fn, cl_shape_str(x, bx, sizeof bx), cl_shape_str(w, bw, sizeof bw));
@@ -167,6 +194,20 @@ static void same_valid(const conv_shape *s, int64_t ki, int64_t kj, int64_t *lo,
   *chi = dx > 0 ? s->w - dx : s->w;
 }
 
+/* The run [*qlo, *qhi) of a same convolution's row copied as one: output pixels of the valid
+ * rows [lo, hi) whose source q + d lies inside the plane. The one or two entries of those rows
+ * it leaves out (their source would be past an end of the plane) are wrapped columns, which
+ * are zero. */
+static void same_run(const conv_shape *s, int64_t lo, int64_t hi, int64_t d, int64_t *qlo,
+                     int64_t *qhi) {
+  int64_t a = lo * s->w > -d ? lo * s->w : -d,
+          b = hi * s->w < s->plane - d ? hi * s->w : s->plane - d;
+  a = a < 0 ? 0 : a > s->plane ? s->plane : a;
+  b = b < a ? a : b > s->plane ? s->plane : b;
+  *qlo = a;
+  *qhi = b;
+}
+
 /* x one sample C×H×W → col (C·K·K)×(OH·OW), row r at col + r·ld (ld >= OH·OW):
  *   col[(c·K + ki)·K + kj, oy·OW + ox] = x[c, oy·S − P + ki, ox·S − P + kj]  (0 outside). */
 static void im2col(const conv_shape *s, const float *restrict x, float *restrict col, int64_t ld) {
@@ -179,11 +220,13 @@ static void im2col(const conv_shape *s, const float *restrict x, float *restrict
           const float *plane = x + c * s->h * W;
           int64_t d = (ki - P) * W + (kj - P), lo, hi, clo, chi;
           same_valid(s, ki, kj, &lo, &hi, &clo, &chi);
-          for (int64_t q = 0; q < lo * W; q++)
+          int64_t qlo, qhi;
+          same_run(s, lo, hi, d, &qlo, &qhi);
+          for (int64_t q = 0; q < qlo; q++)
             row[q] = 0;
-          for (int64_t q = lo * W; q < hi * W; q++)
+          for (int64_t q = qlo; q < qhi; q++)
             row[q] = plane[q + d];
-          for (int64_t q = hi * W; q < s->plane; q++)
+          for (int64_t q = qhi; q < s->plane; q++)
             row[q] = 0;
           for (int64_t oy = lo; oy < hi; oy++) { /* the columns that wrapped round an edge */
             for (int64_t ox = 0; ox < clo; ox++)
@@ -219,17 +262,38 @@ static void im2col(const conv_shape *s, const float *restrict x, float *restrict
       }
 }
 
-/* The adjoint of im2col (rows of dcol ld = OH·OW apart): dx[c, iy, ix] = Σ dcol[row, pixel]
- * over every (row, pixel) that im2col read from (iy, ix). Overwrites the sample's dx
- * (C×H×W). Only strided convolutions come here (stride 1 computes dx as a convolution). */
-static void col2im(const conv_shape *s, const float *restrict dcol, float *restrict dx) {
+/* The adjoint of im2col: dx[c, iy, ix] = Σ dcol[row, pixel] over every (row, pixel) that
+ * im2col read from (iy, ix), rows of dcol ld apart. Overwrites the sample's dx (C×H×W). For a
+ * same convolution the entries of dcol that im2col would have set to zero (wrapped columns)
+ * are cleared first — dcol is scratch — so that each row adds back as one long shifted run. */
+static void col2im(const conv_shape *s, float *restrict dcol, int64_t ld, float *restrict dx) {
   int64_t K = s->k, S = s->stride, P = s->pad, W = s->w, OW = s->ow;
   for (int64_t i = 0; i < s->c * s->h * W; i++)
     dx[i] = 0;
+  if (conv_is_same(s)) {
+    for (int64_t c = 0; c < s->c; c++)
+      for (int64_t ki = 0; ki < K; ki++)
+        for (int64_t kj = 0; kj < K; kj++) {
+          float *row = dcol + ((c * K + ki) * K + kj) * ld, *plane = dx + c * s->h * W;
+          int64_t d = (ki - P) * W + (kj - P), lo, hi, clo, chi;
+          same_valid(s, ki, kj, &lo, &hi, &clo, &chi);
+          for (int64_t oy = lo; oy < hi; oy++) {
+            for (int64_t ox = 0; ox < clo; ox++)
+              row[oy * W + ox] = 0;
+            for (int64_t ox = chi; ox < W; ox++)
+              row[oy * W + ox] = 0;
+          }
+          int64_t qlo, qhi;
+          same_run(s, lo, hi, d, &qlo, &qhi); /* what it leaves out is zero */
+          for (int64_t q = qlo; q < qhi; q++)
+            plane[q + d] += row[q];
+        }
+    return;
+  }
   for (int64_t c = 0; c < s->c; c++)
     for (int64_t ki = 0; ki < K; ki++)
       for (int64_t kj = 0; kj < K; kj++) {
-        const float *row = dcol + ((c * K + ki) * K + kj) * s->plane;
+        const float *row = dcol + ((c * K + ki) * K + kj) * ld;
         int64_t lo, hi;
         valid_columns(kj - P, S, W, OW, &lo, &hi);
         for (int64_t oy = 0; oy < s->oh; oy++) {
@@ -260,27 +324,29 @@ static double row_sum(const float *restrict v, int64_t n) {
   return sum;
 }
 
-/* ---------------------------------------------------------------- stride 1: on the micro-kernel */
+/* ---------------------------------------------------------------- on the micro-kernel */
 
-/* Convolutions of stride 1 (the seed network's three, and most CNNs') run straight on the
- * micro-kernel of kernels.h, with no GEMM library between, as three matrix products:
- *   forward  y_n  (O × P)     = W (O × CKK) · col(x_n) (CKK × P)                   + b
- *   input    dx_n (C × H·W)   = W' (C × O·K·K) · col(g_n, padding K − 1 − P)
- *            — dx is itself a convolution of g, with W'[c, o, ki, kj] = W[o, c, K−1−ki, K−1−kj]
- *            (channels swapped, taps flipped), so it needs no col2im scatter;
- *   weights  dWᵀ  (CKK × O)   = Σ_n col(x_n) (CKK × P) · g_nᵀ (P × O).
- * W (or W') is packed once per call into the kernel's A slivers, and shared by all threads.
- * The column matrix of a group of samples — several, side by side, when planes are small, so
- * that the kernel's NR-wide tiles rarely straddle two samples and rarely run short — is an
- * ordinary im2col buffer that the kernel reads in place as its B operand.
+/* Convolutions run straight on the micro-kernel of kernels.h, with no GEMM library between,
+ * as three matrix products per group of samples (col = im2col):
+ *   forward  y_n   (O × P)     = W (O × CKK) · col(x_n) (CKK × P)  + b
+ *   weights  dWᵀ   (CKK × O)   = Σ_n col(x_n) (CKK × P) · g_nᵀ (P × O)
+ *   input    dcol  (CKK × P)   = Wᵀ (CKK × O) · g_n (O × P),  dx_n = col2im(dcol)
+ * W (or Wᵀ) is packed once per call into the kernel's A slivers and shared by all threads.
+ * The B operand is read in place: the column matrix (forward), or a copy of g's planes
+ * (input), of a group of samples side by side — several when planes are small, so that the
+ * kernel's NR-wide tiles rarely straddle two samples and rarely run short. Only dWᵀ packs
+ * both operands, because its sum runs over pixels, which are the rows of neither.
+ * (For dx, a convolution of g by the flipped weights avoids col2im but needs an im2col of g,
+ * twice the data for the seed network: measured slower, 68 against 88 GFLOP/s on conv3.)
  * Forward writes the bias into y first (a sequential stream, which the memory system takes
  * much better than the kernel's tile-by-tile first touch), and the kernel adds into y.
- * Threads split the batch into fixed slices; dW sums each slice's partial in slice order, so
- * a given thread count always gives the same bits. */
+ * Threads take chunks of the batch; dW sums each chunk's partial in chunk order (chunk_plan). */
 
-/* Whether a convolution runs on the micro-kernel: stride 1, unless CNNLAB_CONV=gemm (or the
- * tests, through cl_conv_use_microkernel) ask for the im2col + cl_gemm path everywhere. */
-static int conv_mode = -1; /* 1: micro-kernel where it can; 0: im2col + GEMM always */
+/* Whether convolutions run on the micro-kernel (the default) or as im2col + cl_gemm, per
+ * sample, as CNNLAB_CONV=gemm (or the tests, through cl_conv_use_microkernel) ask — to compare
+ * the two, and to keep both paths tested. */
+static int conv_mode = -1; /* 1: the usual choice; 2: micro-kernel always; 0: im2col + GEMM
+                              always; -1: read CNNLAB_CONV ("gemm" for 0, else 1) */
 
 int cl_conv_use_microkernel(int on) {
   int was = conv_mode;
@@ -288,18 +354,29 @@ int cl_conv_use_microkernel(int on) {
   return was;
 }
 
+/* With OpenBLAS at hand, a convolution with a short column matrix (few input channels, like
+ * conv1's 3·3·3 = 27 rows) runs faster through it: the micro-kernel's tiles then do little
+ * work per store, and dW spends more time packing than multiplying. Measured on the seed
+ * network, 1 thread, GFLOP/s per CPU-second: conv1 forward 54 → 57, backward 36 → 47 through
+ * OpenBLAS; conv2 and conv3 lose 4-12% that way instead (docs/performance.md). */
+#define MICROKERNEL_MIN_CKK 64
+
 static int conv_on_microkernel(const conv_shape *s) {
   if (conv_mode < 0) {
     const char *env = getenv("CNNLAB_CONV");
     conv_mode = !(env && !strcmp(env, "gemm"));
   }
-  return conv_mode && s->stride == 1;
+#ifdef CNNLAB_CBLAS
+  if (s->ckk < MICROKERNEL_MIN_CKK && conv_mode != 2)
+    return 0;
+#else
+  (void)s;
+#endif
+  return conv_mode != 0;
 }
 
 /* Column-buffer budget per group, in floats: it and the packed W share the core's L2. */
 #define COL_BUDGET (96 * 1024)
-
-static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 /* Samples per column buffer for a convolution of shape s. */
 static int64_t conv_group(const conv_shape *s) {
@@ -358,24 +435,31 @@ static void mk_forward(const conv_shape *s, const cl_microkernel *uk, const floa
   }
 }
 
-/* The convolution that gives dx from g (see above): input g (N×O×OH×OW), C output channels,
- * padding K − 1 − P, stride 1 — its output plane is H×W again. */
-static void input_grad_shape(const conv_shape *s, conv_shape *t) {
-  t->n = s->n, t->c = s->o, t->h = s->oh, t->w = s->ow;
-  t->o = s->c, t->k = s->k, t->stride = 1, t->pad = (int)(s->k - 1 - s->pad);
-  t->oh = t->h + 2 * t->pad - t->k + 1;
-  t->ow = t->w + 2 * t->pad - t->k + 1;
-  t->ckk = t->c * t->k * t->k;
-  t->plane = t->oh * t->ow;
-}
-
-/* W' (C × O·K·K): W'[c, (o·K + ki)·K + kj] = W[o, c, K−1−ki, K−1−kj]. */
-static void flip_weights(const conv_shape *s, const float *w, float *wf) {
-  int64_t K = s->k, KK = K * K;
-  for (int64_t c = 0; c < s->c; c++)
-    for (int64_t o = 0; o < s->o; o++)
-      for (int64_t t = 0; t < KK; t++)
-        wf[(c * s->o + o) * KK + t] = w[(o * s->c + c) * KK + (KK - 1 - t)];
+/* dx for samples lo..hi: per group, dcol (CKK × group·P, rows ld apart) = Wᵀ · g, with
+ * apack = Wᵀ packed (CKK rows, O deep) and g's planes copied side by side into gbuf
+ * (O × ld) as the kernel's B; then col2im folds each sample's columns back into dx.
+ * dcol has CKK rounded up to MR rows, so that every tile is whole. */
+static void mk_input_grad(const conv_shape *s, const cl_microkernel *uk, const float *apack,
+                          const float *g, float *dx, int64_t lo, int64_t hi, float *gbuf,
+                          float *dcol) {
+  int64_t P = s->plane, O = s->o, ckk = s->ckk, in_per = s->c * s->h * s->w;
+  int64_t group = conv_group(s), mr = uk->mr, nr = uk->nr;
+  int64_t ld = round_up(group * P, nr);
+  for (int64_t n0 = lo; n0 < hi; n0 += group) {
+    int64_t gs = hi - n0 < group ? hi - n0 : group, cols = gs * P, used = round_up(cols, nr);
+    for (int64_t o = 0; o < O; o++) {
+      float *row = gbuf + o * ld;
+      for (int64_t i = 0; i < gs; i++)
+        memcpy(row + i * P, g + ((n0 + i) * O + o) * P, sizeof(float) * (size_t)P);
+      for (int64_t q = cols; q < used; q++) /* the last tile reads up to `used` */
+        row[q] = 0;
+    }
+    for (int64_t r0 = 0; r0 < ckk; r0 += mr)
+      for (int64_t j0 = 0; j0 < cols; j0 += nr)
+        uk->run((int)O, apack + r0 * O, gbuf + j0, (int)ld, dcol + r0 * ld + j0, (int)ld, 0);
+    for (int64_t i = 0; i < gs; i++)
+      col2im(s, dcol + i * P, ld, dx + (n0 + i) * in_per);
+  }
 }
 
 /* g (samples × rows × P, rows of P floats) → NR-wide slivers of its transpose:
@@ -411,8 +495,8 @@ static void pack_transposed(const float *g, int64_t samples, int64_t rows, int64
 }
 
 /* dWᵀ (rows CKK rounded up to MR, ld = O rounded up to NR) += Σ over samples lo..hi of
- * col(x_n) · g_nᵀ, and db[o] += Σ g[n, o, ·] when db is given. Scratch: col (conv_col_len), apack (CKK↑MR × group·P), bpack
- * (O↑NR × group·P). A group's samples make one long contraction. */
+ * col(x_n) · g_nᵀ, and db[o] += Σ g[n, o, ·] when db is given. Scratch: col (conv_col_len), apack
+ * (CKK↑MR × group·P), bpack (O↑NR × group·P). A group's samples make one long contraction. */
 static void mk_weight_grad(const conv_shape *s, const cl_microkernel *uk, const float *x,
                            const float *g, int64_t lo, int64_t hi, float *col, float *apack,
                            float *bpack, float *dwt, double *db) {
@@ -433,7 +517,7 @@ static void mk_weight_grad(const conv_shape *s, const cl_microkernel *uk, const 
   }
 }
 
-/* ---------------------------------------------------------------- strided: im2col + GEMM */
+/* ---------------------------------------------------------------- im2col + GEMM, per sample */
 
 /* Forward of one sample, as a matrix product on its column matrix:
  *   x_n C×H×W, w O×(C·K·K), b O → y_n O×(OH·OW) = w · im2col(x_n) + b (b broadcast along rows).
@@ -450,7 +534,7 @@ static void conv_forward_sample(const conv_shape *s, const float *x, const float
           1.0f, y, (int)s->plane);
 }
 
-/* Backward of one sample (strided convolutions), given g_n = dL/dy_n (O×P):
+/* Backward of one sample, given g_n = dL/dy_n (O×P):
  *   dw     += g_n · im2col(x_n)ᵀ          (O×P · P×CKK → O×CKK)
  *   dx_n    = col2im(wᵀ · g_n)            (CKK×O · O×P → CKK×P, folded back to C×H×W) */
 static void conv_backward_sample(const conv_shape *s, const float *x, const float *w,
@@ -458,24 +542,27 @@ static void conv_backward_sample(const conv_shape *s, const float *x, const floa
   float *dcol = col; /* the two are never needed at once */
   if (dw) {
     im2col(s, x, col, s->plane);
-    cl_gemm(0, 1, (int)s->o, (int)s->ckk, (int)s->plane, 1.0f, g, (int)s->plane, col,
-            (int)s->plane, 1.0f, dw, (int)s->ckk);
+    cl_gemm(0, 1, (int)s->o, (int)s->ckk, (int)s->plane, 1.0f, g, (int)s->plane, col, (int)s->plane,
+            1.0f, dw, (int)s->ckk);
   }
   if (dx) {
     cl_gemm(1, 0, (int)s->ckk, (int)s->plane, (int)s->o, 1.0f, w, (int)s->ckk, g, (int)s->plane,
             0.0f, dcol, (int)s->plane);
-    col2im(s, dcol, dx);
+    col2im(s, dcol, s->plane, dx);
   }
 }
 
 /* ---------------------------------------------------------------- conv2d op */
 
 /* Backward, given g = dL/dy (N×O×OH×OW):
- *   db[o] = Σ_n Σ_p g[n, o, p];  dw and dx as above (stride 1 on the micro-kernel, else
- *   im2col + GEMM). Scratch is one piece per slice, allocated before the parallel region. */
+ *   db[o] = Σ_n Σ_p g[n, o, p];  dw and dx as above (on the micro-kernel, or im2col + GEMM).
+ *   Samples go in chunks (see chunk_plan): db and dw are summed per chunk,
+ *   then over chunks in order. */
+#define BACKWARD_CHUNKS 8 /* each holds a dw partial: more would cost memory traffic */
+
 static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   cl_tensor *x = node->saved[0], *w = node->saved[1];
-  conv_shape s, t;
+  conv_shape s;
   conv_shape_from(&s, x, w, (int)node->iarg[0], (int)node->iarg[1]);
   int want_x = node->inputs[0] != NULL, want_w = node->inputs[1] != NULL;
   int want_b = node->inputs[2] != NULL;
@@ -486,23 +573,26 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
 
   const cl_microkernel *uk = cl_microkernel_get();
   int64_t mr = uk->mr, nr = uk->nr;
-  int mk_w = conv_on_microkernel(&s), mk_x = mk_w && s.pad <= s.k - 1;
-  if (mk_x)
-    input_grad_shape(&s, &t);
-  /* Scratch, per slice: [dWᵀ or dw partial][col][A pack][B pack]  for the weights, then
-   * [col][dcol] for the input (strided); shared: [W'][W' packed] for the input. */
-  int64_t gw = conv_group(&s), gx = mk_x ? conv_group(&t) : 0;
-  int64_t part = !want_w ? 0 : mk_w ? round_up(s.ckk, mr) * round_up(s.o, nr) : s.o * s.ckk;
-  int64_t wcol = !want_w ? 0 : mk_w ? conv_col_len(&s, gw, nr) : s.ckk * s.plane;
-  if (want_w && mk_w && wcol < 8 * s.plane) /* it doubles as pack_transposed's tmp */
-    wcol = 8 * s.plane;
-  int64_t wpack = want_w && mk_w ? (round_up(s.ckk, mr) + round_up(s.o, nr)) * gw * s.plane : 0;
-  int64_t xcol = !want_x ? 0 : mk_x ? conv_col_len(&t, gx, nr) : s.ckk * s.plane;
+  int mk = conv_on_microkernel(&s);
+  int64_t group = conv_group(&s);
+  chunking ch = chunk_plan(s.n, BACKWARD_CHUNKS, mk ? group : 1,
+                           2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
+  /* Per chunk: [db partial, O doubles][dw partial (dWᵀ on the micro-kernel)].
+   * Per thread: [col][A pack][B pack] for the weights, [g copy][dcol] for the input (on the
+   * micro-kernel; [dcol] alone for the GEMM). Shared: Wᵀ packed, for the input. */
   int64_t dbl = want_b ? 2 * s.o : 0; /* the floats that hold O doubles */
-  int64_t per_slice = round_up(dbl + part + wcol + wpack + xcol, 16); /* slices 64-byte aligned */
-  int64_t shared = mk_x && want_x ? s.c * s.o * s.k * s.k + cl_packed_a_len((int)s.c, (int)t.ckk, (int)mr) : 0;
-  int slices = slice_count(s.n, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
-  size_t scratch_bytes = sizeof(float) * (size_t)(per_slice * slices + shared);
+  int64_t part = !want_w ? 0 : mk ? round_up(s.ckk, mr) * round_up(s.o, nr) : s.o * s.ckk;
+  int64_t per_chunk = round_up(dbl + part, 16); /* 64-byte aligned pieces */
+  int64_t ld = round_up(group * s.plane, nr);   /* columns of a group's buffers */
+  int64_t wcol = !want_w ? 0 : mk ? s.ckk * ld : s.ckk * s.plane;
+  if (want_w && mk && wcol < 8 * s.plane) /* it doubles as pack_transposed's tmp */
+    wcol = 8 * s.plane;
+  int64_t wpack = want_w && mk ? (round_up(s.ckk, mr) + round_up(s.o, nr)) * group * s.plane : 0;
+  int64_t xcol = !want_x ? 0 : mk ? (s.o + round_up(s.ckk, mr)) * ld : s.ckk * s.plane;
+  int64_t per_thread = round_up(wcol + wpack + xcol, 16);
+  int64_t shared = mk && want_x ? cl_packed_a_len((int)s.ckk, (int)s.o, (int)mr) : 0;
+  size_t scratch_bytes =
+      sizeof(float) * (size_t)(per_chunk * ch.count + per_thread * ch.threads + shared);
   float *scratch = cl_alloc(scratch_bytes); /* never NULL on success, even when empty */
   cl_tensor *dx = scratch && want_x ? cl_empty(CL_FLOAT32, 4, x->shape) : NULL;
   cl_tensor *dw = scratch && want_w ? cl_empty(CL_FLOAT32, 4, w->shape) : NULL;
@@ -513,61 +603,64 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
     return -1;
   }
   float *pdx = dx ? cl_f32(dx) : NULL, *pdw = dw ? cl_f32(dw) : NULL;
-  float *wflip = scratch + per_slice * slices, *wfpack = wflip + s.c * s.o * s.k * s.k;
-  if (shared) {
-    flip_weights(&s, pw, wflip);
-    cl_pack_a(wflip, (int)t.ckk, 0, (int)s.c, (int)t.ckk, 1.0f, (int)mr, wfpack);
-  }
+  float *thread_space = scratch + per_chunk * ch.count;
+  float *wtpack = thread_space + per_thread * ch.threads;
+  if (shared) /* Wᵀ: CKK rows, O deep */
+    cl_pack_a(pw, (int)s.ckk, 1, (int)s.ckk, (int)s.o, 1.0f, (int)mr, wtpack);
 
-  blas_threads_for_region(slices, 1);
+  blas_threads_for_region(ch.threads, 1);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
-  for (int i = 0; i < slices; i++) {
-    float *sp = scratch + per_slice * i, *dpart = sp + dbl, *col = dpart + part, *ap = col + wcol;
-    double *dbpart = want_b ? (double *)sp : NULL;
-    float *bp = ap + round_up(s.ckk, mr) * gw * s.plane, *xs = ap + wpack;
+  for (int64_t i = 0; i < ch.count; i++) {
+    float *cp = scratch + per_chunk * i, *dpart = cp + dbl;
+    double *dbpart = want_b ? (double *)cp : NULL;
+    float *col = thread_space + per_thread * thread_number(), *ap = col + wcol;
+    float *bp = ap + round_up(s.ckk, mr) * group * s.plane, *xs = ap + wpack;
     int64_t lo, hi;
-    slice_range(s.n, slices, i, &lo, &hi);
+    chunk_range(&ch, i, &lo, &hi);
     for (int64_t o = 0; want_b && o < s.o; o++)
       dbpart[o] = 0;
     if (want_w) {
       for (int64_t q = 0; q < part; q++)
         dpart[q] = 0;
-      if (mk_w)
+      if (mk)
         mk_weight_grad(&s, uk, px, pg, lo, hi, col, ap, bp, dpart, dbpart);
       else
         for (int64_t n = lo; n < hi; n++)
           conv_backward_sample(&s, px + n * in_per, pw, pg + n * out_per, dpart, NULL, col);
     }
-    if (want_b && !(want_w && mk_w)) /* not summed on the way through dW's packing */
+    if (want_b && !(want_w && mk)) /* not summed on the way through dW's packing */
       for (int64_t n = lo; n < hi; n++)
         for (int64_t o = 0; o < s.o; o++)
           dbpart[o] += row_sum(pg + (n * s.o + o) * s.plane, s.plane);
     if (want_x) {
-      if (mk_x)
-        mk_forward(&t, uk, wfpack, NULL, pg, pdx, lo, hi, xs);
+      if (mk)
+        mk_input_grad(&s, uk, wtpack, pg, pdx, lo, hi, xs, xs + s.o * ld);
       else
         for (int64_t n = lo; n < hi; n++)
           conv_backward_sample(&s, NULL, pw, pg + n * out_per, NULL, pdx + n * in_per, xs);
     }
   }
-  blas_threads_for_region(slices, 0);
-  /* the slices' partials, in slice order (dWᵀ back to O×CKK on the way) */
+  blas_threads_for_region(ch.threads, 0);
+  /* the chunks' partials, in chunk order (dWᵀ back to O×CKK on the way) */
   for (int64_t o = 0; want_b && o < s.o; o++) {
     double sum = 0;
-    for (int i = 0; i < slices; i++)
-      sum += ((const double *)(scratch + per_slice * i))[o];
+    for (int64_t i = 0; i < ch.count; i++)
+      sum += ((const double *)(scratch + per_chunk * i))[o];
     cl_f32(db)[o] = (float)sum;
   }
   if (want_w) {
     int64_t ldo = round_up(s.o, nr);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(ch.threads) if (ch.threads > 1)
+#endif
     for (int64_t o = 0; o < s.o; o++)
       for (int64_t r = 0; r < s.ckk; r++) {
         float sum = 0;
-        for (int i = 0; i < slices; i++) {
-          const float *dpart = scratch + per_slice * i + dbl;
-          sum += mk_w ? dpart[r * ldo + o] : dpart[o * s.ckk + r];
+        for (int64_t i = 0; i < ch.count; i++) {
+          const float *dpart = scratch + per_chunk * i + dbl;
+          sum += mk ? dpart[r * ldo + o] : dpart[o * s.ckk + r];
         }
         pdw[o * s.ckk + r] = sum;
       }
@@ -590,35 +683,38 @@ cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int p
   cl_tensor *bc = wc && b ? cl_float_contiguous(b) : NULL;
   int64_t shape[4] = {s.n, s.o, s.oh, s.ow};
   cl_tensor *out = wc && (bc || !b) ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
-  int slices = slice_count(s.n, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
-  /* scratch: per slice a column buffer; for the micro-kernel also W packed (shared) */
-  int64_t col_len = mk ? conv_col_len(&s, conv_group(&s), uk->nr) : s.ckk * s.plane;
+  /* samples in chunks (chunk_plan); scratch: a column buffer per thread, W packed (shared) */
+  int64_t group = mk ? conv_group(&s) : 1;
+  chunking ch =
+      chunk_plan(s.n, 32, group, 2.0 * (double)s.n * (double)s.o * (double)s.ckk * (double)s.plane);
+  int64_t col_len = round_up(mk ? conv_col_len(&s, group, uk->nr) : s.ckk * s.plane, 16);
   int64_t wpack_len = mk ? cl_packed_a_len((int)s.o, (int)s.ckk, uk->mr) : 0;
-  size_t scratch_bytes = sizeof(float) * (size_t)(col_len * slices + wpack_len);
+  size_t scratch_bytes = sizeof(float) * (size_t)(col_len * ch.threads + wpack_len);
   float *scratch = out ? cl_alloc(scratch_bytes) : NULL; /* never NULL on success */
   if (!scratch) {
     release4(xc, wc, bc, out);
     return NULL;
   }
   const float *px = cl_f32(xc), *pw = cl_f32(wc), *pb = bc ? cl_f32(bc) : NULL;
-  float *py = cl_f32(out), *wpack = scratch + col_len * slices;
+  float *py = cl_f32(out), *wpack = scratch + col_len * ch.threads;
   int64_t in_per = s.c * s.h * s.w, out_per = s.o * s.plane;
   if (mk)
     cl_pack_a(pw, (int)s.ckk, 0, (int)s.o, (int)s.ckk, 1.0f, uk->mr, wpack);
-  blas_threads_for_region(slices, 1);
+  blas_threads_for_region(ch.threads, 1);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
-  for (int t = 0; t < slices; t++) {
+  for (int64_t i = 0; i < ch.count; i++) {
     int64_t lo, hi;
-    slice_range(s.n, slices, t, &lo, &hi);
+    float *col = scratch + col_len * thread_number();
+    chunk_range(&ch, i, &lo, &hi);
     if (mk)
-      mk_forward(&s, uk, wpack, pb, px, py, lo, hi, scratch + col_len * t);
+      mk_forward(&s, uk, wpack, pb, px, py, lo, hi, col);
     else
       for (int64_t n = lo; n < hi; n++)
-        conv_forward_sample(&s, px + n * in_per, pw, pb, py + n * out_per, scratch + col_len * t);
+        conv_forward_sample(&s, px + n * in_per, pw, pb, py + n * out_per, col);
   }
-  blas_threads_for_region(slices, 0);
+  blas_threads_for_region(ch.threads, 0);
   cl_dealloc(scratch, scratch_bytes);
 
   cl_node *node;
@@ -854,8 +950,8 @@ static inline int max_pool_plane_fast(const float *restrict plane, int64_t w, in
 /* The kernel loops over the window vectorise only when K and S are constants the compiler can
  * unroll by: the common windows get their own instantiations (with and without positions),
  * any other runs the same code with run-time K and S. */
-#define POOL_PLANE(K, S)                                                                          \
-  (where ? max_pool_plane_fast(plane, w, K, S, oh, ow, y, where, hm, hc)                         \
+#define POOL_PLANE(K, S)                                                                           \
+  (where ? max_pool_plane_fast(plane, w, K, S, oh, ow, y, where, hm, hc)                           \
          : max_pool_plane_fast(plane, w, K, S, oh, ow, y, NULL, hm, hc))
 
 static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride, int64_t oh,
@@ -871,8 +967,8 @@ static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride,
 
 /* Pools planes [lo, hi) of x (each H×W) into y, positions into where (or none). */
 static void max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, int64_t w, int k,
-                            int stride, int64_t oh, int64_t ow, float *y, int32_t *where,
-                            float *hm, int32_t *hc) {
+                            int stride, int64_t oh, int64_t ow, float *y, int32_t *where, float *hm,
+                            int32_t *hc) {
   for (int64_t pl = lo; pl < hi; pl++) {
     const float *plane = x + pl * h * w;
     float *yp = y + pl * oh * ow;
@@ -906,13 +1002,13 @@ static int max_pool2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   int64_t out_plane = g->shape[2] * g->shape[3];
   const float *pg = cl_f32(g);
   float *pdx = cl_f32(dx);
-  int slices = slice_count(planes, (double)planes * (double)in_plane);
+  chunking ch = chunk_plan(planes, 64, 1, (double)planes * (double)in_plane);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
-  for (int t = 0; t < slices; t++) {
+  for (int64_t i = 0; i < ch.count; i++) {
     int64_t lo, hi;
-    slice_range(planes, slices, t, &lo, &hi);
+    chunk_range(&ch, i, &lo, &hi);
     max_pool_backward_planes(pg, where, lo, hi, in_plane, out_plane, pdx);
   }
   gin[0] = dx;
@@ -951,10 +1047,10 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
   int64_t shape[4] = {n, c, oh, ow}, planes = n * c;
   int recording = cl_grad_enabled() && x->requires_grad;
   size_t where_bytes = recording ? sizeof(int32_t) * (size_t)(planes * oh * ow) : 0;
-  int slices = slice_count(planes, (double)planes * (double)(h * w * kernel));
-  /* per slice: hm (floats) and hc (ints), one entry per window column of every row touched */
+  chunking ch = chunk_plan(planes, 64, 1, (double)planes * (double)(h * w * kernel));
+  /* per thread: hm (floats) and hc (ints), one entry per window column of every row touched */
   int64_t hm_len = ((oh - 1) * stride + kernel) * ow;
-  size_t scratch_bytes = sizeof(float) * 2 * (size_t)(hm_len * slices);
+  size_t scratch_bytes = sizeof(float) * 2 * (size_t)(hm_len * ch.threads);
   cl_tensor *xc = cl_float_contiguous(x);
   cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
   int32_t *where = out && recording ? cl_alloc(where_bytes) : NULL;
@@ -967,12 +1063,12 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
   const float *px = cl_f32(xc);
   float *py = cl_f32(out);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
-  for (int t = 0; t < slices; t++) {
+  for (int64_t i = 0; i < ch.count; i++) {
     int64_t lo, hi;
-    slice_range(planes, slices, t, &lo, &hi);
-    float *hm = scratch + 2 * hm_len * t;
+    chunk_range(&ch, i, &lo, &hi);
+    float *hm = scratch + 2 * hm_len * thread_number();
     max_pool_planes(px, lo, hi, h, w, kernel, stride, oh, ow, py, where, hm,
                     (int32_t *)(hm + hm_len));
   }

@@ -16,12 +16,12 @@ int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int s
 
 /* Max-pooling by the window-by-window definition: values y N×C×OH×OW and, when `where` is not
  * NULL, the int64 position (row·W + column in its plane) of each maximum. No graph. */
-int cl_max_pool2d_reference(cl_tensor *x, int kernel, int stride, cl_tensor **y,
-                            cl_tensor **where);
+int cl_max_pool2d_reference(cl_tensor *x, int kernel, int stride, cl_tensor **y, cl_tensor **where);
 
-/* Stride-1 convolutions run on the micro-kernel (1, the default) or as im2col + cl_gemm (0),
- * as CNNLAB_CONV=gemm would have it; -1 goes back to reading CNNLAB_CONV. Returns the previous
- * setting. For tests and benchmarks; not thread-safe. */
+/* How convolutions run: 1 the default choice (the micro-kernel, except layers with fewer than
+ * 64 column-matrix rows when OpenBLAS is there), 2 the micro-kernel always, 0 im2col + cl_gemm
+ * per sample always (CNNLAB_CONV=gemm); -1 goes back to reading CNNLAB_CONV. Returns the
+ * previous setting. For tests and benchmarks; not thread-safe. */
 int cl_conv_use_microkernel(int on);
 
 #endif

@@ -106,8 +106,8 @@ int cl_write_png(const char *path, const cl_tensor *t) {
 static int check_chunks(const unsigned char *p, size_t size, const char *name) {
   size_t off = 8;
   while (size - off >= 12) {
-    uint32_t len = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
-                   (uint32_t)p[off + 2] << 8 | p[off + 3];
+    uint32_t len = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 | (uint32_t)p[off + 2] << 8 |
+                   p[off + 3];
     const unsigned char *type = p + off + 4;
     char tname[20];
     int letters = 1;

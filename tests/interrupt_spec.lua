@@ -27,9 +27,25 @@ local q = util.shell_quote
 
 local function sleep(s) os.execute(("sleep %.3f"):format(s)) end
 
+-- A smaller generated set when the script offers one (sanitizer builds train ~10× slower).
+local help = io.popen(q(BIN) .. " " .. SCRIPT .. " --help 2>&1"):read("a")
+local SMALL = help:match("%-%-generated[_-]n") and "--generated_n 800 " or ""
+local SANITIZED = os.getenv("CNNLAB_SANITIZER")
+-- steps per epoch at the default batch of 128: the generated set's first 4/5 train
+local STEPS = ((SMALL ~= "" and 800 or 3000) * 4 // 5 + 127) // 128
+
+-- Under a sanitizer without a small set, each case is marked pending (make test runs them).
+local function skipped()
+  if SANITIZED and SMALL == "" then
+    pending(("under %s the full generated set trains too slowly; `make test` runs this")
+      :format(SANITIZED))
+    return true
+  end
+end
+
 local function args(out, extra)
-  return ("--data generated --threads 1 --seed 4 --progress=false --out %s %s"):format(q(out),
-    extra or "")
+  return ("--data generated %s--threads 1 --seed 4 --progress=false --out %s %s"):format(SMALL,
+    q(out), extra or "")
 end
 
 -- Runs the script to completion; returns exit code and output.
@@ -42,6 +58,8 @@ end
 
 -- Starts the script in the background; returns a handle with the pid, a wait() that gives the
 -- exit code, and the log.
+local started = {} -- pids of background runs, killed after each test whatever happened
+
 local function start(out, extra, name)
   local base = path(name)
   os.remove(base .. ".status")
@@ -57,6 +75,7 @@ local function start(out, extra, name)
     if not pid then sleep(0.02) end
   end
   assert(pid, "the training process did not start")
+  started[#started + 1] = pid
   local h = {pid = pid}
   function h.wait(timeout)
     local until_ = lab.now() + (timeout or 300)
@@ -119,8 +138,14 @@ local function reference_weights()
 end
 
 describe("task1_train.lua", function()
+  after_each(function()
+    for _, pid in ipairs(started) do os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+    started = {}
+  end)
+
   it("writes a resumable checkpoint on Ctrl-C, exits 130, and --resume ends at the same weights",
     function()
+    if skipped() then return end
     local out = path("sigint")
     local h = start(out, "--epochs 3", "sigint")
     wait_for(out .. "/checkpoint.safetensors", h) -- epoch 1 is done: now in epoch 2
@@ -139,6 +164,7 @@ describe("task1_train.lua", function()
 
   it("never leaves a half-written checkpoint when killed (SIGKILL), and resumes exactly",
     function()
+    if skipped() then return end
     local out = path("sigkill")
     -- 1. killed in the middle of writing a checkpoint: the moment a temporary appears beside
     --    the files of epoch 1, the process dies (a shell loop without forks watches for it)
@@ -172,26 +198,27 @@ describe("task1_train.lua", function()
   end)
 
   it("stops on a NaN loss with the step number and keeps the last good checkpoint", function()
+    if skipped() then return end
     local out = path("nan")
     local method = path("nan_method.lua")
     local f = assert(io.open(method, "wb"))
-    -- the erm method whose loss turns NaN from the 25th call on (epoch 2, step 6 of 19)
-    f:write([[
+    -- the erm method whose loss turns NaN at step 3 of epoch 2, and stays NaN
+    f:write(([[
       local lab = require "cnnlab"
       local erm = lab.debias.load("erm")
       local calls = 0
       return {name = "nan", build_model = erm.build_model, loss = function(ctx, batch)
         calls = calls + 1
         local loss, logits = erm.loss(ctx, batch)
-        if calls >= 25 then loss = loss * (0 / 0) end
+        if calls >= %d then loss = loss * (0 / 0) end
         return loss, logits
       end}
-    ]])
+    ]]):format(STEPS + 3))
     f:close()
     local code, log = run(out, "--epochs 3 --method " .. q(method))
     assert.equal(1, code, log)
     assert.truthy(log:find("loss became", 1, true), log)
-    assert.truthy(log:find("at epoch 2, step 6 (global step 25)", 1, true), log)
+    assert.truthy(log:find(("at epoch 2, step 3 (global step %d)"):format(STEPS + 3), 1, true), log)
     assert.truthy(log:find("last good checkpoint is kept", 1, true), log)
     check_files(out)
     local _, meta = lab.load_safetensors(out .. "/checkpoint.safetensors")
@@ -202,6 +229,7 @@ describe("task1_train.lua", function()
   end)
 
   it("reports a full --out folder clearly and keeps the earlier checkpoint", function()
+    if skipped() then return end
     local out = path("full")
     util.mkdir_p(out)
     -- room for epoch 1's model (~0.4 MB) and checkpoint (~1.2 MB), not for epoch 2's files
@@ -224,6 +252,7 @@ describe("task1_train.lua", function()
   end)
 
   it("reports a read-only --out folder clearly", function()
+    if skipped() then return end
     local out = path("readonly")
     util.mkdir_p(out)
     local ro = os.execute("mount --bind " .. q(out) .. " " .. q(out) .. " 2>/dev/null")

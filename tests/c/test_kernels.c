@@ -67,7 +67,8 @@ static void test_microkernels(void) {
     int mr = uk->mr, nr = uk->nr, ks[] = {1, 7, 64, 301};
     for (int t = 0; t < 4; t++) {
       int k = ks[t], ldb = nr + 5, ldc = nr + 3;
-      float *a = random_floats(&r, (long)k * mr, -1, 1), *b = random_floats(&r, (long)k * ldb, -1, 1);
+      float *a = random_floats(&r, (long)k * mr, -1, 1),
+            *b = random_floats(&r, (long)k * ldb, -1, 1);
       float *c = random_floats(&r, (long)mr * ldc, -1, 1);
       double want[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR], scale[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR];
       float got[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR];
@@ -142,7 +143,8 @@ static double gemm_error(gemm_fn f, cl_rng *r, int ta, int tb, int m, int n, int
   float *a = random_floats(r, (long)(ta ? k : m) * lda, -1, 1);
   float *b = random_floats(r, (long)(tb ? n : k) * ldb, -1, 1);
   float *c = random_floats(r, (long)m * ldc, -1, 1);
-  double *want = malloc(sizeof(double) * (size_t)m * n), *scale = malloc(sizeof(double) * (size_t)m * n);
+  double *want = malloc(sizeof(double) * (size_t)m * n),
+         *scale = malloc(sizeof(double) * (size_t)m * n);
   float *got = malloc(sizeof(float) * (size_t)m * n);
   if (beta == 0)
     for (long i = 0; i < (long)m * ldc; i++)
@@ -151,7 +153,8 @@ static double gemm_error(gemm_fn f, cl_rng *r, int ta, int tb, int m, int n, int
     for (int j = 0; j < n; j++) {
       double sum = 0, mag = 0;
       for (int p = 0; p < k; p++) {
-        double v = (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+        double v =
+            (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
         sum += v;
         mag += fabs(v);
       }
@@ -229,7 +232,8 @@ static void conv_case_check(const conv_case *q, cl_rng *r, const char *how) {
   CHECK(rc1 == 0 && rc2 == 0, "conv %s backward ran: %s", how, cl_last_error());
   if (rc1 == 0 && rc2 == 0) {
     double pixels = (double)q->n * ref->shape[2] * ref->shape[3];
-    double ex = tensor_diff(x->grad, dx), ew = tensor_diff(w->grad, dw), eb = tensor_diff(b->grad, db);
+    double ex = tensor_diff(x->grad, dx), ew = tensor_diff(w->grad, dw),
+           eb = tensor_diff(b->grad, db);
     CHECK(ex < 1e-6 * q->o * q->k * q->k, "conv %s n%d c%d o%d %dx%d k%d s%d p%d dx: error %g", how,
           q->n, q->c, q->o, q->h, q->w, q->k, q->stride, q->pad, ex);
     CHECK(ew < 1e-6 * pixels, "conv %s n%d c%d o%d %dx%d k%d s%d p%d dw: error %g", how, q->n, q->c,
@@ -253,16 +257,22 @@ static void test_conv(void) {
       {2, 3, 6, 5, 6, 3, 1, 3},     /* padding beyond K − 1: dx the general way */
       {4, 6, 7, 5, 5, 1, 1, 0},     /* 1×1 */
       {2, 1, 1, 4, 4, 2, 1, 1},     /* even kernel */
-      {3, 4, 5, 9, 9, 3, 2, 1},     /* strided: im2col + GEMM */
+      {3, 4, 5, 9, 9, 3, 2, 1},     /* strided */
       {1, 2, 3, 1, 1, 1, 1, 0},     /* one pixel */
+      {2, 3, 4, 1, 1, 3, 1, 1},     /* one pixel, same 3×3: every tap but the centre is padding */
+      {2, 3, 4, 2, 3, 3, 1, 1},     /* planes smaller than the kernel */
   };
-  for (int mode = 1; mode >= 0; mode--) {
+  for (int mode = 2; mode >= 0; mode--) { /* micro-kernel always, the default mix, GEMM always */
     int was = cl_conv_use_microkernel(mode);
     for (int s = 0; s < 3; s++) {
       if (cl_microkernel_select(isas[s]))
         continue;
       char how[64];
-      snprintf(how, sizeof how, "%s/%s", mode ? "micro-kernel" : "im2col+gemm", isas[s]);
+      snprintf(how, sizeof how, "%s/%s",
+               mode == 2 ? "micro-kernel"
+               : mode    ? "default"
+                         : "im2col+gemm",
+               isas[s]);
       for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         conv_case_check(&cases[i], &r, how);
       if (!mode)
@@ -309,8 +319,7 @@ static void pool_case(cl_rng *r, int n, int c, int h, int w, int k, int s, int f
   cl_set_grad_enabled(0); /* inference computes no positions, same values */
   cl_tensor *y2 = cl_max_pool2d(x, k, s);
   cl_set_grad_enabled(1);
-  CHECK(y2 && !y2->grad_fn &&
-            !memcmp(cl_data(y2), cl_data(y), sizeof(float) * (size_t)cl_numel(y)),
+  CHECK(y2 && !y2->grad_fn && !memcmp(cl_data(y2), cl_data(y), sizeof(float) * (size_t)cl_numel(y)),
         "pool k%d s%d under no_grad gives the same bits", k, s);
   cl_release(y2);
   cl_release(ry), cl_release(rw), cl_release(y), cl_release(x);

@@ -44,8 +44,19 @@ end
 --- Repaints x (N×3×H×W floats, painted with colours `colors`) with colours `new_colors`
 -- (int64 N). Exported for tests and for the comparison script's figures.
 function M.recolour(x, colors, new_colors, quantize)
-  local pal, psum = tables()
+  if not (lab.is_tensor(x) and x:dim() == 4 and x:size(1) == 3 and x.dtype == "float32") then
+    error(("colour_augment.recolour: x must be float32 images N×3×H×W, got %s"):format(
+      lab.is_tensor(x) and (x.dtype .. " " .. table.concat(x.shape, "×")) or type(x)), 2)
+  end
   local n = x:size(0)
+  for name, c in pairs({colors = colors, new_colors = new_colors}) do
+    if not (lab.is_tensor(c) and c.dtype == "int64" and c:dim() == 1 and c:size(0) == n) then
+      error(("colour_augment.recolour: %s must be an int64 vector of %d palette indices, got %s")
+        :format(name, n, lab.is_tensor(c) and (c.dtype .. " " .. table.concat(c.shape, "×"))
+          or type(c)), 2)
+    end
+  end
+  local pal, psum = tables()
   local s = x:sum(1, true) / psum:index_select(0, colors):reshape(n, 1, 1, 1)
   local out = s:clamp(0, 1) * pal:index_select(0, new_colors):reshape(n, 3, 1, 1)
   if quantize ~= false then out = (out * 255):byte():float() / 255 end

@@ -73,6 +73,14 @@ end
 --- The grey inputs the method trains on, for x (N×3×H×W floats in [0,1]) — exported so that
 -- the comparison script can evaluate on exactly the same transformation.
 function M.grey(x, normalize, generator, min_brightness)
+  if not (lab.is_tensor(x) and x:dim() == 4 and x:size(1) == 3 and x.dtype == "float32") then
+    error(("grey_consistency.grey: x must be float32 images N×3×H×W, got %s"):format(
+      lab.is_tensor(x) and (x.dtype .. " " .. table.concat(x.shape, "×")) or type(x)), 2)
+  end
+  if normalize ~= nil and not NORMALIZE[normalize] then
+    error(("grey_consistency.grey: normalize must be none, max or random, got %s")
+      :format(tostring(normalize)), 2)
+  end
   local g = lab.to_grey(x)
   if normalize == nil or normalize == "none" then return g end
   local n = x:size(0)
