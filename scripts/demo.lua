@@ -57,12 +57,16 @@ local steps = {
    args = with(quick, {"--model", model1, "--out", dir("task3")}), after = {"task1"},
    outputs = {"metrics.json"}},
   {name = "task4", title = "Task 4: debiasing", script = "scripts/task4_debias.lua",
-   args = with(quick, {"--out", dir("task4")}), outputs = {"metrics.json"}},
+   -- quick: two epochs per method (the full run uses each method's own schedule)
+   args = with(quick, opts.quick and {"--out", dir("task4"), "--epochs", "2", "--evidence_epochs", "1",
+     "--gradcam_n", "500"} or {"--out", dir("task4")}), outputs = {"metrics.json"}},
   {name = "task5", title = "Task 5: adversarial attack", script = "scripts/task5_attack.lua",
    args = with(quick, {"--model", model1, "--out", dir("task5"), "--compare-dir", dir("task4")}),
    after = {"task1", "task4"}, outputs = {"metrics.json"}},
   {name = "task6", title = "Task 6: neuron ablation", script = "scripts/task6_ablation.lua",
-   args = with(quick, {"--model", model1, "--out", dir("task6")}), after = {"task1"},
+   args = with(quick, opts.quick and {"--model", model1, "--out", dir("task6"), "--steps", "8",
+     "--random_repeats", "2", "--n_easy", "1000", "--n_hard", "1000"}
+     or {"--model", model1, "--out", dir("task6")}), after = {"task1"},
    outputs = {"metrics.json"}},
 }
 

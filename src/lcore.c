@@ -324,7 +324,12 @@ static int set_grad_enabled(lua_State *L) {
  * frame) that can themselves fail and leave grad mode off for good (found by the allocation
  * sweeps of tests/faults_spec.lua); here nothing runs between the pcall and the restore. */
 static int no_grad(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  /* A module (a table whose metatable has __call) is as callable as a function:
+   * lab.no_grad(model, x) evaluates it. */
+  if (lua_type(L, 1) != LUA_TFUNCTION && luaL_getmetafield(L, 1, "__call") == LUA_TNIL)
+    return luaL_typeerror(L, 1, "function or callable (a module)");
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    lua_pop(L, 1); /* the __call field: lua_pcall resolves it itself */
   int was = cl_grad_enabled();
   cl_set_grad_enabled(0);
   int status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);

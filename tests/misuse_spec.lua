@@ -60,7 +60,7 @@ local cases = {
   {"tensor", function() lab.Generator(1):set_state(("z"):rep(32)) end, "32 hex digits"},
   {"tensor", function() lab.Generator(1):integer(0) end, "bound must be in 1..2^32-1"},
   {"tensor", function() lab.set_threads(5000) end, "thread count must be in 0..1024"},
-  {"tensor", function() lab.no_grad(5) end, "function expected, got number"},
+  {"tensor", function() lab.no_grad(5) end, "function or callable (a module) expected, got number"},
   -- autograd and hooks
   {"autograd", function()
     local x = lab.ones(2, {requires_grad = true})

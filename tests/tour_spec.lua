@@ -1,0 +1,25 @@
+-- The README's tour (examples/tour.lua) must keep running as the README shows it: it is run
+-- here on generated digits (no MNIST needed) and what it prints is checked.
+local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
+
+describe("the README's API tour (examples/tour.lua)", function()
+  it("runs end to end and prints what the README promises", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local p = io.popen(("%s examples/tour.lua generated %s 2>&1; echo \"exit=$?\""):format(BIN, dir))
+    local out = p:read("a")
+    p:close()
+    assert.truthy(out:find("exit=0", 1, true), out)
+    local acc = tonumber(out:match("hard%-set accuracy ([%d%.]+)%%"))
+    assert.is_number(acc, out)
+    assert.is_true(acc >= 0 and acc <= 100)
+    assert.truthy(out:find("relu2 maps\t8×64×13×13", 1, true), out)
+    assert.truthy(out:find("relu3\t8×128×6×6\tGrad-CAM\t8×6×6", 1, true), out)
+    local g = tonumber(out:match("input gradient\t([%d%.e%-]+)"))
+    assert.is_true(g ~= nil and g > 0, "the input must get a non-zero gradient: " .. out)
+    local f = io.open(dir .. "/tour.safetensors", "rb")
+    assert.is_not_nil(f, "tour.safetensors written")
+    f:close()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
