@@ -38,6 +38,7 @@ local spec = {
     {"optimizer", "adam", "adam or sgd"},
     {"method", "erm", "debias method"},
     {"method_opt", {}, "key=value setting for the method"},
+    {"micro_batches", 1, "one process only: split each batch as that many ranks would (2: the 2-rank run's exact arithmetic)"},
     {"out", "runs/mpi/run", "output folder"},
     {"compare", "", "comma list of run folders to compare (the first is the reference)"},
     {"bench", 50, "all-reduces of the gradient buffer timed after training (0: none)"},
@@ -194,7 +195,7 @@ end}, {__index = mpi.world})
 local cpu0 = os.clock()
 local result = lab.train.fit{method = method, data = sets, epochs = opts.epochs, batch = opts.batch,
   lr = opts.lr, optimizer = opts.optimizer, seed = opts.seed, progress = opts.progress,
-  validate = false, comm = comm}
+  validate = false, comm = comm, micro_batches = opts.micro_batches}
 local cpu = os.clock() - cpu0
 local train_seconds = 0
 for _, h in ipairs(result.history) do train_seconds = train_seconds + h.seconds end

@@ -205,13 +205,13 @@ describe("MPI (2 ranks)", function()
   -- Trains the seed CNN for one epoch on 640 generated digits with batch 91, so that the last
   -- batch (3 digits) splits unevenly over 2 ranks (1 + 2).
   local FIT = [[
-    local out, optimizer = arg[1], arg[2]
+    local out, optimizer, micro = arg[1], arg[2], math.tointeger(tonumber(arg[3] or "1"))
     lab.set_threads(1)
     local source = lab.data.generated{n = 800, n_test = 160, seed = 3}
     local sets = lab.data.colored_mnist{seed = 3, source = source}
     local r = lab.train.fit{method = lab.debias.load("erm"), data = sets, epochs = 1, batch = 91,
       optimizer = optimizer, lr = optimizer == "sgd" and 0.05 or 1e-3, seed = 5, out = out,
-      progress = true}
+      progress = true, micro_batches = micro}
     if lab.mpi.rank() == 0 then
       local ev = lab.metrics.evaluate(r.model, sets.hard)
       lab.util.write_json(out .. "/result.json", {ranks = lab.mpi.size(), steps = r.steps,
@@ -236,10 +236,10 @@ describe("MPI (2 ranks)", function()
     return worst, ra, rb
   end
 
-  local function train_pair(optimizer)
+  local function train_pair(optimizer, micro)
     local d1, d2 = tmpdir(), tmpdir()
     local script = write_tmp(FIT)
-    local one = sh(("%s %s %s %s"):format(q(MPI_BIN), q(script), q(d1), optimizer))
+    local one = sh(("%s %s %s %s %d"):format(q(MPI_BIN), q(script), q(d1), optimizer, micro or 1))
     os.remove(script)
     assert.are.equal(0, one.code, one.out .. one.err)
     local two = mpirun(2, FIT, q(d2) .. " " .. optimizer, {tag = true})
@@ -273,6 +273,17 @@ describe("MPI (2 ranks)", function()
     assert.is_true(math.abs(ra.val_acc - rb.val_acc) <= 0.5, ("val %g vs %g"):format(ra.val_acc, rb.val_acc))
     assert.is_true(math.abs(ra.hard_acc - rb.hard_acc) <= 0.5, ("hard %g vs %g"):format(ra.hard_acc, rb.hard_acc))
     assert.is_true(math.abs(ra.loss - rb.loss) <= 1e-3 * ra.loss, "epoch loss")
+  end)
+
+  it("trains on 2 ranks with Adam to exactly the weights of one process splitting its batches in two", function()
+    -- micro_batches = 2: the one process sums the two halves' gradients as the all-reduce does
+    local d1, d2 = train_pair("adam", 2)
+    local worst, ra, rb = compare(d1, d2)
+    assert.are.equal(0, worst, ("max relative weight difference %.3g, expected 0"):format(worst))
+    -- the reported loss travels in the all-reduce's float32 buffer: equal to float32 precision
+    assert.is_true(math.abs(ra.loss - rb.loss) <= 1e-6 * ra.loss, ("loss %.10g vs %.10g"):format(ra.loss, rb.loss))
+    assert.are.equal(ra.val_acc, rb.val_acc)
+    assert.are.equal(ra.hard_acc, rb.hard_acc)
   end)
 
   it("ends the whole job with the message when one rank fails, instead of hanging", function()

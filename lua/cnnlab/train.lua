@@ -220,6 +220,20 @@ function train.fit(opts)
   local progress = train.progress(opts.progress ~= false and root, "")
   local interrupted, last_epoch = false, start.epoch - 1
   core.trap_sigint(opts.trap_sigint ~= false)
+  -- opts.micro_batches (issue 12): split each batch as that many MPI ranks would (1: no split).
+  local micro = opts.micro_batches or 1
+  if math.type(micro) ~= "integer" or micro < 1 then
+    error(("train: micro_batches must be a positive integer, got %s"):format(tostring(micro)), 2)
+  end
+  if micro > 1 and nranks > 1 then
+    error("train: micro_batches splits batches in one process; under MPI the ranks do it", 2)
+  end
+  local function check_finite(value, epoch, step)
+    if value ~= value or value == math.huge or value == -math.huge then
+      error(("train: the loss became %s at epoch %d, step %d (global step %d); the last " ..
+        "good checkpoint is kept"):format(tostring(value), epoch, step + 1, ctx.steps + 1), 0)
+    end
+  end
   local ok, err = pcall(function()
     for epoch = start.epoch, opts.epochs do
       ctx.epoch = epoch
@@ -238,22 +252,40 @@ function train.fit(opts)
         if nranks > 1 then positions = share_count > 0 and positions:narrow(0, share_start, share_count) end
         ctx.optimizer:zero_grad()
         local batch, logits, value, step_correct = nil, nil, 0.0, 0
-        if positions then
+        local step_loss = 0.0
+        if positions and micro > 1 then
+          -- One process computing the batch as `micro` ranks would: each share's weighted loss
+          -- back-propagated in turn, the gradients summed in .grad in rank order. With micro = K
+          -- this reproduces a K-rank MPI run bit for bit (for K = 2; docs/mpi.md).
+          for part = 0, micro - 1 do
+            local p_start, p_count = comm:share(count, part, micro)
+            if p_count > 0 then
+              batch = train.batch_of(set, positions:narrow(0, p_start, p_count))
+              local loss, part_logits = method.loss(ctx, batch)
+              local part_value = loss:item()
+              check_finite(part_value, epoch, step)
+              step_loss = step_loss + part_value * p_count
+              if part_logits then
+                step_correct = step_correct + part_logits:argmax(1):eq(batch.y):sum():item()
+              end
+              (loss * (p_count / count)):backward()
+            end
+          end
+          value = step_loss / count
+          batch = train.batch_of(set, positions) -- what before_step sees: the whole batch
+        elseif positions then
           batch = train.batch_of(set, positions)
           local loss
           loss, logits = method.loss(ctx, batch)
           value = loss:item()
-          if nranks == 1 and (value ~= value or value == math.huge or value == -math.huge) then
-            error(("train: the loss became %s at epoch %d, step %d (global step %d); the last " ..
-              "good checkpoint is kept"):format(tostring(value), epoch, step + 1, ctx.steps + 1), 0)
-          end
+          if nranks == 1 then check_finite(value, epoch, step) end
           -- MPI: the share's mean loss weighted by its part of the batch, so that the SUM of
           -- the ranks' gradients is the gradient of the global batch's mean loss.
           if nranks > 1 then loss = loss * (share_count / count) end
           loss:backward()
           if logits then step_correct = logits:argmax(1):eq(batch.y):sum():item() end
+          step_loss = value * share_count
         end
-        local step_loss = value * share_count
         local stop = core.sigint_pending()
         if nranks > 1 then
           -- MPI: one all-reduce of one flat buffer: every gradient, then the step's loss sum,
