@@ -198,6 +198,11 @@ end)
 if not ok then
   print("report: " .. tostring(report_path))
   failed = failed or "report"
+else
+  -- A picture of the page, when Debian's chromium is there (the report itself needs nothing).
+  local png = root .. "/report.png"
+  local dom, why = lab.report.render(report_path, {screenshot = png, height = 4000})
+  if dom then print("screenshot: " .. png) else print("no screenshot: " .. why) end
 end
 print("\nTime per step:")
 for _, t in ipairs(timings) do

@@ -19,7 +19,7 @@
 --       [--no-matrix --no-curve --quick] [--out runs/task5]
 -- Writes into --out: metrics.json; grid.png (rows: originals / adversarial / perturbation as
 -- 0.5 + δ·0.5/ε, for the first validation and hard-set 7s, and the validation ones again at
--- --grid-eps); grid.svg (grid.png by relative path, captioned with the model's answers and
+-- --grid-eps); grid.svg (grid.png embedded, captioned with the model's answers and
 -- confidences); adversarial.safetensors (validation 7s) and adversarial_hard.safetensors
 -- (hard-set 7s): originals, adversarial (float32 N×3×28×28), sources, targets and per-digit
 -- results; matrix.svg (success over every source → target pair at ε, first 100 validation
@@ -291,8 +291,10 @@ local ok, err = pcall(function()
       ("first %d %ds of each set; captions: the model's answer and p(%d); perturbation shown as "
         .. "0.5 + δ·0.5/ε per channel (grey: unchanged, full colour: ±ε)"):format(ncol,
         opts.source, opts.target)))
-    b[#b + 1] = ('<image x="%d" y="%d" width="%d" height="%d" href="grid.png" xlink:href="grid.png"/>')
-      :format(left, top, gw, gh)
+    -- embedded, not linked: an SVG shown through <img> (the report) loads no other file
+    local uri = require("cnnlab.figure").png_uri(opts.out .. "/grid.png")
+    b[#b + 1] = ('<image x="%d" y="%d" width="%d" height="%d" href="%s" xlink:href="%s"/>')
+      :format(left, top, gw, gh, uri, uri)
     for r, caps in ipairs(captions) do
       local y0 = top + gpad + (r - 1) * (cell + gpad)
       b[#b + 1] = ('<text x="%d" y="%d" text-anchor="end" font-weight="bold">%s</text>'):format(
