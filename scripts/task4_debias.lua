@@ -469,11 +469,30 @@ local function gradcam_measure(labels_to_check, sets)
         o[kind] = 100 * gradcam.mean_share(shares)
         o[kind .. "_conflicting"] = 100 * gradcam.mean_share(shares, conf)
       end
+      -- On this data colour sits on the strokes, so "where" cannot tell colour from shape;
+      -- "in which direction" can. The input gradient g (3 channels per pixel) splits into its
+      -- luminance part, along (1,1,1) — what a change of grey level does — and the chromatic
+      -- rest. A reader of grey shape has a purely luminance gradient (chromatic share 0); a
+      -- gradient in random directions has 2/3 of its energy chromatic.
+      local first = lab.hooks.layer_names(model)[1]
+      local chroma, lum_total = 0.0, 0
+      for start = 0, n - 1, 250 do
+        local count = math.min(250, n - start)
+        local r = lab.hooks.gradient(model, first, x:narrow(0, start, count), {input_grad = true})
+        local g = r.input_grad
+        local total = (g * g):sum(3):sum(2):sum(1)                        -- N
+        local lum = g:mean(1):square():sum(2):sum(1) * 3                   -- N
+        local share = (total - lum) / total:clamp(1e-30, math.huge)
+        chroma = chroma + share:sum():item()
+        lum_total = lum_total + count
+      end
+      o.chromatic = 100 * chroma / lum_total
       out[label] = o
       pictures[#pictures + 1] = {label = label, maps = res.upsampled, target = res.target}
       util.progress("Grad-CAM (%s, %d hard digits): share of the map on the strokes: Grad-CAM "
-        .. "relu3 %.1f%%, relu2 %.1f%%, saliency %s; strokes cover %.1f%% of the pixels", label, n,
-        o.gradcam, o.gradcam_relu2, o.saliency and ("%.1f%%"):format(o.saliency) or "-", o.stroke_area)
+        .. "relu3 %.1f%%, relu2 %.1f%%, saliency %s; strokes cover %.1f%% of the pixels; "
+        .. "chromatic share of the input gradient %.1f%%", label, n, o.gradcam, o.gradcam_relu2,
+        o.saliency and ("%.1f%%"):format(o.saliency) or "-", o.stroke_area, o.chromatic)
     end
   end
   -- A picture: 8 colour-conflicting hard digits, then each model's map over them.
@@ -671,12 +690,14 @@ local ok, err = pcall(function()
         if g then
           for k, v in pairs(g) do
             if k == "stroke_area" then M.gradcam_stroke_area = v
+            elseif k == "chromatic" then M[("input_gradient_%s_chromatic_share"):format(label)] = v
             else M[("gradcam_%s_%s_stroke_share"):format(label, k)] = v end
           end
           say("Stroke share of the map (%d hard digits; uniform map %.1f%%), %s: Grad-CAM relu3 %.1f%%"
-            .. " (colour≠label %.1f%%), Grad-CAM relu2 %.1f%%, saliency %s", math.min(opts.gradcam_n,
+            .. " (colour≠label %.1f%%), Grad-CAM relu2 %.1f%%, saliency %s; chromatic share of the"
+            .. " input gradient %.1f%% (grey-shape reader 0%%, random 66.7%%)", math.min(opts.gradcam_n,
             sets_for(seeds[1], opts.rho).hard.n), g.stroke_area, label, g.gradcam, g.gradcam_conflicting,
-            g.gradcam_relu2, g.saliency and ("%.1f%%"):format(g.saliency) or "-")
+            g.gradcam_relu2, g.saliency and ("%.1f%%"):format(g.saliency) or "-", g.chromatic)
         end
       end
     end
