@@ -114,22 +114,7 @@ local function check_count(fn, what, v, default)
   return v
 end
 
-local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(fn, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local names = {}
-      for name in pairs(allowed) do names[#names + 1] = name end
-      table.sort(names)
-      error(("%s: unknown option '%s' (known: %s)"):format(fn, tostring(k),
-        table.concat(names, ", ")), 3)
-    end
-  end
-  return opts
-end
+local check_opts = require("cnnlab.hooks").check_opts
 
 --- Float inputs from a slice of stored images: uint8 bytes / 255, float32 as they are.
 local function inputs(images, start, count)

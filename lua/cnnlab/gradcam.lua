@@ -57,22 +57,7 @@ gradcam.STROKE_THRESHOLD = 0.5
 
 local function shape_string(t) return table.concat(t.shape, "×") end
 
-local function check_opts(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(("%s: options must be a table, got %s"):format(fn, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      local known = {}
-      for name in pairs(allowed) do known[#known + 1] = name end
-      table.sort(known)
-      error(("%s: unknown option '%s' (known: %s)"):format(fn, tostring(k),
-        table.concat(known, ", ")), 3)
-    end
-  end
-  return opts
-end
+local check_opts = hooks.check_opts
 
 local function check_images(fn, x)
   if not core.is_tensor(x) then

@@ -147,7 +147,9 @@ local function check_input(fn, x)
   end
 end
 
-local function check_opts(fn, opts, allowed)
+--- Checks an options table against the keys a function knows (shared by the study's
+-- instruments: gradcam.lua and ablation.lua use it too). Errors blame the caller's caller.
+function hooks.check_opts(fn, opts, allowed)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     error(("%s: options must be a table, got %s"):format(fn, type(opts)), 3)
@@ -163,6 +165,7 @@ local function check_opts(fn, opts, allowed)
   end
   return opts
 end
+local check_opts = hooks.check_opts
 
 --- Registers fn(name, module, input, output) as a forward hook on each named module; the
 -- returned handle's :remove() removes every one of them (safe to call twice).

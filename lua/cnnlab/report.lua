@@ -196,9 +196,17 @@ sections[#sections + 1] = {task = "task4", title = "Task 4 — debiasing",
     add("a CNN trained on raw grey images: hard (grey)", "evidence_grey_only_hard_grey_acc")
     add("… on hard digits whose colour has another grey level", "evidence_grey_only_hard_grey_conflicting_other_brightness_acc")
     add("a CNN trained on brightness-normalised grey: hard (grey)", "evidence_grey_only_normalised_hard_grey_acc")
+    for _, name in ipairs(order) do
+      local g, c = m["gradcam_" .. name .. "_gradcam_stroke_share"], m["input_gradient_" .. name .. "_chromatic_share"]
+      if g then ev[#ev + 1] = {name .. ": share of the Grad-CAM map on the strokes (Task 3's measure)", g, "%"} end
+      if c then ev[#ev + 1] = {name .. ": chromatic share of the input gradient (shape reader 0%, random 67%)", c, "%"} end
+    end
     if #ev > 0 then
       out[#out + 1] = "<p>Why the seed's grey consistency does not carry over: SPEC §2's grey "
-        .. "image of a digit painted P[k] is mean(P[k])·s, so its brightness still tells the colour.</p>"
+        .. "image of a digit painted P[k] is mean(P[k])·s, so its brightness still tells the colour. "
+        .. "And where the models look: on this data colour sits on the strokes, so the share of a "
+        .. "map on the strokes cannot tell colour from shape; the direction of the input gradient "
+        .. "(along grey, or across colours) can.</p>"
       out[#out + 1] = number_table(ev)
     end
     return table.concat(out, "\n")
