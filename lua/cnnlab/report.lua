@@ -105,7 +105,10 @@ sections[#sections + 1] = {task = "task1", title = "Task 1 — the network learn
       {"hard accuracy", m.hard_acc, "%", "15–20%"},
       {"hard, colour ≠ label", m.hard_conflicting_acc, "%"},
       {"hard predictions equal to the colour's class", m.hard_follows_colour, "%"},
-      {"epochs", m.epochs}, {"training time", m.seconds, "s"}}
+      {"epochs", m.epochs}, {"training time", m.seconds, "s"},
+      m.example_label and {("example.png: hard digit #%d, a %d painted in the colour of %d"):format(
+        m.example_index, m.example_label, m.example_color), ("read as %d (%.1f%%)"):format(
+        m.example_pred, m.example_confidence)} or nil}
   end}
 
 sections[#sections + 1] = {task = "task2", title = "Task 2 — what each layer sees",
