@@ -38,6 +38,9 @@ local ok, err = pcall(function()
   util.progress("building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.seed, opts.rho,
     opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
+  -- The grey MNIST digits behind the coloured sets are not needed to train: 55 MB less resident.
+  sets.source = nil
+  collectgarbage()
   util.progress("train %d, validation %d, hard %d (conflicting %d); %d threads, %s GEMM",
     sets.train.n, sets.val.n, sets.hard.n, sets.hard.conflicting:sum():item(),
     lab.get_threads(), lab.gemm_backend())
