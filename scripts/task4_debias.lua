@@ -564,6 +564,7 @@ local ok, err = pcall(function()
   end
   local command = "./cnnlab scripts/task4_debias.lua " .. table.concat(arg, " ")
   say("== %s  (%s)", command, os.date("!%Y-%m-%d %H:%M:%S UTC"))
+  if opts.threads > 0 then lab.set_threads(opts.threads) end -- before the line that reports it
   util.progress("%d threads, %s GEMM; seeds %s", lab.get_threads(), lab.gemm_backend(),
     table.concat(seeds, ","))
 
