@@ -204,7 +204,12 @@ local function lpad(s, w)
   return s .. string.rep(" ", math.max(0, w - (utf8.len(s) or #s)))
 end
 
-local function json_same(a, b) return util.json_encode(a) == util.json_encode(b) end
+-- Settings read back from result.json went through the JSON decoder, which gives every number
+-- as a float (5 comes back as 5.0); both sides take the same trip before they are compared.
+local function json_same(a, b)
+  local function canonical(v) return util.json_encode(util.json_decode(util.json_encode(v))) end
+  return canonical(a) == canonical(b)
+end
 
 -- ------------------------------------------------------------------ one run
 
