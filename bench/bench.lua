@@ -417,6 +417,20 @@ do
 end
 results.fixed_step_ms = fixed_step_cost() * 1e3
 results.startup_ms = startup_ms()
+-- Task 0's data path (issue 3: "well under a second" each), when make data has run
+if util.exists("data/mnist/train-images-idx3-ubyte.gz") or util.exists("data/mnist/train-images-idx3-ubyte") then
+  local reads, builds = {}, {}
+  for i = 1, opt.quick and 1 or 5 do
+    local t0 = lab.now()
+    local src = lab.data.mnist("data/mnist", {fetch = false})
+    local t1 = lab.now()
+    local sets = lab.data.colored_mnist{seed = i, rho = 1.0, source = src}
+    reads[i], builds[i] = t1 - t0, lab.now() - t1
+    src, sets = nil, nil
+    collectgarbage()
+  end
+  results.mnist_read_s, results.cmnist_build_s = median(reads), median(builds)
+end
 results.peak_rss_mb = (status_kb("VmHWM") or 0) / 1024
 do
   local cmd = string.format("%s %s --rss-probe --batch %d --threads %d%s", util.shell_quote(exe),
@@ -466,6 +480,10 @@ print(string.format("time in Lua per training step (1 thread; everything outside
 print(string.format("a whole step at batch 1 (1 thread; all that does not grow with the batch): "
   .. "%.3f ms", results.fixed_step_ms))
 print(string.format("start-up of `cnnlab -e ''`: %.1f ms (median)", results.startup_ms))
+if results.mnist_read_s then
+  print(string.format("MNIST: reading the four IDX files (70,000 digits) %.3f s; building Colored "
+    .. "MNIST (70,000 images) %.3f s (1 thread, medians)", results.mnist_read_s, results.cmnist_build_s))
+end
 print(string.format("peak resident memory of this bench: %.0f MB", results.peak_rss_mb))
 if results.task1_probe_peak_rss_mb then
   print(string.format("peak resident memory training beside a Task-1-sized data set (%.0f MB of "

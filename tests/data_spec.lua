@@ -301,9 +301,7 @@ describe("real data", function()
     local t2 = lab.now()
     print(string.format("\n  timing: read MNIST %.3f s, built 70,000 coloured images %.3f s",
       t1 - t0, t2 - t1))
-    -- sanitizer builds are several times slower: the time is printed, not asserted, there
-    local timed = not (os.getenv("CNNLAB_BIN") or ""):find("asan", 1, true)
-    assert.is_true(not timed or t2 - t1 < 1.0, string.format("build took %.3f s", t2 - t1))
+    -- printed, not asserted: speed is measured by make bench, not by a test on a busy machine
     assert.same({48000, 3, 28, 28}, cm.train.images.shape)
     assert.same({12000, 3, 28, 28}, cm.val.images.shape)
     assert.same({10000, 3, 28, 28}, cm.hard.images.shape)
