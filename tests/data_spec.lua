@@ -289,7 +289,7 @@ describe("real data", function()
   local have = util.exists("data/mnist/train-images-idx3-ubyte")
     and util.exists("data/mnist/t10k-labels-idx1-ubyte")
 
-  it("builds Colored MNIST from MNIST in well under a second", function()
+  it("builds Colored MNIST from real MNIST (time printed; make bench measures it)", function()
     if not have then
       pending("real MNIST not in data/mnist (run 'make data'); integration test skipped")
       return
