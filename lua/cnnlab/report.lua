@@ -163,7 +163,8 @@ sections[#sections + 1] = {task = "task4", title = "Task 4 — debiasing",
     for _, name in ipairs(order) do seen[name] = true end
     for k in pairs(m) do -- methods given as files appear too
       local name = k:match("^(.-)_hard_acc_mean$")
-      if name and not seen[name] and not name:find("^sweep_") and not name:find("^gradcam_") then
+      if name and not seen[name] and name ~= "best" and not name:find("^sweep_")
+        and not name:find("^gradcam_") and not name:find("^evidence") then
         order[#order + 1] = name
         seen[name] = true
       end
@@ -280,7 +281,7 @@ body{font-family:Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;pad
  color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .sub{color:#666} table.nums{border-collapse:collapse;margin:1em 0}
-table.nums td,table.nums th{border:1px solid #ccc;padding:.3em .8em;text-align:right}
+table.nums td,table.nums th{border:1px solid #ccc;padding:.3em .8em;text-align:right;white-space:nowrap}
 table.nums td:first-child{text-align:left}
 .figs{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;max-width:520px}
 figure img{max-width:100%;border:1px solid #ddd}
