@@ -80,6 +80,14 @@ local function hard_result(name, options, rho, epochs)
   return result_cache[key]
 end
 
+-- Training-quality cases train the seed network for several epochs; under the sanitizers
+-- (check-asan, ~10x slower) they would take CI past its time limit, and they check learning,
+-- not memory: there they are reported pending, and `make test` runs them.
+local SANITIZED = (os.getenv("CNNLAB_BIN") or ""):find("asan", 1, true) ~= nil
+local heavy = SANITIZED and function(name)
+  pending(name .. " (training quality: run by make test, not under the sanitizers)")
+end or it
+
 local saved_threads
 setup(function()
   saved_threads = lab.get_threads()
@@ -278,7 +286,7 @@ describe("debias: the methods' arithmetic on hand-built cases", function()
     assert.near(0, (red:narrow(1, 0, 1) - w:narrow(1, 0, 1)):abs():max():item(), 1 / 255 + 1e-6)
   end)
 
-  it("lff weights the samples its biased model finds hard", function()
+  heavy("lff weights the samples its biased model finds hard", function()
     -- At rho 0.9 the biased model learns colour, so the bias-conflicting training digits end
     -- with a larger relative-difficulty weight W than the aligned ones.
     local r = hard_result("lff", {}, 0.9, 6)
@@ -288,7 +296,7 @@ describe("debias: the methods' arithmetic on hand-built cases", function()
     assert.is_true(last.lff_bias_hard_acc < 30, "the biased model reads colour")
   end)
 
-  it("jtt's error set is mostly the bias-conflicting digits", function()
+  heavy("jtt's error set is mostly the bias-conflicting digits", function()
     local r = hard_result("jtt", {T = "2", final_epochs = "4"}, 0.9)
     local h = r.history[2]
     assert.is_true(h.jtt_error_set > 0)
@@ -338,13 +346,13 @@ end)
 describe("debias: each method moves hard accuracy the expected way (generated digits)", function()
   -- rho = 1: erm reads colour (hard near chance); the methods that know colour is the bias
   -- must do better on the hard set. 3 epochs each.
-  it("erm reads colour: high validation, hard accuracy near chance", function()
+  heavy("erm reads colour: high validation, hard accuracy near chance", function()
     local r = hard_result("erm", {}, 1.0, 3)
     assert.is_true(r.val > 90, ("val %.1f"):format(r.val))
     assert.is_true(r.hard < 25, ("hard %.1f"):format(r.hard))
   end)
 
-  it("dropout trains with its masks on, evaluates without, and still reads colour here", function()
+  heavy("dropout trains with its masks on, evaluates without, and still reads colour here", function()
     local r = hard_result("dropout", {}, 1.0, 3)
     assert.is_truthy(r.model:get_module("drop1"))
     assert.is_false(r.model.training)
@@ -355,20 +363,20 @@ describe("debias: each method moves hard accuracy the expected way (generated di
     assert.is_true(r.hard < ca.hard - 30, ("dropout %.1f, colour_augment %.1f"):format(r.hard, ca.hard))
   end)
 
-  it("grey_consistency lifts hard accuracy above erm", function()
+  heavy("grey_consistency lifts hard accuracy above erm", function()
     local erm = hard_result("erm", {}, 1.0, 3)
     local r = hard_result("grey_consistency", {}, 1.0, 3)
     assert.is_true(r.hard > erm.hard + 8, ("grey %.1f, erm %.1f"):format(r.hard, erm.hard))
   end)
 
-  it("grey_invariant lifts it further than the seed's grey consistency", function()
+  heavy("grey_invariant lifts it further than the seed's grey consistency", function()
     local gc = hard_result("grey_consistency", {}, 1.0, 3)
     local r = hard_result("grey_invariant", {}, 1.0, 3)
     assert.is_true(r.hard > gc.hard + 10, ("grey_invariant %.1f, grey_consistency %.1f")
       :format(r.hard, gc.hard))
   end)
 
-  it("colour_augment reads shape: hard accuracy far above erm", function()
+  heavy("colour_augment reads shape: hard accuracy far above erm", function()
     local erm = hard_result("erm", {}, 1.0, 3)
     local r = hard_result("colour_augment", {}, 1.0, 3)
     assert.is_true(r.hard > 75 and r.hard > erm.hard + 50, ("colour_augment %.1f, erm %.1f")
@@ -377,21 +385,21 @@ describe("debias: each method moves hard accuracy the expected way (generated di
 
   -- rho = 0.9: 10% of the training digits conflict with their colour; the bias-unaware
   -- methods must find them and beat erm on the hard set's conflicting digits (6 epochs each).
-  it("lff beats erm on bias-conflicting hard digits at rho 0.9", function()
+  heavy("lff beats erm on bias-conflicting hard digits at rho 0.9", function()
     local erm = hard_result("erm", {}, 0.9, 6)
     local r = hard_result("lff", {}, 0.9, 6)
     assert.is_true(r.conflicting > erm.conflicting + 5, ("lff %.1f, erm %.1f")
       :format(r.conflicting, erm.conflicting))
   end)
 
-  it("jtt beats erm on bias-conflicting hard digits at rho 0.9", function()
+  heavy("jtt beats erm on bias-conflicting hard digits at rho 0.9", function()
     local erm = hard_result("erm", {}, 0.9, 6)
     local r = hard_result("jtt", {T = "2", final_epochs = "4"}, 0.9)
     assert.is_true(r.conflicting > erm.conflicting + 5, ("jtt %.1f, erm %.1f")
       :format(r.conflicting, erm.conflicting))
   end)
 
-  it("group_dro beats erm on bias-conflicting hard digits at rho 0.9", function()
+  heavy("group_dro beats erm on bias-conflicting hard digits at rho 0.9", function()
     local erm = hard_result("erm", {}, 0.9, 6)
     local r = hard_result("group_dro", {}, 0.9, 6)
     assert.is_true(r.conflicting > erm.conflicting + 5, ("group_dro %.1f, erm %.1f")
