@@ -11,6 +11,12 @@ describe("make install", function()
     local out = p:read("a")
     p:close()
     assert.equal("12.0", out:match("^%s*(.-)%s*$"))
+    -- Under the sanitizers the installed C module is instrumented, and an uninstrumented
+    -- lua5.4 cannot load it (the ASan runtime must come first); that half is for make test.
+    if (os.getenv("CNNLAB_BIN") or ""):find("asan", 1, true) then
+      os.execute("rm -rf " .. prefix)
+      return
+    end
     local lua = ("cd / && LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;' "
       .. "LUA_CPATH='%s/lib/lua/5.4/?.so;;' lua5.4 -e 'local lab = require \"cnnlab\"; "
       .. "print(lab.nn.Linear(3, 2)(lab.zeros(1, 3)).shape[2])'"):format(prefix, prefix, prefix)
