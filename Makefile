@@ -20,6 +20,19 @@ LUA_PC := $(shell $(PKG_CONFIG) --exists lua5.4 && echo lua5.4 || echo lua54)
 LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC))
 LUA_LIBS := $(shell $(PKG_CONFIG) --libs $(LUA_PC))
 
+# A fresh machine gets one message naming the Debian packages to install, not a compiler error.
+ifeq ($(filter clean format data,$(MAKECMDGOALS)),)
+DEPS_MISSING := $(shell command -v $(PKG_CONFIG) >/dev/null 2>&1 || echo pkg-config; \
+  for p in $(LUA_PC):liblua5.4-dev libpng:libpng-dev zlib:zlib1g-dev libcjson:libcjson-dev \
+    $(if $(filter openblas,$(BLAS)),openblas:libopenblas-dev,); do \
+    $(PKG_CONFIG) --exists $${p%%:*} 2>/dev/null || echo $${p#*:}; done)
+ifneq ($(strip $(DEPS_MISSING)),)
+$(error missing development packages: $(strip $(DEPS_MISSING)). Install them with: sudo apt-get install \
+build-essential pkg-config liblua5.4-dev lua5.4 zlib1g-dev libpng-dev libopenblas-dev libcjson-dev \
+libreadline-dev lua-busted lua-cjson (or see README.md))
+endif
+endif
+
 BUILD := build
 ifneq ($(MODE),release)
 BUILD := build-$(MODE)
