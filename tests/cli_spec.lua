@@ -232,6 +232,34 @@ echo $rc]], q(BIN), marker, err, marker)
   end)
 end)
 
+-- The core issue's example, in cnnlab's API: a forward hook, a loss, backward; the same text
+-- as a script and typed into the REPL.
+local ISSUE_EXAMPLE = [[
+local lab = require "cnnlab"
+local x = lab.rand({8, 3, 28, 28}, {requires_grad = true})
+local net = lab.nn.Sequential {
+  lab.nn.Conv2d(3, 32, 3, {padding = 1}), lab.nn.ReLU(), lab.nn.MaxPool2d(3, 2),
+  lab.nn.Flatten(), lab.nn.Linear(32 * 13 * 13, 10) }
+local h = net[1]:register_forward_hook(function(m, input, output) return output end)
+local loss = lab.cross_entropy(net(x), lab.tensor({0, 1, 2, 3, 4, 5, 6, 7}):long())
+loss:backward()
+h:remove()
+print(table.concat(x.grad.shape, "x"), net[1].weight.grad ~= nil, loss:item() > 0)
+]]
+
+describe("the core issue's example", function()
+  it("runs as a script and through the REPL", function()
+    local path = script(ISSUE_EXAMPLE)
+    local as_script = run(q(path))
+    os.remove(path)
+    assert.are.equal(0, as_script.code, as_script.err)
+    assert.truthy(as_script.out:find("8x3x28x28\ttrue\ttrue", 1, true), as_script.out)
+    local typed = run("", ISSUE_EXAMPLE)
+    assert.are.equal(0, typed.code, typed.err)
+    assert.truthy(typed.out:find("8x3x28x28\ttrue\ttrue", 1, true), typed.out)
+  end)
+end)
+
 describe("cnnlab REPL through a pipe", function()
   it("prints values, survives errors, and exits 0 at end of input", function()
     local r = run("", '1+1\nlocal x = 2\nx\nerror("boom")\nprint("still alive")\n')
