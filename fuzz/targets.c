@@ -264,6 +264,21 @@ int fuzz_safetensors_one(const uint8_t *data, size_t size) {
 
 /* ---------------------------------------------------------------- PNG */
 
+/* The data of the first IHDR chunk (width, height, ...), walking length-type-data-CRC chunks
+ * from the 8-byte signature; NULL when there is none whole. */
+static const uint8_t *find_ihdr(const uint8_t *data, size_t size) {
+  size_t at = 8;
+  while (at + 8 <= size) {
+    uint32_t len = be32(data + at);
+    if (memcmp(data + at + 4, "IHDR", 4) == 0)
+      return len >= 8 && at + 8 + 8 <= size ? data + at + 8 : NULL;
+    if ((uint64_t)len + 12 > size - at)
+      return NULL;
+    at += (size_t)len + 12;
+  }
+  return NULL;
+}
+
 int fuzz_png_one(const uint8_t *data, size_t size) {
   size_t before = cl_mem_in_use();
   cl_tensor *t = cl_decode_png(data, size, "fuzz.png");
@@ -272,9 +287,10 @@ int fuzz_png_one(const uint8_t *data, size_t size) {
   } else {
     if (t->dtype != CL_UINT8 || t->ndim != 3 || (t->shape[0] != 1 && t->shape[0] != 3))
       broken("png", "decoded to something other than uint8 1×H×W or 3×H×W");
-    /* libpng insists on IHDR first: width at byte 16, height at 20. */
-    if (size < 24 || (uint64_t)t->shape[2] != be32(data + 16) ||
-        (uint64_t)t->shape[1] != be32(data + 20))
+    /* The IHDR chunk's width and height. Not always at byte 16: libpng lets an ancillary
+     * chunk come first (found by fuzz_png), so walk the chunks to it. */
+    const uint8_t *ihdr = find_ihdr(data, size);
+    if (!ihdr || (uint64_t)t->shape[2] != be32(ihdr) || (uint64_t)t->shape[1] != be32(ihdr + 4))
       broken("png", "the size differs from the IHDR chunk's");
   }
   int ok = t != NULL;
