@@ -120,7 +120,14 @@ local keys = {}
 local function step_key(step)
   local h = fnv(library_hash, step.name)
   h = file_hash(h, step.script)
-  h = fnv(h, table.concat(step.args, "\0"))
+  -- --threads changes no result (the kernels are bit-identical across thread counts), so it
+  -- is not part of the key: a step run with --threads 1 stays up to date without it.
+  local args, i = {}, 1
+  while i <= #step.args do
+    if step.args[i] == "--threads" then i = i + 2
+    else args[#args + 1], i = step.args[i], i + 1 end
+  end
+  h = fnv(h, table.concat(args, "\0"))
   for _, dep in ipairs(step.after or {}) do h = fnv(h, keys[dep] or "") end
   return ("%016x"):format(h)
 end
