@@ -124,7 +124,7 @@ $(BUILD)/lib/cnnlab/core.so: $(BIND_OBJ) $(CORE_OBJ) | $(BUILD)/lib/cnnlab
 cnnlab: $(EXE)
 	ln -sf $(EXE) $@
 
-$(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(BUILD)/libcnnlab.a | $(BUILD)/tests
+$(BUILD)/tests/%: tests/c/%.c tests/c/check.h tests/c/random_tensor.h $(BUILD)/libcnnlab.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) -Isrc $< -o $@ $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
 
 # The fuzz regression replay runs the fuzz targets' own code (fuzz/targets.c).

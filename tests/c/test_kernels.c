@@ -10,6 +10,7 @@
 #include "cnnlab.h"
 #include "kernels.h"
 #include "nn_ref.h"
+#include "random_tensor.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,14 +21,6 @@ static float *random_floats(cl_rng *r, long n, float lo, float hi) {
   for (long i = 0; i < n; i++)
     p[i] = lo + (hi - lo) * cl_rng_uniform_f(r);
   return p;
-}
-
-static cl_tensor *random_tensor(cl_rng *r, int ndim, const int64_t *shape, float lo, float hi) {
-  cl_tensor *t = cl_empty(CL_FLOAT32, ndim, shape);
-  float *p = cl_f32(t);
-  for (int64_t i = 0; i < cl_numel(t); i++)
-    p[i] = lo + (hi - lo) * cl_rng_uniform_f(r);
-  return t;
 }
 
 /* Worst |got − want| / (1 + scale) over n values. */

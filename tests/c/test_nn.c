@@ -5,6 +5,7 @@
 #include "check.h"
 #include "cnnlab.h"
 #include "nn_ref.h"
+#include "random_tensor.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,15 +19,6 @@ static cl_tensor *tensor_f(int ndim, const int64_t *shape, const float *values) 
 
 static cl_tensor *tensor_i64(int64_t n, const int64_t *values) {
   return cl_from_data(CL_INT64, 1, &n, values);
-}
-
-/* Uniform in [lo, hi), from a generator the test owns. */
-static cl_tensor *random_tensor(cl_rng *r, int ndim, const int64_t *shape, float lo, float hi) {
-  cl_tensor *t = cl_empty(CL_FLOAT32, ndim, shape);
-  float *p = cl_f32(t);
-  for (int64_t i = 0; i < cl_numel(t); i++)
-    p[i] = lo + (hi - lo) * cl_rng_uniform_f(r);
-  return t;
 }
 
 static double max_abs_diff(const cl_tensor *a, const cl_tensor *b) {
