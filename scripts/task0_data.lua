@@ -48,7 +48,12 @@ if opts.synthetic > 0 then
   util.progress("generated %d synthetic training and %d test digits", source.train.labels:numel(),
     source.test.labels:numel())
 else
-  source = data.mnist(opts.dir)
+  local ok, got = pcall(data.mnist, opts.dir)
+  if not ok then -- a missing or bad file is the user's to fix: the message, no traceback
+    io.stderr:write("task0_data: ", tostring(got), "\n")
+    os.exit(1)
+  end
+  source = got
   util.progress("read MNIST from %s in %.2f s", source.dir, lab.now() - t0)
 end
 
