@@ -345,13 +345,15 @@ static int is_grad_enabled(lua_State *L) {
 }
 
 static int memory(lua_State *L) {
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)cl_mem_in_use());
   lua_setfield(L, -2, "in_use");
   lua_pushinteger(L, (lua_Integer)cl_mem_peak());
   lua_setfield(L, -2, "peak");
   lua_pushinteger(L, (lua_Integer)cl_alloc_count());
   lua_setfield(L, -2, "allocations");
+  lua_pushinteger(L, (lua_Integer)cl_mem_cached());
+  lua_setfield(L, -2, "cached");
   return 1;
 }
 

@@ -208,10 +208,81 @@ static void same_run(const conv_shape *s, int64_t lo, int64_t hi, int64_t d, int
   *qhi = b;
 }
 
+/* Same convolutions whose plane is small enough run on the shifted-row scheme below with
+ * their scratch on the stack: a plane with margins (SAME_MAX_PADDED floats) and one mask per
+ * kernel column (SAME_MAX_MASKS words). The seed network's planes (28×28 and smaller) fit. */
+#define SAME_MAX_PADDED 4096
+#define SAME_MAX_MASKS 4096
+
+/* Zeros on either side of a plane, enough for every shift d of a same convolution. */
+static int64_t same_margin(const conv_shape *s) { return s->pad * s->w + s->pad; }
+
+static int same_fits(const conv_shape *s) {
+  return conv_is_same(s) && s->plane + 2 * same_margin(s) <= SAME_MAX_PADDED &&
+         s->k * s->plane <= SAME_MAX_MASKS;
+}
+
+/* masks[kj·P + q]: all ones where output pixel q's source column q % W + kj − pad exists, zero
+ * where the shift by kj − pad wrapped it round the plane's left or right edge. */
+static void same_masks(const conv_shape *s, uint32_t *masks) {
+  for (int64_t kj = 0; kj < s->k; kj++)
+    for (int64_t oy = 0; oy < s->h; oy++)
+      for (int64_t ox = 0; ox < s->w; ox++) {
+        int64_t ix = ox + kj - s->pad;
+        masks[kj * s->plane + oy * s->w + ox] = ix >= 0 && ix < s->w ? ~0u : 0u;
+      }
+}
+
+/* out[q] = src[q] where mask[q] is set, +0 where it is clear: bits, so the vectoriser sees an
+ * AND, and a NaN or infinity under a clear mask leaves nothing behind. */
+CL_VECTOR_CLONES
+static void copy_masked(const float *restrict src, const uint32_t *restrict mask,
+                        float *restrict out, int64_t n) {
+  for (int64_t q = 0; q < n; q++) {
+    uint32_t bits;
+    memcpy(&bits, &src[q], sizeof bits);
+    bits &= mask[q];
+    memcpy(&out[q], &bits, sizeof bits);
+  }
+}
+
+CL_VECTOR_CLONES
+static void add_masked(const float *restrict src, const uint32_t *restrict mask,
+                       float *restrict acc, int64_t n) {
+  for (int64_t q = 0; q < n; q++) {
+    uint32_t bits;
+    memcpy(&bits, &src[q], sizeof bits);
+    bits &= mask[q];
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    acc[q] += v;
+  }
+}
+
 /* x one sample C×H×W → col (C·K·K)×(OH·OW), row r at col + r·ld (ld >= OH·OW):
- *   col[(c·K + ki)·K + kj, oy·OW + ox] = x[c, oy·S − P + ki, ox·S − P + kj]  (0 outside). */
+ *   col[(c·K + ki)·K + kj, oy·OW + ox] = x[c, oy·S − P + ki, ox·S − P + kj]  (0 outside).
+ * A same convolution's row (c, ki, kj) is plane c shifted by d = (ki − P)·W + (kj − P): with the
+ * plane copied between zero margins, every row is one masked copy of `plane` floats — the
+ * margins supply the rows above and below, the mask clears the columns that wrapped round an
+ * edge. No branch and no library call per row (short rows made those cost more than the copy). */
 static void im2col(const conv_shape *s, const float *restrict x, float *restrict col, int64_t ld) {
   int64_t K = s->k, S = s->stride, P = s->pad, W = s->w, OW = s->ow;
+  if (same_fits(s)) {
+    float padded[SAME_MAX_PADDED];
+    uint32_t masks[SAME_MAX_MASKS];
+    int64_t M = same_margin(s), plane = s->plane;
+    same_masks(s, masks);
+    memset(padded, 0, sizeof(float) * (size_t)M);
+    memset(padded + M + plane, 0, sizeof(float) * (size_t)M);
+    for (int64_t c = 0; c < s->c; c++) {
+      memcpy(padded + M, x + c * plane, sizeof(float) * (size_t)plane);
+      for (int64_t ki = 0; ki < K; ki++)
+        for (int64_t kj = 0; kj < K; kj++)
+          copy_masked(padded + M + (ki - P) * W + (kj - P), masks + kj * plane,
+                      col + ((c * K + ki) * K + kj) * ld, plane);
+    }
+    return;
+  }
   if (conv_is_same(s)) {
     for (int64_t c = 0; c < s->c; c++)
       for (int64_t ki = 0; ki < K; ki++)
@@ -263,11 +334,27 @@ static void im2col(const conv_shape *s, const float *restrict x, float *restrict
 }
 
 /* The adjoint of im2col: dx[c, iy, ix] = Σ dcol[row, pixel] over every (row, pixel) that
- * im2col read from (iy, ix), rows of dcol ld apart. Overwrites the sample's dx (C×H×W). For a
- * same convolution the entries of dcol that im2col would have set to zero (wrapped columns)
- * are cleared first — dcol is scratch — so that each row adds back as one long shifted run. */
+ * im2col read from (iy, ix), rows of dcol ld apart. Overwrites the sample's dx (C×H×W). A same
+ * convolution's row adds back as one shifted run: masked (+0 where im2col wrote a zero) into
+ * a plane with margins, or — on planes too big for that scratch — with the wrapped entries
+ * cleared first (dcol is scratch). Each element sums its terms in the same order either way. */
 static void col2im(const conv_shape *s, float *restrict dcol, int64_t ld, float *restrict dx) {
   int64_t K = s->k, S = s->stride, P = s->pad, W = s->w, OW = s->ow;
+  if (same_fits(s)) { /* im2col's scheme backwards: masked rows added into a padded plane */
+    float acc[SAME_MAX_PADDED];
+    uint32_t masks[SAME_MAX_MASKS];
+    int64_t M = same_margin(s), plane = s->plane;
+    same_masks(s, masks);
+    for (int64_t c = 0; c < s->c; c++) {
+      memset(acc, 0, sizeof(float) * (size_t)(plane + 2 * M));
+      for (int64_t ki = 0; ki < K; ki++)
+        for (int64_t kj = 0; kj < K; kj++)
+          add_masked(dcol + ((c * K + ki) * K + kj) * ld, masks + kj * plane,
+                     acc + M + (ki - P) * W + (kj - P), plane);
+      memcpy(dx + c * plane, acc + M, sizeof(float) * (size_t)plane);
+    }
+    return;
+  }
   for (int64_t i = 0; i < s->c * s->h * W; i++)
     dx[i] = 0;
   if (conv_is_same(s)) {

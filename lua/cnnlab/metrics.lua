@@ -1,6 +1,6 @@
 --- cnnlab.metrics — what a trained model gets right, broken down the ways the study needs.
 --
---   metrics.evaluate(model, set[, {batch = 1000}]) → {
+--   metrics.evaluate(model, set[, {batch = 128}]) → {
 --     acc,                         percent correct
 --     aligned_acc, conflicting_acc percent on samples whose colour is (not) their label's
 --     n_aligned, n_conflicting

@@ -320,7 +320,8 @@ function train.fit(opts)
       local record = {epoch = epoch, loss = loss_sum / math.max(seen, 1),
         train_acc = 100 * correct / math.max(seen, 1), seconds = core.now() - epoch_start}
       if data.val and opts.validate ~= false then
-        record.val_acc = train.accuracy(ctx.model, data.val, {batch = opts.eval_batch, comm = comm})
+        record.val_acc = train.accuracy(ctx.model, data.val,
+          {batch = opts.eval_batch or opts.batch, comm = comm})
       end
       if nranks > 1 then -- MPI: time inside the collectives this epoch (rank 0's view)
         local st = comm.stats(true)
@@ -360,7 +361,9 @@ end
 -- in evaluation mode and without recording a graph.
 function train.predict(model, set, opts)
   opts = opts or {}
-  local batch = opts.batch or 250 -- larger batches only add peak memory
+  -- The trainer's default batch: evaluation then reuses the blocks a training step left in the
+  -- allocator's cache instead of adding blocks of new sizes (Task 1's resident peak, issue 9).
+  local batch = opts.batch or 128
   local n = set.n or set.labels:numel()
   local was_training = model.training
   model:eval()
