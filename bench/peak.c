@@ -79,10 +79,17 @@ static double measure(runner run, int threads) {
     t = omp_get_thread_num();
 #endif
     sink += run(iters / 20); /* warm up: clocks ramp, pages fault */
-    double t0 = thread_seconds();
-    sink += run(iters);
-    double dt = thread_seconds() - t0;
-    rates[t] = 2.0 * STEPS * 8 * 32 * (double)iters / dt / 1e9;
+    /* The best of three: a peak is what the core can do, and a moment of interference only
+     * lowers a measurement (one bench run read 101 GFLOP/s against the usual 116, which
+     * would have flattered every share computed from it). */
+    rates[t] = 0;
+    for (int rep = 0; rep < 3; rep++) {
+      double t0 = thread_seconds();
+      sink += run(iters);
+      double dt = thread_seconds() - t0, rate = 2.0 * STEPS * 8 * 32 * (double)iters / dt / 1e9;
+      if (rate > rates[t])
+        rates[t] = rate;
+    }
   }
   if (sink == 12345.0f)
     printf("#\n");

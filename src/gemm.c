@@ -30,7 +30,10 @@ void cl_set_threads(int n) {
   omp_set_num_threads(n);
 #endif
 #ifdef CNNLAB_CBLAS
-  openblas_set_num_threads(n);
+  /* OpenBLAS always runs one thread: its idle workers spin on sched_yield after each call,
+   * taking a core from the OpenMP threads (13% of a 2-thread training step, where only the
+   * small linear layer called it). cl_gemm splits big products over OpenMP instead. */
+  openblas_set_num_threads(1);
 #endif
 }
 
@@ -292,11 +295,8 @@ void cl_gemm_portable(int ta, int tb, int m, int n, int k, float alpha, const fl
   }
 }
 
-void cl_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-             const float *b, int ldb, float beta, float *c, int ldc) {
-  if (m <= 0 || n <= 0)
-    return;
-  (void)cl_get_threads();
+static void gemm_one(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc) {
 #ifdef CNNLAB_CBLAS
   if (k <= 0) { /* some BLAS builds mishandle K = 0 */
     for (int i = 0; i < m; i++)
@@ -309,6 +309,50 @@ void cl_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, i
 #else
   cl_gemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
+}
+
+/* Products below this many multiply-adds run on one thread (the seed network's linear layer,
+ * 1.5 M, among them): a parallel region costs more than they do. */
+#define GEMM_SPLIT_MIN_WORK (1 << 23)
+#define GEMM_SPLIT_ROWS 64 /* rows (or columns) of C per piece, at least */
+
+/* C (M×N) = alpha·op(A)·op(B) + beta·C, row-major. A big product outside a parallel region is
+ * cut into pieces of C's rows (or columns, when C is wide), one single-threaded product each,
+ * taken by the OpenMP threads. Every element of C is still one product's, over all of K, and
+ * the cut depends on the shape only: the same bits for any thread count. */
+void cl_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+             const float *b, int ldb, float beta, float *c, int ldc) {
+  if (m <= 0 || n <= 0)
+    return;
+  int threads = cl_get_threads();
+  int by_rows = m >= n;
+  int len = by_rows ? m : n;
+  int pieces = len / GEMM_SPLIT_ROWS;
+  if (pieces > 16)
+    pieces = 16;
+#ifdef _OPENMP
+  if (omp_in_parallel())
+    threads = 1;
+#endif
+  if (threads < 2 || pieces < 2 || (double)m * n * k < GEMM_SPLIT_MIN_WORK) {
+    gemm_one(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  int size = (len + pieces - 1) / pieces;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+#endif
+  for (int p = 0; p < pieces; p++) {
+    int lo = p * size, cnt = len - lo < size ? len - lo : size;
+    if (cnt <= 0)
+      continue;
+    if (by_rows) /* rows lo.. of op(A): A's rows, or its columns when transposed */
+      gemm_one(ta, tb, cnt, n, k, alpha, ta ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
+               c + (size_t)lo * ldc, ldc);
+    else /* columns lo.. of op(B) */
+      gemm_one(ta, tb, m, cnt, k, alpha, a, lda, tb ? b + (size_t)lo * ldb : b + lo, ldb, beta,
+               c + lo, ldc);
+  }
 }
 
 const char *cl_gemm_backend(void) {

@@ -79,19 +79,6 @@ static int thread_number(void) {
 #endif
 }
 
-/* Inside a batch-parallel region every thread runs its own small matrix products. A
- * multithreaded BLAS would start its threads on top of ours: on the seed network (batch 128,
- * 2 cores) that made backward 3-4× slower than one thread. So the BLAS runs single-threaded
- * while such a region is open, and gets the configured count back afterwards. */
-static void blas_threads_for_region(int threads, int entering) {
-#ifdef CNNLAB_CBLAS
-  if (threads > 1)
-    openblas_set_num_threads(entering ? 1 : cl_get_threads());
-#else
-  (void)threads, (void)entering;
-#endif
-}
-
 static int fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
 /* Releases up to four tensors; keeps the error paths short. */
@@ -695,7 +682,6 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   if (shared) /* Wᵀ: CKK rows, O deep */
     cl_pack_a(pw, (int)s.ckk, 1, (int)s.ckk, (int)s.o, 1.0f, (int)mr, wtpack);
 
-  blas_threads_for_region(ch.threads, 1);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
@@ -729,7 +715,6 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
           conv_backward_sample(&s, NULL, pw, pg + n * out_per, NULL, pdx + n * in_per, xs);
     }
   }
-  blas_threads_for_region(ch.threads, 0);
   /* the chunks' partials, in chunk order (dWᵀ back to O×CKK on the way) */
   for (int64_t o = 0; want_b && o < s.o; o++) {
     double sum = 0;
@@ -787,7 +772,6 @@ cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int p
   int64_t in_per = s.c * s.h * s.w, out_per = s.o * s.plane;
   if (mk)
     cl_pack_a(pw, (int)s.ckk, 0, (int)s.o, (int)s.ckk, 1.0f, uk->mr, wpack);
-  blas_threads_for_region(ch.threads, 1);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
@@ -801,7 +785,6 @@ cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int p
       for (int64_t n = lo; n < hi; n++)
         conv_forward_sample(&s, px + n * in_per, pw, pb, py + n * out_per, col);
   }
-  blas_threads_for_region(ch.threads, 0);
   cl_dealloc(scratch, scratch_bytes);
 
   cl_node *node;
