@@ -70,10 +70,13 @@ CFLAGS_ALL := $(WARN) $(OPT) -fPIC $(DEFS) $(LUA_CFLAGS) $(CFLAGS)
 # which GCC 12 runs in full only from -O3 (at -O2 it leaves loops with a remainder scalar):
 # measured, max-pool forward 7× and ReLU several times faster. Still the baseline x86-64
 # instruction set; the portable GEMM picks AVX2/AVX-512 at run time (docs/performance.md).
-KERNEL_OBJ := $(BUILD)/obj/nn.o $(BUILD)/obj/gemm.o $(BUILD)/obj/elementwise.o
+KERNEL_OBJ := $(BUILD)/obj/nn.o $(BUILD)/obj/gemm.o $(BUILD)/obj/elementwise.o $(BUILD)/obj/optim.o
 ifeq ($(MODE),release)
 $(KERNEL_OBJ): CFLAGS_ALL += -O3
 endif
+# The optimisers' sqrtf never sees a negative (v >= 0), and nothing reads errno: without errno
+# GCC emits the vector square root, and Adam's loop vectorises (same bits, element by element).
+$(BUILD)/obj/optim.o: CFLAGS_ALL += -fno-math-errno
 LIBS := $(LUA_LIBS) -lpng -lz -lcjson -lm
 ifeq ($(BLAS),openblas)
 CFLAGS_ALL += -DCNNLAB_CBLAS $(shell $(PKG_CONFIG) --cflags openblas)
