@@ -334,13 +334,14 @@ void cl_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, i
   if (omp_in_parallel())
     threads = 1;
 #endif
-  if (threads < 2 || pieces < 2 || (double)m * n * k < GEMM_SPLIT_MIN_WORK) {
+  if (pieces < 2 || (double)m * n * k < GEMM_SPLIT_MIN_WORK) {
     gemm_one(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
+  /* cut the same way with one thread, so that the bits do not depend on the count */
   int size = (len + pieces - 1) / pieces;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
   for (int p = 0; p < pieces; p++) {
     int lo = p * size, cnt = len - lo < size ? len - lo : size;

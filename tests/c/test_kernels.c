@@ -188,6 +188,30 @@ static void test_gemm(void) {
       double e = gemm_error(cl_gemm, &r, ta, tb, 37, 29, 70, 1.0f, ta ? 1.0f : 0.0f);
       CHECK(e < 1e-5, "cl_gemm (%s) %d%d: error %g", cl_gemm_backend(), ta, tb, e);
     }
+  /* Big enough to be cut into pieces of C's rows (tall) or columns (wide), run by the threads:
+   * right, and the same bits with 1 and 2 threads. */
+  static const int big[][3] = {{600, 150, 120}, {150, 600, 120}};
+  for (int q = 0; q < 2; q++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++) {
+        const int *d = big[q];
+        double e = gemm_error(cl_gemm, &r, ta, tb, d[0], d[1], d[2], 1.0f, 0.5f);
+        CHECK(e < 1e-5, "cl_gemm %s%s %d×%d×%d (cut into pieces): error %g", ta ? "T" : "N",
+              tb ? "T" : "N", d[0], d[1], d[2], e);
+      }
+  {
+    int m = 600, n = 150, k = 120, threads = cl_get_threads();
+    float *a = random_floats(&r, (long)m * k, -1, 1), *b = random_floats(&r, (long)k * n, -1, 1);
+    float *c1 = calloc((size_t)m * n, sizeof(float)), *c2 = calloc((size_t)m * n, sizeof(float));
+    cl_set_threads(1);
+    cl_gemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n);
+    cl_set_threads(2);
+    cl_gemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n);
+    cl_set_threads(threads);
+    CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)m * n),
+          "cl_gemm cut into pieces: the same bits with 1 and 2 threads");
+    free(a), free(b), free(c1), free(c2);
+  }
   /* k = 0: C = beta·C only */
   float c[4] = {1, 2, 3, 4}, none = 0;
   cl_gemm_portable(0, 0, 2, 2, 0, 1.0f, &none, 1, &none, 2, 2.0f, c, 2);
