@@ -74,6 +74,8 @@ local function analyse(model, set, layers)
   r.area = r.mask:reshape(set.n, -1):mean(1)
   r.share = {gradcam = gradcam.mass_share(r.cam.upsampled, r.mask),
     gradcampp = gradcam.mass_share(r.cam.upsampled_pp, r.mask)}
+  -- what any map at this layer's resolution could score (docs/interpretability.md)
+  r.ceiling = gradcam.share_ceiling(r.mask, r.cam.maps:size(1), r.cam.maps:size(2))
   util.progress("%s: input-gradient saliency", set.name)
   r.sal = gradcam.saliency(model, set.images, {batch = opts.batch})
   r.share.saliency = gradcam.mass_share(r.sal.maps, r.mask)
@@ -302,6 +304,16 @@ local ok, err = pcall(function()
   end
   print(("  %-18s %8.1f %8.1f   (a uniform map's share: the strokes' area)"):format(
     "stroke area", m.easy_stroke_area, m.hard_stroke_area))
+  for _, kind in ipairs({"easy", "hard"}) do
+    local c = R[kind].ceiling
+    m[kind .. "_share_ceiling"] = pct(c.best:mean():item())
+    m[kind .. "_share_stroke_detector"] = pct(c.density:mean():item())
+  end
+  print(("  %-18s %8.1f %8.1f   (a %s map weighting each cell by the stroke mass under it)")
+    :format("stroke detector", m.easy_share_stroke_detector, m.hard_share_stroke_detector,
+      m.raw_map_size))
+  print(("  %-18s %8.1f %8.1f   (no %s map can score more: its best single cell)"):format(
+    "ceiling", m.easy_share_ceiling, m.hard_share_ceiling, m.raw_map_size))
   print(("\nEasy accuracy %.1f%%, hard %.1f%%; %d of %d hard digits are read as their colour's "
     .. "class."):format(m.easy_acc, m.hard_acc, m.hard_n_follows_colour, hard.n))
   if m.easy_gradcam_unreached_area > 0 then

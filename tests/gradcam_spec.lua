@@ -166,6 +166,25 @@ describe("the stroke-share measure", function()
     assert.equal(1, n)
   end)
 
+  it("has a ceiling at a layer's resolution, worked out by hand", function()
+    -- strokes: the top-left 2×2 of a 4×4 digit
+    local mask = lab.zeros(1, 4, 4)
+    mask:narrow(1, 0, 2):narrow(2, 0, 2):fill_(1)
+    local one = gradcam.share_ceiling(mask, 1, 1) -- a 1×1 map upsamples to a constant
+    assert.is_true(close(one.best:get(0), 0.25) and close(one.density:get(0), 0.25))
+    -- 2 → 4 bilinear (align_corners = false): cell 0 weighs rows/columns 1, .75, .25, 0; each
+    -- cell's kernel has mass 4; stroke mass under the cells (1.75²; 1.75·.25 twice; .25²)
+    local two = gradcam.share_ceiling(mask, 2, 2)
+    assert.is_true(close(two.best:get(0), 3.0625 / 4))
+    assert.is_true(close(two.density:get(0), (3.0625 ^ 2 + 2 * 0.4375 ^ 2 + 0.0625 ^ 2) / 16))
+    local ok, err = pcall(gradcam.share_ceiling, mask, 0, 2)
+    assert.is_false(ok)
+    assert.truthy(err:find("argument #2 (the map's height) must be a positive integer, got 0", 1,
+      true))
+    ok, err = pcall(gradcam.share_ceiling, lab.zeros(4, 4), 2, 2)
+    assert.truthy(err:find("mask must be N×H×W", 1, true))
+  end)
+
   it("takes strokes where grey > threshold · 255", function()
     local grey = lab.tensor({{{127, 128}, {0, 255}}}):byte()
     assert.same({{{0, 1}, {0, 1}}}, gradcam.stroke_mask(grey):totable())

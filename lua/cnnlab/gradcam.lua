@@ -36,6 +36,11 @@
 --       grey uint8 N×H×W MNIST digits (or float in [0,1]), stroke where grey/255 > threshold
 --   gradcam.mass_share(maps, mask) → float N: Σ mask·map / Σ map per row (NaN for a map
 --       that is zero everywhere: it has no mass to share)
+--   gradcam.share_ceiling(mask, h, w) → {best = float N, density = float N}: what any map at
+--       a layer's h×w resolution, upsampled as Grad-CAM's is, could score on each digit's
+--       strokes. best: the ceiling — a ratio of linear functions of the map's cells, so no
+--       non-negative map beats its best single cell; density: a map weighting each cell by the
+--       stroke mass under it (a perfect stroke detector at that resolution)
 --   gradcam.mean_share(shares[, select]) → mean over the rows with a defined share (and
 --       select[i] ~= 0 when select, a uint8/int64 N tensor, is given), count, zero-map count
 local core = require "cnnlab.core"
@@ -268,6 +273,33 @@ function gradcam.mass_share(maps, mask)
     local total = m:reshape(n, -1):sum(1)
     local on = (m * mask:float()):reshape(n, -1):sum(1)
     return on / total -- 0/0 = NaN for all-zero maps
+  end)
+end
+
+function gradcam.share_ceiling(mask, h, w)
+  local fn = "gradcam.share_ceiling"
+  if not core.is_tensor(mask) or mask:dim() ~= 3 then
+    error(("%s: mask must be N×H×W (gradcam.stroke_mask), got %s"):format(fn,
+      core.is_tensor(mask) and shape_string(mask) or type(mask)), 2)
+  end
+  for i, v in ipairs({h, w}) do
+    if math.type(v) ~= "integer" or v < 1 then
+      error(("%s: argument #%d (the map's %s) must be a positive integer, got %s"):format(fn,
+        i + 1, i == 1 and "height" or "width", tostring(v)), 2)
+    end
+  end
+  return no_grad(function()
+    local n, H, W = mask:size(0), mask:size(1), mask:size(2)
+    -- kernels: row c is cell c's one-hot map upsampled to H×W (h·w × H·W)
+    local cells = core.arange(0, h * w)
+    local eye = cells:unsqueeze(1):eq(cells:unsqueeze(0)):float()
+    local kernels = core.upsample_bilinear(eye:reshape(h * w, 1, h, w), H, W):reshape(h * w, H * W)
+    local cell_mass = kernels:sum(1) -- h·w
+    local on = mask:float():reshape(n, H * W):matmul(kernels:transpose(0, 1):contiguous())
+    local best = (on / cell_mass:unsqueeze(0)):max(1) -- on: N × h·w, stroke mass under each cell
+    -- density map Σ_c on_c·kernel_c: its share is Σ on_c² / Σ on_c·cell_mass_c
+    local density = (on * on):sum(1) / on:matmul(cell_mass:unsqueeze(1)):squeeze(1)
+    return {best = best, density = density}
   end)
 end
 
