@@ -342,6 +342,8 @@ void cl_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, i
   int size = (len + pieces - 1) / pieces;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+#else
+  (void)threads;
 #endif
   for (int p = 0; p < pieces; p++) {
     int lo = p * size, cnt = len - lo < size ? len - lo : size;
