@@ -163,41 +163,18 @@ static void valid_columns(int64_t off, int64_t stride, int64_t width, int64_t ou
 
 /* A "same" convolution (stride 1, 2·P = K − 1: the output plane is the input plane) is what
  * CNNs mostly use, and its column matrix has a shape that general code wastes time on: row
- * (c, ki, kj) is the input plane c shifted by d = (ki − P)·W + (kj − P), cut to the rows that
- * stay inside, with the output columns whose input column fell off the left or right edge set
- * to zero. One long copy per row instead of one short one per output row. */
+ * (c, ki, kj) is the input plane c shifted by d = (ki − P)·W + (kj − P), with the output
+ * columns whose input column fell off the left or right edge set to zero. One long copy per row
+ * instead of one short one per output row (im2col below). */
 static int conv_is_same(const conv_shape *s) {
   return s->stride == 1 && s->oh == s->h && s->ow == s->w;
 }
 
-/* Output rows [*lo, *hi) of a same convolution whose input row oy + ki − P exists, and output
- * columns [*clo, *chi) whose input column ox + kj − P exists. */
-static void same_valid(const conv_shape *s, int64_t ki, int64_t kj, int64_t *lo, int64_t *hi,
-                       int64_t *clo, int64_t *chi) {
-  int64_t dy = ki - s->pad, dx = kj - s->pad;
-  *lo = dy < 0 ? -dy : 0;
-  *hi = dy > 0 ? s->h - dy : s->h;
-  *clo = dx < 0 ? -dx : 0;
-  *chi = dx > 0 ? s->w - dx : s->w;
-}
-
-/* The run [*qlo, *qhi) of a same convolution's row copied as one: output pixels of the valid
- * rows [lo, hi) whose source q + d lies inside the plane. The one or two entries of those rows
- * it leaves out (their source would be past an end of the plane) are wrapped columns, which
- * are zero. */
-static void same_run(const conv_shape *s, int64_t lo, int64_t hi, int64_t d, int64_t *qlo,
-                     int64_t *qhi) {
-  int64_t a = lo * s->w > -d ? lo * s->w : -d,
-          b = hi * s->w < s->plane - d ? hi * s->w : s->plane - d;
-  a = a < 0 ? 0 : a > s->plane ? s->plane : a;
-  b = b < a ? a : b > s->plane ? s->plane : b;
-  *qlo = a;
-  *qhi = b;
-}
-
 /* Same convolutions whose plane is small enough run on the shifted-row scheme below with
  * their scratch on the stack: a plane with margins (SAME_MAX_PADDED floats) and one mask per
- * kernel column (SAME_MAX_MASKS words). The seed network's planes (28×28 and smaller) fit. */
+ * kernel column (SAME_MAX_MASKS words). The seed network's planes (28×28 and smaller) fit;
+ * bigger planes take the general path, whose short per-row copies cost little beside rows
+ * that long. */
 #define SAME_MAX_PADDED 4096
 #define SAME_MAX_MASKS 4096
 
@@ -270,31 +247,6 @@ static void im2col(const conv_shape *s, const float *restrict x, float *restrict
     }
     return;
   }
-  if (conv_is_same(s)) {
-    for (int64_t c = 0; c < s->c; c++)
-      for (int64_t ki = 0; ki < K; ki++)
-        for (int64_t kj = 0; kj < K; kj++) {
-          float *row = col + ((c * K + ki) * K + kj) * ld;
-          const float *plane = x + c * s->h * W;
-          int64_t d = (ki - P) * W + (kj - P), lo, hi, clo, chi;
-          same_valid(s, ki, kj, &lo, &hi, &clo, &chi);
-          int64_t qlo, qhi;
-          same_run(s, lo, hi, d, &qlo, &qhi);
-          for (int64_t q = 0; q < qlo; q++)
-            row[q] = 0;
-          for (int64_t q = qlo; q < qhi; q++)
-            row[q] = plane[q + d];
-          for (int64_t q = qhi; q < s->plane; q++)
-            row[q] = 0;
-          for (int64_t oy = lo; oy < hi; oy++) { /* the columns that wrapped round an edge */
-            for (int64_t ox = 0; ox < clo; ox++)
-              row[oy * W + ox] = 0;
-            for (int64_t ox = chi; ox < W; ox++)
-              row[oy * W + ox] = 0;
-          }
-        }
-    return;
-  }
   for (int64_t c = 0; c < s->c; c++)
     for (int64_t ki = 0; ki < K; ki++)
       for (int64_t kj = 0; kj < K; kj++) {
@@ -322,10 +274,10 @@ static void im2col(const conv_shape *s, const float *restrict x, float *restrict
 
 /* The adjoint of im2col: dx[c, iy, ix] = Σ dcol[row, pixel] over every (row, pixel) that
  * im2col read from (iy, ix), rows of dcol ld apart. Overwrites the sample's dx (C×H×W). A same
- * convolution's row adds back as one shifted run: masked (+0 where im2col wrote a zero) into
- * a plane with margins, or — on planes too big for that scratch — with the wrapped entries
- * cleared first (dcol is scratch). Each element sums its terms in the same order either way. */
-static void col2im(const conv_shape *s, float *restrict dcol, int64_t ld, float *restrict dx) {
+ * convolution's row adds back as one shifted run, masked (+0 where im2col wrote a zero), into
+ * a plane with margins. Each element sums its terms in (c, ki, kj) order on either path. */
+static void col2im(const conv_shape *s, const float *restrict dcol, int64_t ld,
+                   float *restrict dx) {
   int64_t K = s->k, S = s->stride, P = s->pad, W = s->w, OW = s->ow;
   if (same_fits(s)) { /* im2col's scheme backwards: masked rows added into a padded plane */
     float acc[SAME_MAX_PADDED];
@@ -344,26 +296,6 @@ static void col2im(const conv_shape *s, float *restrict dcol, int64_t ld, float 
   }
   for (int64_t i = 0; i < s->c * s->h * W; i++)
     dx[i] = 0;
-  if (conv_is_same(s)) {
-    for (int64_t c = 0; c < s->c; c++)
-      for (int64_t ki = 0; ki < K; ki++)
-        for (int64_t kj = 0; kj < K; kj++) {
-          float *row = dcol + ((c * K + ki) * K + kj) * ld, *plane = dx + c * s->h * W;
-          int64_t d = (ki - P) * W + (kj - P), lo, hi, clo, chi;
-          same_valid(s, ki, kj, &lo, &hi, &clo, &chi);
-          for (int64_t oy = lo; oy < hi; oy++) {
-            for (int64_t ox = 0; ox < clo; ox++)
-              row[oy * W + ox] = 0;
-            for (int64_t ox = chi; ox < W; ox++)
-              row[oy * W + ox] = 0;
-          }
-          int64_t qlo, qhi;
-          same_run(s, lo, hi, d, &qlo, &qhi); /* what it leaves out is zero */
-          for (int64_t q = qlo; q < qhi; q++)
-            plane[q + d] += row[q];
-        }
-    return;
-  }
   for (int64_t c = 0; c < s->c; c++)
     for (int64_t ki = 0; ki < K; ki++)
       for (int64_t kj = 0; kj < K; kj++) {

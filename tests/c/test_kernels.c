@@ -278,6 +278,7 @@ static void test_conv(void) {
       {1, 2, 3, 1, 1, 1, 1, 0},     /* one pixel */
       {2, 3, 4, 1, 1, 3, 1, 1},     /* one pixel, same 3×3: every tap but the centre is padding */
       {2, 3, 4, 2, 3, 3, 1, 1},     /* planes smaller than the kernel */
+      {2, 2, 3, 70, 70, 3, 1, 1},   /* same, plane too big for the shifted-row scratch */
   };
   for (int mode = 2; mode >= 0; mode--) { /* micro-kernel always, the default mix, GEMM always */
     int was = cl_conv_use_microkernel(mode);
