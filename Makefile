@@ -16,20 +16,34 @@ PREFIX ?= /usr/local
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
+
+# ---- Debian packages (tools/setup-deps.sh, docs/install.md) ----------------------------------
+# `make demo` and `make test` first install the Debian packages they need and lack, saying in
+# one line which and why (NO_INSTALL=1: they print the command instead). It runs while this file
+# is read, before pkg-config is asked for the flags below; `make -n` installs nothing.
+SETUP_GOAL := $(firstword $(filter demo test,$(MAKECMDGOALS)))
+ifneq ($(SETUP_GOAL),)
+SETUP_STATUS := $(shell NO_INSTALL='$(if $(findstring n,$(firstword -$(MAKEFLAGS))),1,$(NO_INSTALL))' \
+  BLAS='$(BLAS)' $(if $(CNNLAB_REQUIRED_PACKAGES),CNNLAB_REQUIRED_PACKAGES='$(CNNLAB_REQUIRED_PACKAGES)') \
+  sh tools/setup-deps.sh --for $(SETUP_GOAL) >&2; echo $$?)
+ifneq ($(SETUP_STATUS),0)
+$(error make $(SETUP_GOAL) stopped: Debian packages are missing (see the line above))
+endif
+endif
+
 LUA_PC := $(shell $(PKG_CONFIG) --exists lua5.4 && echo lua5.4 || echo lua54)
 LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(LUA_PC))
 LUA_LIBS := $(shell $(PKG_CONFIG) --libs $(LUA_PC))
 
-# A fresh machine gets one message naming the Debian packages to install, not a compiler error.
-ifeq ($(filter clean format data,$(MAKECMDGOALS)),)
+# Any other goal on a machine without them gets one message naming them, not a compiler error.
+ifeq ($(filter clean format data uninstall,$(MAKECMDGOALS)),)
 DEPS_MISSING := $(shell command -v $(PKG_CONFIG) >/dev/null 2>&1 || echo pkg-config; \
   for p in $(LUA_PC):liblua5.4-dev libpng:libpng-dev zlib:zlib1g-dev libcjson:libcjson-dev \
     $(if $(filter openblas,$(BLAS)),openblas:libopenblas-dev,); do \
     $(PKG_CONFIG) --exists $${p%%:*} 2>/dev/null || echo $${p#*:}; done)
 ifneq ($(strip $(DEPS_MISSING)),)
-$(error missing development packages: $(strip $(DEPS_MISSING)). Install them with: sudo apt-get install \
-build-essential pkg-config liblua5.4-dev lua5.4 zlib1g-dev libpng-dev libopenblas-dev libcjson-dev \
-libreadline-dev lua-busted lua-cjson (or see README.md))
+$(error missing development packages: $(strip $(DEPS_MISSING)). `make demo` and `make test` install \
+them, or run: sudo apt-get install -y $(shell BLAS='$(BLAS)' sh tools/setup-deps.sh --list))
 endif
 endif
 
@@ -218,22 +232,27 @@ demo: all
 	@sh data/fetch.sh
 	./$(EXE) scripts/demo.lua $(if $(QUICK),--quick) $(if $(FORCE),--force)
 
-# Installs the interpreter, the Lua modules and the C module for plain lua5.4.
+# ---- install (docs/install.md) ---------------------------------------------------------------
+# `make install [PREFIX=/usr/local] [DESTDIR=]`: the interpreter, the whole lua/cnnlab/ tree and
+# the C module where Debian's lua5.4 looks (for another PREFIX it prints the two lines to add),
+# and a list of what it put there, which `make uninstall` (same PREFIX and DESTDIR) removes.
+.PHONY: uninstall test-data
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/debias \
-	  $(DESTDIR)$(PREFIX)/lib/lua/5.4/cnnlab $(DESTDIR)$(PREFIX)/lib
-	install -m 755 $(EXE) $(DESTDIR)$(PREFIX)/bin/cnnlab
-	install -m 644 lua/cnnlab/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/
-	install -m 644 lua/cnnlab/debias/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/debias/
-	install -m 755 $(BUILD)/lib/cnnlab/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/cnnlab/core.so
-	install -m 644 $(BUILD)/libcnnlab.a $(DESTDIR)$(PREFIX)/lib/libcnnlab.a
+	@sh tools/install.sh install '$(DESTDIR)' '$(PREFIX)' $(EXE) $(BUILD)/lib/cnnlab/core.so \
+	  $(BUILD)/libcnnlab.a
+
+uninstall:
+	@sh tools/install.sh uninstall '$(DESTDIR)' '$(PREFIX)'
 
 # luarocks (cnnlab-0.1-1.rockspec) installs through this target with its own folders.
 rock-install: all
-	install -d $(INST_LUADIR)/cnnlab/debias $(INST_LIBDIR)/cnnlab
-	install -m 644 lua/cnnlab/*.lua $(INST_LUADIR)/cnnlab/
-	install -m 644 lua/cnnlab/debias/*.lua $(INST_LUADIR)/cnnlab/debias/
-	install -m 755 $(BUILD)/lib/cnnlab/core.so $(INST_LIBDIR)/cnnlab/core.so
+	@sh tools/install.sh rock '$(INST_LUADIR)' '$(INST_LIBDIR)' $(BUILD)/lib/cnnlab/core.so
+
+# The tests on real MNIST need it; without it (offline) they are pending, and make test goes on.
+test: test-data
+test-data:
+	@sh data/fetch.sh || echo "make test: MNIST could not be fetched (see above): its tests will be pending"
+# ---- end install
 
 data:
 	@sh data/fetch.sh
