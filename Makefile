@@ -25,7 +25,7 @@ SETUP_GOAL := $(firstword $(filter demo test,$(MAKECMDGOALS)))
 ifneq ($(SETUP_GOAL),)
 SETUP_STATUS := $(shell NO_INSTALL='$(if $(findstring n,$(firstword -$(MAKEFLAGS))),1,$(NO_INSTALL))' \
   BLAS='$(BLAS)' $(if $(CNNLAB_REQUIRED_PACKAGES),CNNLAB_REQUIRED_PACKAGES='$(CNNLAB_REQUIRED_PACKAGES)') \
-  sh tools/setup-deps.sh --for $(SETUP_GOAL) >&2; echo $$?)
+  sh tools/setup-deps.sh --for 'make $(SETUP_GOAL)' >&2; echo $$?)
 ifneq ($(SETUP_STATUS),0)
 $(error make $(SETUP_GOAL) stopped: Debian packages are missing (see the line above))
 endif

@@ -1,7 +1,7 @@
 #!/bin/sh
 # setup-deps.sh — install the Debian packages that `make demo` and `make test` need, if missing.
 #
-# usage: sh tools/setup-deps.sh [--for GOAL] [--list]
+# usage: sh tools/setup-deps.sh [--for NAME] [--why TEXT] [--no-data] [--list]
 #
 # The Makefile runs it first for the goals demo and test. It checks each required package with
 # dpkg-query (installed, not merely known to dpkg) and, when some are missing, says in one line
@@ -11,23 +11,30 @@
 # unless a Node.js with its own npm is there (Debian's npm conflicts with the nodesource build).
 # Optional packages (chromium, openmpi, luarocks) are never installed here: see docs/install.md.
 #
-#   --for GOAL   the make goal, named in the messages (default: setup)
+#   --for NAME   who asks, at the start of each message (the Makefile: "make test", "make demo")
+#   --why TEXT   what the required packages are for (default: to build and run cnnlab and its tests)
+#   --no-data    leave MNIST's download tools out
 #   --list       print the required packages and exit
 # Environment:
 #   NO_INSTALL=1              install nothing: print the command to run and exit 1 if any is missing
 #   CNNLAB_REQUIRED_PACKAGES  replaces the list of required packages
 #   BLAS=none                 the build without OpenBLAS: libopenblas-dev is not required
+#   CNNLAB_MNIST_DIR          where MNIST is looked for (default data/mnist/)
 # Exit status 0 when every package is installed (or was just installed), 1 otherwise. Where there
 # is no dpkg-query or apt-get (not Debian) it does nothing and exits 0: the Makefile's pkg-config
 # check then names what is missing.
 set -u
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-goal=setup
+label=setup-deps
+why_required="to build and run cnnlab and its tests"
+data=1
 list_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
-  --for) goal=${2:?--for needs a goal}; shift 2 ;;
+  --for) label=${2:?--for needs a name}; shift 2 ;;
+  --why) why_required=${2:?--why needs a text}; shift 2 ;;
+  --no-data) data=0; shift ;;
   --list) list_only=1; shift ;;
   *) echo "setup-deps.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
@@ -62,11 +69,12 @@ need_build=$(missing_of $required)
 
 # MNIST's download tools, only while the four files are not all in data/mnist/.
 need_data=""
+mnist=${CNNLAB_MNIST_DIR:-$root/data/mnist}
 mnist_missing=0
 for f in $(awk '{print $2}' "$root/data/mnist.md5"); do
-  [ -f "$root/data/mnist/$f" ] || [ -f "$root/data/mnist/$f.gz" ] || mnist_missing=1
+  [ -f "$mnist/$f" ] || [ -f "$mnist/$f.gz" ] || mnist_missing=1
 done
-if [ "$mnist_missing" = 1 ]; then
+if [ "$data" = 1 ] && [ "$mnist_missing" = 1 ]; then
   need_data=$(missing_of curl ca-certificates)
   if ! command -v npm >/dev/null 2>&1 &&
     ! dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource; then
@@ -78,24 +86,24 @@ fi
 
 all=$(echo $need_build $need_data)
 why=""
-[ -n "$need_build" ] && why="$need_build (to build and run cnnlab and its tests)"
+[ -n "$need_build" ] && why="$need_build ($why_required)"
 [ -n "$need_data" ] && why="${why:+$why, }$need_data (to download MNIST into data/mnist/)"
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo=sudo
   if ! command -v sudo >/dev/null 2>&1; then
-    echo "make $goal: missing Debian packages: $why; installing them needs root and there is no sudo: as root, run: apt-get install -y $all" >&2
+    echo "$label: missing Debian packages: $why; installing them needs root and there is no sudo: as root, run: apt-get install -y $all" >&2
     exit 1
   fi
 fi
 
 if [ "${NO_INSTALL:-0}" != 0 ] && [ -n "${NO_INSTALL:-}" ]; then
-  echo "make $goal: missing Debian packages: $why; NO_INSTALL=1 (or make -n), so nothing is installed; run: ${sudo:+sudo }apt-get install -y $all" >&2
+  echo "$label: missing Debian packages: $why; NO_INSTALL=1 (or make -n), so nothing is installed; run: ${sudo:+sudo }apt-get install -y $all" >&2
   exit 1
 fi
 
-echo "make $goal: installing missing Debian packages with ${sudo:+sudo }apt-get install -y: $why" >&2
+echo "$label: installing missing Debian packages with ${sudo:+sudo }apt-get install -y: $why" >&2
 log=$(mktemp "${TMPDIR:-/tmp}/cnnlab-apt.XXXXXX")
 apt() {
   # A lock held by another apt or dpkg run is waited for (up to 5 minutes), not an error.
@@ -107,6 +115,6 @@ if apt install -y --no-install-recommends $all ||
   rm -f "$log"
   exit 0
 fi
-echo "make $goal: apt-get install -y $all failed; the end of its log ($log):" >&2
+echo "$label: apt-get install -y $all failed; the end of its log ($log):" >&2
 tail -n 15 "$log" | sed 's/^/  /' >&2
 exit 1
