@@ -1,6 +1,9 @@
--- luarocks make cnnlab-0.1-1.rockspec: builds the C core and installs the cnnlab Lua
--- modules, so that plain lua5.4 can `require "cnnlab"`. Needs the Debian packages listed in
--- README.md (libpng, zlib, libcjson, OpenBLAS, readline headers).
+-- luarocks --lua-version=5.4 make --local cnnlab-0.1-1.rockspec: builds the C core with the
+-- Makefile and installs, through `make rock-install`, the whole lua/cnnlab/ tree and the C
+-- module into the rocks tree, so that plain lua5.4 can `require "cnnlab"` once
+-- `eval "$(luarocks --lua-version=5.4 path)"` has set the paths. Needs the Debian packages of
+-- README.md (`make test` installs them). The rock lua-cjson comes from luarocks.org; with
+-- Debian's lua-cjson instead, or offline, add --deps-mode=none (docs/install.md).
 package = "cnnlab"
 version = "0.1-1"
 source = {url = "git+file://."}
