@@ -247,12 +247,13 @@ uninstall:
 # luarocks (cnnlab-0.1-1.rockspec) installs through this target with its own folders.
 rock-install: all
 	@sh tools/install.sh rock '$(INST_LUADIR)' '$(INST_LIBDIR)' $(BUILD)/lib/cnnlab/core.so
+# ---- end install
 
-# The tests on real MNIST need it; without it (offline) they are pending, and make test goes on.
+# make test fetches MNIST too: the tests on the real files need it; without it (offline) they
+# are pending, and make test goes on.
 test: test-data
 test-data:
 	@sh data/fetch.sh || echo "make test: MNIST could not be fetched (see above): its tests will be pending"
-# ---- end install
 
 data:
 	@sh data/fetch.sh
