@@ -37,7 +37,9 @@ local BASE = {seed = 3, rho = 1.0, beta = 0.25, data = "generated", data_dir = "
 
 describe("study.options", function()
   it("puts the common options first, then the task's own, filling named COMMON entries", function()
-    local list = study.options({"lr", {"out", "runs/x"}, {"steps", 8, "steps"}})
+    local list = study.options({"lr", {"out", "runs/x"}, {"batch", nil, "global batch"},
+      {"steps", 8, "steps"}})
+    assert.same({"batch", lab.defaults.study.batch, "global batch"}, option(list, "batch"))
     assert.equal("seed", list[1][1])
     assert.same({"lr", lab.defaults.study.lr, "learning rate"}, option(list, "lr"))
     assert.same({"out", "runs/x", "output folder"}, option(list, "out"))
@@ -49,6 +51,14 @@ describe("study.options", function()
     assert.equal(0.5, o.lr)
     assert.is_true(o.quick)
     assert.equal("adam", o.optimizer)
+  end)
+  it("leaves out the common options a task does not take", function()
+    local list = study.options({}, {without = {"seed", "rho"}})
+    assert.is_nil(option(list, "seed"))
+    assert.is_nil(option(list, "rho"))
+    assert.truthy(option(list, "beta"))
+    assert.has_error(function() study.options({}, {without = {"sed"}}) end,
+      "study.options: without names 'sed', which is not a common option")
   end)
   it("names an unknown short entry", function()
     assert.has_error(function() study.options({"nonsense"}) end,

@@ -33,9 +33,9 @@ study.COMMON = {
 }
 
 --- The options every task understands (seed, data, quick, threads...), followed by the
--- task's own: full entries {name, default, help}, or names of study.COMMON entries ("out",
--- {"out", "runs/task1"}).
-function study.options(extra)
+-- task's own: full entries {name, default, help}, or names of study.COMMON entries whose
+-- default or help the entry may replace ("out", {"out", "runs/task1"}, {"batch", nil, help}). settings.without lists common options the task does not take.
+function study.options(extra, settings)
   local list = {
     {"seed", defaults.study.seed, "seed of the data set and of training"},
     {"rho", 1.0, "share of easy-set digits painted in their class colour"},
@@ -45,17 +45,25 @@ function study.options(extra)
     {"quick", false, "a small subset of every set, for a first look"},
     {"threads", 0, "threads for the C kernels (0: all cores)"},
   }
+  for _, name in ipairs(settings and settings.without or {}) do
+    local found
+    for i, o in ipairs(list) do if o[1] == name then found = i end end
+    if not found then
+      error(("study.options: without names '%s', which is not a common option"):format(name), 2)
+    end
+    table.remove(list, found)
+  end
   for i, o in ipairs(extra or {}) do
-    local name = type(o) == "string" and o or o[1]
-    if type(o) == "string" or o[3] == nil then
-      local common = study.COMMON[name]
+    if type(o) == "string" then o = {o} end
+    if o[2] == nil or o[3] == nil then
+      local common = study.COMMON[o[1]]
       if not common then
         error(("study.options: entry %d names '%s', which is not in study.COMMON; give "
-          .. "{name, default, help}"):format(i, tostring(name)), 2)
+          .. "{name, default, help}"):format(i, tostring(o[1])), 2)
       end
       local default = common[2]
-      if type(o) == "table" and o[2] ~= nil then default = o[2] end
-      o = {name, default, common[3]}
+      if o[2] ~= nil then default = o[2] end
+      o = {o[1], default, o[3] or common[3]}
     end
     list[#list + 1] = o
   end
