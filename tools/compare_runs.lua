@@ -8,7 +8,8 @@
 -- difference is its recorded training time counts as the same. Every metrics.json and
 -- result.json is compared key by key (nested tables flattened to a.b.c), ignoring timings:
 -- keys whose last part names a time (seconds, time, s_per_..., elapsed, duration, per
--- second). A key only in the second run is reported as added (not a failure: a change may
+-- second); and paths that differ only in the runs folder itself (A/task1/model.safetensors
+-- against B/task1/model.safetensors). A key only in the second run is reported as added (not a failure: a change may
 -- record more); a key only in the first, a changed value, a missing file or different
 -- tensors is a difference. One line per file, then the verdict; exit status 1 on a
 -- difference, 2 on bad arguments.
@@ -60,16 +61,32 @@ local function show(v)
   return tostring(v)
 end
 
+-- A path recorded inside a run (the model a task read: A/task1/model.safetensors) names its
+-- own runs folder; with each folder replaced by <runs>, the two runs' paths compare equal.
+local function relative(v, root)
+  if type(v) ~= "string" then return v end
+  local out, start = {}, 1
+  while true do
+    local i, j = v:find(root, start, true)
+    if not i then break end
+    out[#out + 1] = v:sub(start, i - 1) .. "<runs>"
+    start = j + 1
+  end
+  return table.concat(out) .. v:sub(start)
+end
+
 --- Compares two flat tables; returns {changed = {...}, missing = {...}, added = {...},
--- timings = n} with key lists sorted.
+-- timings = n, paths = n} with key lists sorted.
 local function compare_flat(a, b)
-  local r = {changed = {}, missing = {}, added = {}, timings = 0}
+  local r = {changed = {}, missing = {}, added = {}, timings = 0, paths = 0}
   for k, va in pairs(a) do
     local vb = b[k]
     if is_timing(k) then
       if vb ~= va then r.timings = r.timings + 1 end
     elseif vb == nil then
       r.missing[#r.missing + 1] = k
+    elseif vb ~= va and relative(va, A) == relative(vb, B) then
+      r.paths = r.paths + 1
     elseif vb ~= va and not (va ~= va and vb ~= vb) then
       r.changed[#r.changed + 1] = ("%s: %s -> %s"):format(k, show(va), show(vb))
     end
@@ -128,8 +145,9 @@ local function compare_file(rel)
     if sa.data ~= sb.data then return "DIFFERENT", "tensor data differ" end
     local m = compare_flat(sa.meta, sb.meta)
     if #m.changed + #m.missing > 0 then return "DIFFERENT", "metadata: " .. summary(m) end
-    return "same", ("tensors identical; metadata differs only in %d timing value%s%s"):format(
+    return "same", ("tensors identical; metadata differs only in %d timing value%s%s%s"):format(
       m.timings, m.timings == 1 and "" or "s",
+      m.paths > 0 and (" and %d path%s under the runs folder"):format(m.paths, m.paths == 1 and "" or "s") or "",
       #m.added > 0 and ("; added metadata: " .. table.concat(m.added, ", ")) or ""), m.added
   end
   local ja, jb = decode_json(ba), decode_json(bb)
@@ -141,8 +159,10 @@ local function compare_file(rel)
   if #r.changed + #r.missing > 0 then return "DIFFERENT", summary(r) end
   local keys = 0
   for _ in pairs(ja) do keys = keys + 1 end
-  return "same", ("%d keys; %d timing value%s differ%s"):format(keys, r.timings,
-    r.timings == 1 and "" or "s", #r.added > 0 and ("; ADDED keys: " .. table.concat(r.added, ", "))
+  return "same", ("%d keys; %d timing value%s differ%s%s"):format(keys, r.timings,
+    r.timings == 1 and "" or "s",
+    r.paths > 0 and ("; %d path%s differ only in the runs folder"):format(r.paths, r.paths == 1 and "" or "s") or "",
+    #r.added > 0 and ("; ADDED keys: " .. table.concat(r.added, ", "))
     or ""), r.added
 end
 

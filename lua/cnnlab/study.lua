@@ -87,7 +87,7 @@ function study.load_data(opts)
   if opts.threads and opts.threads > 0 then core.set_threads(opts.threads) end
   local source
   if opts.data == "generated" then
-    source = data.generated{n = opts.generated_n or 3000, seed = opts.seed}
+    source = data.generated{n = opts.generated_n or study.COMMON.generated_n[2], seed = opts.seed}
   elseif opts.data == "mnist" then
     source = data.mnist(opts.data_dir ~= "" and opts.data_dir or nil)
   else
