@@ -229,7 +229,7 @@ local ok, err = pcall(function()
   local model = study.load_model(opts.model)
   local compare = {}
   if opts.compare ~= "" and opts.compare ~= "none" then
-    for name in opts.compare:gmatch("[^,%s]+") do
+    for _, name in ipairs(study.split(opts.compare)) do
       if name ~= opts.layer then compare[#compare + 1] = name end
     end
   end

@@ -20,7 +20,7 @@ local submodules = {
   util = "cnnlab.util", hooks = "cnnlab.hooks", gradcam = "cnnlab.gradcam",
   attack = "cnnlab.attack", ablation = "cnnlab.ablation", debias = "cnnlab.debias",
   gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
-  study = "cnnlab.study",
+  study = "cnnlab.study", defaults = "cnnlab.defaults",
 }
 
 setmetatable(lab, {

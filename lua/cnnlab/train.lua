@@ -3,7 +3,8 @@
 --   local result = train.fit{
 --     method = debias.load("erm"),   -- or any table answering the method interface
 --     data = {train = set, val = set, hard = set},  -- sets from cnnlab.data
---     epochs = 5, batch = 128, lr = 1e-3, optimizer = "adam", seed = 1,
+--     epochs = 5, batch = 128, optimizer = "adam", seed = 1,  -- defaults: cnnlab.defaults
+--     lr = 0.01, momentum = 0.9,     -- optional for Adam (its defaults), lr required for SGD
 --     out = "runs/task1",            -- checkpoints go here (nil: nothing written)
 --     resume = false, progress = true,
 --   }
@@ -14,12 +15,14 @@
 -- weights bit for bit; a run resumed from its checkpoint (saved at every epoch end and on
 -- Ctrl-C) ends exactly where an uninterrupted run would.
 --
--- Data-parallel over MPI (issue 12, docs/mpi.md): under `mpirun -np K ./build-mpi/cnnlab`
+-- Data-parallel over MPI (docs/mpi.md): under `mpirun -np K ./build-mpi/cnnlab`
 -- each global batch is split across the K ranks and the gradients are summed before every
 -- step, so K ranks follow the single-process run (up to floating-point summation order).
 -- opts.comm = lab.mpi.self trains alone even inside an MPI job (scripts/sweep.lua).
 local core = require "cnnlab.core"
 local mpi = require "cnnlab.mpi"
+local nn = require "cnnlab.nn"
+local defaults = require "cnnlab.defaults"
 local optim = require "cnnlab.optim"
 local util = require "cnnlab.util"
 
@@ -38,16 +41,22 @@ function train.batch_of(set, positions)
   return b
 end
 
---- Builds the optimizer named in opts ("adam" or "sgd").
+--- Builds the optimizer named in opts.optimizer ("adam", "adamw" or "sgd"; default adam)
+-- from opts.lr, opts.weight_decay and, for SGD, opts.momentum and opts.nesterov. A setting
+-- left out (nil) takes the optimiser's own default (cnnlab.defaults); SGD needs opts.lr.
 function train.make_optimizer(params, opts)
-  local name = (opts.optimizer or "adam"):lower()
-  if name == "adam" then
-    return optim.Adam(params, {lr = opts.lr or 1e-3, weight_decay = opts.weight_decay or 0.0})
+  local name = (opts.optimizer or defaults.fit.optimizer):lower()
+  if name == "adam" or name == "adamw" then
+    return optim[name == "adam" and "Adam" or "AdamW"](params, {lr = opts.lr,
+      weight_decay = opts.weight_decay})
   elseif name == "sgd" then
-    return optim.SGD(params, {lr = opts.lr or 1e-2, momentum = opts.momentum or 0.9,
-      weight_decay = opts.weight_decay or 0.0})
+    if opts.lr == nil then
+      error("train: optimizer sgd needs lr (SGD has no default learning rate), got nil", 2)
+    end
+    return optim.SGD(params, {lr = opts.lr, momentum = opts.momentum,
+      weight_decay = opts.weight_decay, nesterov = opts.nesterov})
   end
-  error(("train: unknown optimizer '%s' (known: adam, sgd)"):format(tostring(opts.optimizer)), 2)
+  error(("train: optimizer must be adam, adamw or sgd, got '%s'"):format(tostring(opts.optimizer)), 2)
 end
 
 -- ------------------------------------------------------------------ progress
@@ -141,9 +150,10 @@ local function shuffled_positions(n, seed, epoch)
 end
 
 --- The settings that must match for --resume to continue a run.
-local function resume_settings(opts)
-  -- epochs is left out on purpose: resuming with more epochs continues a finished run
-  return {method = opts.method.name, batch = opts.batch, lr = opts.lr,
+local function resume_settings(opts, optimizer)
+  -- epochs is left out on purpose: resuming with more epochs continues a finished run; lr is
+  -- the optimiser's, default included
+  return {method = opts.method.name, batch = opts.batch, lr = optimizer.opts.lr,
     optimizer = opts.optimizer, seed = opts.seed, method_options = opts.method.options,
     data = opts.data_signature}
 end
@@ -152,11 +162,11 @@ function train.fit(opts)
   local method = assert(opts.method, "train.fit: method required")
   local data = assert(opts.data, "train.fit: data.train required")
   local set = assert(data.train, "train.fit: data.train required")
-  opts.epochs = opts.epochs or method.epochs or 5
-  opts.batch = opts.batch or 128
-  opts.lr = opts.lr or 1e-3
-  opts.optimizer = opts.optimizer or "adam"
-  opts.seed = opts.seed or 1
+  -- opts.lr is left as given: the optimiser fills in its own default (SGD has none)
+  opts.epochs = opts.epochs or method.epochs or defaults.fit.epochs
+  opts.batch = opts.batch or defaults.fit.batch
+  opts.optimizer = opts.optimizer or defaults.fit.optimizer
+  opts.seed = opts.seed or defaults.fit.seed
   if math.type(opts.epochs) ~= "integer" or opts.epochs < 1 then
     error(("train: epochs must be a positive integer, got %s"):format(tostring(opts.epochs)), 2)
   end
@@ -164,7 +174,7 @@ function train.fit(opts)
     error(("train: batch must be a positive integer, got %s"):format(tostring(opts.batch)), 2)
   end
   local t0 = core.now()
-  -- MPI (issue 12): the ranks this run trains over; with one (the default) nothing changes.
+  -- MPI: the ranks this run trains over; with one (the default) nothing changes.
   local comm = opts.comm or mpi.world
   local nranks, rank = comm.size(), comm.rank()
   local root = rank == 0 -- only rank 0 prints and writes files
@@ -177,9 +187,9 @@ function train.fit(opts)
     steps = 0, history = {}, seconds_before = 0,
     clock = function() return core.now() - t0 end,
   }
-  ctx.settings = resume_settings(opts)
   ctx.model = method.build_model(ctx)
   ctx.optimizer = train.make_optimizer(ctx.model:parameters(), opts)
+  ctx.settings = resume_settings(opts, ctx.optimizer)
   if method.setup then method.setup(ctx) end
 
   local start = {epoch = 1, step_in_epoch = 0}
@@ -201,7 +211,7 @@ function train.fit(opts)
       print(("resuming from %s: epoch %d, step %d"):format(ckpt, start.epoch, start.step_in_epoch))
     end
   end
-  -- MPI (issue 12): every rank starts from rank 0's parameters (the same seed already gives the
+  -- MPI: every rank starts from rank 0's parameters (the same seed already gives the
   -- same ones: this makes it a fact), and ranks > 0 draw dropout masks and method randomness
   -- from streams of their own, so that their shares of a batch are not masked or augmented
   -- alike (rank 0 keeps the single-process streams).
@@ -220,7 +230,7 @@ function train.fit(opts)
   local progress = train.progress(opts.progress ~= false and root, "")
   local interrupted, last_epoch = false, start.epoch - 1
   core.trap_sigint(opts.trap_sigint ~= false)
-  -- opts.micro_batches (issue 12): split each batch as that many MPI ranks would (1: no split).
+  -- opts.micro_batches: split each batch as that many MPI ranks would (1: no split).
   local micro = opts.micro_batches or 1
   if math.type(micro) ~= "integer" or micro < 1 then
     error(("train: micro_batches must be a positive integer, got %s"):format(tostring(micro)), 2)
@@ -246,7 +256,7 @@ function train.fit(opts)
       for step = first_step, steps_per_epoch - 1 do
         local count = math.min(opts.batch, n - step * opts.batch)
         local positions = order:narrow(0, step * opts.batch, count)
-        -- MPI (issue 12): this rank's contiguous share of the global batch (all of it with one
+        -- MPI: this rank's contiguous share of the global batch (all of it with one
         -- rank; empty when the last batch has fewer samples than there are ranks).
         local share_start, share_count = comm:share(count)
         if nranks > 1 then positions = share_count > 0 and positions:narrow(0, share_start, share_count) end
@@ -362,14 +372,11 @@ end
 function train.predict(model, set, opts)
   opts = opts or {}
   -- The trainer's default batch: evaluation then reuses the blocks a training step left in the
-  -- allocator's cache instead of adding blocks of new sizes (Task 1's resident peak, issue 9).
-  local batch = opts.batch or 128
+  -- allocator's cache instead of adding blocks of new sizes (this keeps Task 1's resident peak down).
+  local batch = opts.batch or defaults.fit.batch
   local n = set.n or set.labels:numel()
-  local was_training = model.training
-  model:eval()
   local preds, confs = {}, {}
-  core.set_grad_enabled(false)
-  local ok, err = pcall(function()
+  nn.frozen(model, function()
     for start = 0, n - 1, batch do
       local count = math.min(batch, n - start)
       local x = set.images:narrow(0, start, count):float() / 255
@@ -380,9 +387,6 @@ function train.predict(model, set, opts)
       confs[#confs + 1] = conf
     end
   end)
-  core.set_grad_enabled(true)
-  model:train(was_training)
-  if not ok then error(err, 0) end
   return core.cat(preds, 0), core.cat(confs, 0)
 end
 
@@ -390,7 +394,7 @@ end
 -- validation under MPI), each rank predicts its share of the set and the counts are summed.
 function train.accuracy(model, set, opts)
   local comm = opts and opts.comm
-  if comm and comm.size() > 1 then -- MPI (issue 12)
+  if comm and comm.size() > 1 then -- MPI
     local n = set.n or set.labels:numel()
     local start, count = comm:share(n)
     local right = 0
