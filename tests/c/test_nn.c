@@ -4,7 +4,7 @@
  * repeatability under threads. */
 #include "check.h"
 #include "cnnlab.h"
-#include "nn_ref.h"
+#include "ops/conv.h"
 #include "random_tensor.h"
 
 #include <math.h>

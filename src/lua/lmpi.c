@@ -40,7 +40,7 @@
  * bound it, else the online CPUs divided by the ranks on this node), instead of every rank
  * starting one thread per core. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT, on_exit */
-#include "lbind.h"
+#include "lua/lbind.h"
 
 void clb_open_mpi(lua_State *L);
 

@@ -2,7 +2,7 @@
 #ifndef CNNLAB_IO_IMPL_H
 #define CNNLAB_IO_IMPL_H
 
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <stdio.h>
 

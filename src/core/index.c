@@ -1,5 +1,5 @@
 /* index.c — index_select, gather and cat, with their backward rules (scatter-add, split). */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <string.h>
 

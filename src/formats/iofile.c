@@ -1,5 +1,5 @@
 /* iofile.c — atomic writes and whole-file reads shared by the file formats. */
-#include "io_impl.h"
+#include "formats/io_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>

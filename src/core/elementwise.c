@@ -1,6 +1,6 @@
 /* elementwise.c — broadcasting binary ops, ops with a scalar, unary maths and clamp, each
  * with its backward rule beside it. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 #include <string.h>

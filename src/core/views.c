@@ -1,6 +1,6 @@
 /* views.c — reshape, narrow, select, transpose, permute, expand and differentiable copies.
  * A view is a new header on the same storage; its backward rule maps the gradient back. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <string.h>
 

@@ -14,7 +14,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "repl.h"
+#include "app/repl.h"
 
 #define HISTORY_LINES 1000
 #define SUMMARY_ITEMS 20 /* entries shown when a table is printed */

@@ -1,6 +1,6 @@
 /* lcore.c — the cnnlab.core module: binding helpers shared by every l*.c file, memory
  * pressure for Lua's collector, generators, grad mode, threads and SIGINT trapping. */
-#include "lbind.h"
+#include "lua/lbind.h"
 
 #include <dirent.h>
 #include <signal.h>

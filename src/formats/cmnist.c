@@ -2,7 +2,7 @@
  * assignment, colouring with background noise, the grey version, batches as floats, and a
  * synthetic digit set. The exact random derivation is documented in docs/data.md; any change
  * here changes every data set, so the tests pin it. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 #include <string.h>

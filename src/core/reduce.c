@@ -1,7 +1,7 @@
 /* reduce.c — sum, mean, max/min, argmax, softmax and log-softmax along a dimension.
  * A reduced dimension is seen as the middle of [outer × n × inner]; sums accumulate in double
  * so that results do not depend on the order of a thread split. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 #include <string.h>

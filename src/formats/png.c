@@ -3,7 +3,7 @@
  * libpng reports errors by longjmp. The simplified API (png_image_*) keeps that longjmp inside
  * libpng and hands back a status and a message, so no jump ever crosses our frames or a Lua
  * call: every buffer here is ours and freed on every path. */
-#include "io_impl.h"
+#include "formats/io_impl.h"
 
 #include <errno.h>
 #include <math.h>

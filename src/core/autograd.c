@@ -5,7 +5,7 @@
  * therefore a DAG of tensors; cl_backward() counts each tensor's consumers, then walks the
  * tensors in topological order with an explicit stack (no recursion: deep graphs would
  * overflow the C stack), summing gradients in place where it owns them. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <string.h>
 

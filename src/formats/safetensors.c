@@ -1,7 +1,7 @@
 /* safetensors.c — the safetensors format (SPEC §4): 8-byte little-endian header length, a JSON
  * header, then raw little-endian tensor data. Loading trusts nothing in the file: every length,
  * offset and shape is checked before it is used. */
-#include "io_impl.h"
+#include "formats/io_impl.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* tensor.c — storage, tensor headers, creation, element access and in-place writes. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 #include <stdio.h>

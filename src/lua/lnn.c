@@ -4,7 +4,7 @@
  * and the argument ("conv2d: stride must be a positive integer, got 0"); the core then checks
  * shapes and dtypes itself. Results go through clb_slot/clb_done, so a Lua error can never
  * strand a C tensor. */
-#include "lbind.h"
+#include "lua/lbind.h"
 
 #include <limits.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* idx.c — the IDX format of MNIST (big-endian header and data), raw or gzip-compressed.
  * zlib's gzread passes raw files through unchanged, so one reader serves both. */
-#include "io_impl.h"
+#include "formats/io_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* rng.c — PCG32 random numbers: integer arithmetic only, so every machine draws the same
  * sequence for a seed (uniforms are built from the integers, normals by Box–Muller). */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 

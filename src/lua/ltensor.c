@@ -1,7 +1,7 @@
 /* ltensor.c — tensors as Lua userdata: creation, methods, operators, printing, autograd
  * entry points (backward, hooks) and explicit release (free / __close / __gc share one path). */
-#include "lbind.h"
-#include "tensor_impl.h"
+#include "lua/lbind.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 #include <stdio.h>

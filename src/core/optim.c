@@ -5,7 +5,7 @@
  * writers they do not refuse leaves that require grad; they bump the storage version so that a
  * graph that saved the old values notices. Every element is updated on its own, so a parallel
  * loop gives the same bits whatever the thread count. */
-#include "tensor_impl.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 

@@ -1,8 +1,8 @@
 /* gemm.c — single-precision matrix product (CBLAS, or the portable blocked GEMM built on the
  * micro-kernel of kernels.h), matmul with its backward rule, and the thread count shared by
  * OpenMP and the BLAS. */
-#include "kernels.h"
-#include "tensor_impl.h"
+#include "gemm/kernels.h"
+#include "core/tensor_impl.h"
 
 #include <math.h>
 #include <stdlib.h>

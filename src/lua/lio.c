@@ -14,7 +14,7 @@
  * `set` is "train", "val", "hard" or a stream number (docs/data.md). Everything is checked
  * before anything is allocated, and results are owned by userdata on the stack before any Lua
  * call that could raise, so no error leaks. */
-#include "lbind.h"
+#include "lua/lbind.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -8,9 +8,9 @@
  * partials in chunk order. Results therefore repeat bit for bit, for any thread count.
  * Scratch memory is allocated before a region (one piece per thread), never inside: the
  * allocator's counters are not thread-safe. */
-#include "kernels.h"
-#include "nn_ref.h"
-#include "tensor_impl.h"
+#include "gemm/kernels.h"
+#include "ops/conv.h"
+#include "core/tensor_impl.h"
 
 #include <limits.h>
 #include <math.h>
