@@ -1,7 +1,8 @@
-/* nn_ref.h — internal to the core and its tests: the plain reference convolution kept in
- * nn.c, so that optimised kernels can be checked against loops a reader can verify by eye. */
-#ifndef CNNLAB_NN_REF_H
-#define CNNLAB_NN_REF_H
+/* conv.h — internal to the core and its tests: the plain reference convolution kept in
+ * conv.c, so that optimised kernels can be checked against loops a reader can verify by eye,
+ * and the switch between the convolution's two lowerings. */
+#ifndef CNNLAB_OPS_CONV_H
+#define CNNLAB_OPS_CONV_H
 
 #include "cnnlab.h"
 
@@ -13,10 +14,6 @@ cl_tensor *cl_conv2d_reference(cl_tensor *x, cl_tensor *w, cl_tensor *b, int str
  * db O. Any out pointer may be NULL. Returns 0, or -1 with a message. */
 int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int stride, int padding,
                                  cl_tensor **dx, cl_tensor **dw, cl_tensor **db);
-
-/* Max-pooling by the window-by-window definition: values y N×C×OH×OW and, when `where` is not
- * NULL, the int64 position (row·W + column in its plane) of each maximum. No graph. */
-int cl_max_pool2d_reference(cl_tensor *x, int kernel, int stride, cl_tensor **y, cl_tensor **where);
 
 /* How convolutions run: 1 the default choice (the micro-kernel, except layers with fewer than
  * 64 column-matrix rows when OpenBLAS is there), 2 the micro-kernel always, 0 im2col + cl_gemm

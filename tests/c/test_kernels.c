@@ -10,6 +10,7 @@
 #include "cnnlab.h"
 #include "gemm/kernels.h"
 #include "ops/conv.h"
+#include "ops/pool.h"
 #include "random_tensor.h"
 
 #include <math.h>

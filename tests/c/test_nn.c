@@ -5,6 +5,7 @@
 #include "check.h"
 #include "cnnlab.h"
 #include "ops/conv.h"
+#include "ops/pool.h"
 #include "random_tensor.h"
 
 #include <math.h>
