@@ -1,4 +1,4 @@
-/* lbind.h — what the Lua binding files (src/l*.c) share. Only binding files include Lua. */
+/* lbind.h — what the Lua binding files (src/lua/) share. Only binding files include Lua. */
 #ifndef CNNLAB_LBIND_H
 #define CNNLAB_LBIND_H
 
@@ -52,7 +52,23 @@ void clb_check_opts(lua_State *L, int idx, const char *fn, const char *const *al
 /* Adds functions to the table at the top of the stack. */
 void clb_setfuncs(lua_State *L, const luaL_Reg *funcs);
 
-/* Each binding file registers its part of the core table (at the top of the stack). */
+/* The GC pressure: a full collection when the core's heap has grown enough (lmem.c). */
+void clb_gc_pressure(lua_State *L);
+
+/* Tensor methods defined beside their concern instead of in ltensor.c. */
+int clb_tensor_backward(lua_State *L);      /* lhooks.c */
+int clb_tensor_register_hook(lua_State *L); /* lhooks.c */
+int clb_tensor_tostring(lua_State *L);      /* lprint.c */
+
+/* Each binding file registers its part of the core table (at the top of the stack); lcore.c
+ * calls them in turn. */
+void clb_open_sys(lua_State *L);
+void clb_open_gen(lua_State *L);
+void clb_open_grad(lua_State *L);
+void clb_open_mem(lua_State *L);
+void clb_open_thread(lua_State *L);
+void clb_open_signal(lua_State *L);
+void clb_open_hooks(lua_State *L);
 void clb_open_tensor(lua_State *L);
 void clb_open_nn(lua_State *L);
 void clb_open_io(lua_State *L);

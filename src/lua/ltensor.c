@@ -1,15 +1,13 @@
-/* ltensor.c — tensors as Lua userdata: creation, methods, operators, printing, autograd
- * entry points (backward, hooks) and explicit release (free / __close / __gc share one path). */
-#include "lua/lbind.h"
+/* ltensor.c — tensors as Lua userdata: creation, methods, operators, autograd flags and
+ * explicit release (free / __close / __gc share one path). Backward and hooks are in
+ * lhooks.c, printing in lprint.c. */
 #include "core/tensor_impl.h"
+#include "lua/lbind.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CLB_HOOK_HANDLE "cnnlab.HookHandle"
-static const char *const HOOKS_KEY = "cnnlab.hooks"; /* registry: id → {{key, fn}, ...} */
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -113,9 +111,11 @@ static int l_tensor(lua_State *L) {
   } else if (lua_istable(L, 1)) {
     nd = nested_shape(L, 1, shape);
   } else {
-    return luaL_argerror(L, 1, lua_pushfstring(L, "tensor: number, nested table or tensor "
-                                                  "expected, got %s",
-                                               luaL_typename(L, 1)));
+    return luaL_argerror(L, 1,
+                         lua_pushfstring(L,
+                                         "tensor: number, nested table or tensor "
+                                         "expected, got %s",
+                                         luaL_typename(L, 1)));
   }
   cl_tensor **slot = clb_slot(L);
   *slot = cl_empty(dt, nd, shape);
@@ -141,8 +141,9 @@ static int make_filled(lua_State *L, const char *fn, int kind) {
     next++;
   }
   if (!lua_isnoneornil(L, next) && !lua_istable(L, next))
-    luaL_argerror(L, next, lua_pushfstring(L, "%s: options table expected, got %s", fn,
-                                           luaL_typename(L, next)));
+    luaL_argerror(
+        L, next,
+        lua_pushfstring(L, "%s: options table expected, got %s", fn, luaL_typename(L, next)));
   clb_check_opts(L, next, fn, creation_opts);
   cl_dtype dt = opt_dtype(L, next, CL_FLOAT32, fn);
   cl_rng *rng = clb_opt_rng(L, next);
@@ -150,12 +151,24 @@ static int make_filled(lua_State *L, const char *fn, int kind) {
     luaL_error(L, "%s: only float32 is supported, got %s", fn, cl_dtype_name(dt));
   cl_tensor **slot = clb_slot(L);
   switch (kind) {
-  case 'z': *slot = cl_zeros(dt, nd, shape); break;
-  case 'o': *slot = cl_full(dt, nd, shape, 1); break;
-  case 'f': *slot = cl_full(dt, nd, shape, value); break;
-  case 'e': *slot = cl_empty(dt, nd, shape); break;
-  case 'r': *slot = cl_rand(rng, nd, shape); break;
-  case 'n': *slot = cl_randn(rng, nd, shape); break;
+  case 'z':
+    *slot = cl_zeros(dt, nd, shape);
+    break;
+  case 'o':
+    *slot = cl_full(dt, nd, shape, 1);
+    break;
+  case 'f':
+    *slot = cl_full(dt, nd, shape, value);
+    break;
+  case 'e':
+    *slot = cl_empty(dt, nd, shape);
+    break;
+  case 'r':
+    *slot = cl_rand(rng, nd, shape);
+    break;
+  case 'n':
+    *slot = cl_randn(rng, nd, shape);
+    break;
   }
   clb_done(L, slot);
   apply_requires_grad(L, next, slot);
@@ -187,8 +200,8 @@ static int l_arange(lua_State *L) {
     if (nnum == 3)
       step = lua_tonumber(L, 3);
   }
-  int all_int = lua_isinteger(L, 1) && (nnum < 2 || lua_isinteger(L, 2)) &&
-                (nnum < 3 || lua_isinteger(L, 3));
+  int all_int =
+      lua_isinteger(L, 1) && (nnum < 2 || lua_isinteger(L, 2)) && (nnum < 3 || lua_isinteger(L, 3));
   cl_dtype dt = opt_dtype(L, opts, all_int ? CL_INT64 : CL_FLOAT32, "arange");
   PUSH_RESULT(L, cl_arange(start, stop, step, dt));
 }
@@ -257,8 +270,9 @@ static void check_positions(lua_State *L, const cl_tensor *t, int first, int64_t
     int ok;
     lua_Integer v = lua_tointegerx(L, first + d, &ok);
     if (!ok) /* a number is shown by value: "argument 1 is number" puzzled for 0.5 */
-      luaL_error(L, "%s: %d position%s expected for a tensor of %d dimension%s (positions count "
-                    "from 0), argument %d is %s",
+      luaL_error(L,
+                 "%s: %d position%s expected for a tensor of %d dimension%s (positions count "
+                 "from 0), argument %d is %s",
                  fn, t->ndim, t->ndim == 1 ? "" : "s", t->ndim, t->ndim == 1 ? "" : "s", d + 1,
                  lua_type(L, first + d) == LUA_TNUMBER ? lua_tostring(L, first + d)
                                                        : luaL_typename(L, first + d));
@@ -272,8 +286,8 @@ static int m_get(lua_State *L) {
   int64_t idx[CL_MAX_DIMS];
   if (lua_gettop(L) - 1 != t->ndim)
     return luaL_error(L, "get: %d position%s expected for a tensor of shape %s, got %d", t->ndim,
-                      t->ndim == 1 ? "" : "s",
-                      cl_shape_str(t, (char[96]){0}, 96), lua_gettop(L) - 1);
+                      t->ndim == 1 ? "" : "s", cl_shape_str(t, (char[96]){0}, 96),
+                      lua_gettop(L) - 1);
   check_positions(L, t, 2, idx, "get");
   double v;
   if (cl_get(t, idx, &v))
@@ -287,8 +301,9 @@ static int m_set(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int64_t idx[CL_MAX_DIMS];
   if (lua_gettop(L) - 2 != t->ndim)
-    return luaL_error(L, "set: %d position%s and a value expected for a tensor of shape %s, got "
-                         "%d arguments",
+    return luaL_error(L,
+                      "set: %d position%s and a value expected for a tensor of shape %s, got "
+                      "%d arguments",
                       t->ndim, t->ndim == 1 ? "" : "s", cl_shape_str(t, (char[96]){0}, 96),
                       lua_gettop(L) - 1);
   check_positions(L, t, 2, idx, "set");
@@ -649,179 +664,7 @@ static int l_cat(lua_State *L) {
   PUSH_RESULT(L, cl_cat(n, ts, dim));
 }
 
-/* ---------------------------------------------------------------- hooks */
-
-/* Ids of freed tensors that had hooks; their entries are dropped at the next hook access
- * (the core reports frees without a lua_State at hand). */
-static uint64_t *dead_ids;
-static size_t dead_len, dead_cap;
-
-static void on_hooked_free(uint64_t id) {
-  if (dead_len == dead_cap) {
-    size_t cap = dead_cap ? dead_cap * 2 : 64;
-    uint64_t *grown = realloc(dead_ids, cap * sizeof *grown);
-    if (!grown)
-      return; /* the entry then lingers until the state closes; nothing breaks */
-    dead_ids = grown;
-    dead_cap = cap;
-  }
-  dead_ids[dead_len++] = id;
-}
-
-static void push_hooks_table(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, HOOKS_KEY) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, HOOKS_KEY);
-  }
-  while (dead_len) {
-    lua_pushnil(L);
-    lua_rawseti(L, -2, (lua_Integer)dead_ids[--dead_len]);
-  }
-}
-
-static lua_Integer next_hook_key = 1;
-
-/* t:register_hook(fn) → handle; fn(grad) may return a replacement gradient. */
-static int m_register_hook(lua_State *L) {
-  cl_tensor *t = clb_check(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!t->requires_grad)
-    return luaL_error(L, "register_hook: the tensor does not require grad, so no gradient will "
-                         "reach it");
-  push_hooks_table(L);
-  if (lua_rawgeti(L, -1, (lua_Integer)t->id) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, (lua_Integer)t->id);
-  }
-  lua_Integer key = next_hook_key++;
-  lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, key); /* keys grow, so pairs order == registration order after sorting */
-  t->has_hooks = 1;
-  lua_Integer *h = lua_newuserdatauv(L, sizeof(lua_Integer) * 2, 0);
-  h[0] = (lua_Integer)t->id;
-  h[1] = key;
-  luaL_setmetatable(L, CLB_HOOK_HANDLE);
-  return 1;
-}
-
-static int hook_remove(lua_State *L) {
-  lua_Integer *h = luaL_checkudata(L, 1, CLB_HOOK_HANDLE);
-  push_hooks_table(L);
-  if (lua_rawgeti(L, -1, h[0]) == LUA_TTABLE) {
-    lua_pushnil(L);
-    lua_rawseti(L, -2, h[1]);
-  }
-  return 0;
-}
-
-static int in_backward;
-
-typedef struct {
-  lua_State *L;
-  int failed; /* a hook raised: its error object is at the top of L's stack */
-} hook_call;
-
-static int compare_keys(const void *a, const void *b) {
-  lua_Integer x = *(const lua_Integer *)a, y = *(const lua_Integer *)b;
-  return (x > y) - (x < y);
-}
-
-/* The Lua side of run_hooks, in a protected call: (t, grad) as light userdata. Any error,
- * running out of memory included, comes back to run_hooks as a status instead of jumping over
- * the engine's frames (which would strand the graph's buffers and leave in_backward set). */
-static int run_hooks_protected(lua_State *L) {
-  cl_tensor *t = lua_touserdata(L, 1);
-  cl_tensor **grad = lua_touserdata(L, 2);
-  int top = lua_gettop(L);
-  push_hooks_table(L);
-  if (lua_rawgeti(L, -1, (lua_Integer)t->id) != LUA_TTABLE)
-    return 0;
-  /* Snapshot the keys in registration order: a hook may remove itself. */
-  lua_Integer keys[64];
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pop(L, 1);
-    if (n == 64) { /* more hooks on one tensor than anyone needs: run the first 64 */
-      lua_pop(L, 1);
-      break;
-    }
-    keys[n++] = lua_tointeger(L, -1);
-  }
-  qsort(keys, (size_t)n, sizeof keys[0], compare_keys);
-  int list = lua_gettop(L);
-  for (int i = 0; i < n; i++) {
-    if (lua_rawgeti(L, list, keys[i]) != LUA_TFUNCTION) {
-      lua_pop(L, 1);
-      continue;
-    }
-    cl_tensor **slot = clb_slot(L); /* before the retain: making it may raise */
-    cl_retain(*grad);
-    *slot = *grad;
-    lua_call(L, 1, 1);
-    if (!lua_isnil(L, -1)) {
-      clb_tensor *r = luaL_testudata(L, -1, CLB_TENSOR);
-      if (!r || !r->t)
-        return luaL_error(L, "backward: a tensor hook must return nil or a tensor, got %s",
-                          luaL_typename(L, -1));
-      cl_retain(r->t);
-      cl_release(*grad);
-      *grad = r->t;
-    }
-    lua_pop(L, 1);
-  }
-  lua_settop(L, top);
-  return 0;
-}
-
-/* Called by the engine with the full gradient of a hooked tensor. */
-static int run_hooks(void *ud, cl_tensor *t, cl_tensor **grad) {
-  hook_call *hc = ud;
-  lua_State *L = hc->L;
-  int top = lua_gettop(L);
-  if (!lua_checkstack(L, 8))
-    return cl_fail("backward: Lua stack exhausted in hooks");
-  lua_pushcfunction(L, run_hooks_protected); /* pushing these allocates nothing */
-  lua_pushlightuserdata(L, t);
-  lua_pushlightuserdata(L, grad);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    lua_settop(L, top + 1); /* the error object, just above the caller's stack */
-    hc->failed = 1;
-    return cl_fail("backward: a hook raised an error");
-  }
-  return 0;
-}
-
-/* t:backward([grad], [{retain_graph = bool}]) */
-static int m_backward(lua_State *L) {
-  cl_tensor *t = clb_check(L, 1);
-  int opts = 3;
-  cl_tensor *grad = NULL;
-  if (lua_istable(L, 2) && !clb_is_tensor(L, 2))
-    opts = 2;
-  else
-    grad = clb_opt(L, 2);
-  static const char *const allowed[] = {"retain_graph", NULL};
-  clb_check_opts(L, opts, "backward", allowed);
-  int retain = clb_opt_bool(L, opts, "retain_graph", 0);
-  if (in_backward)
-    return luaL_error(L, "backward: cannot start a backward pass from inside a hook");
-  lua_settop(L, 3);
-  hook_call hc = {L, 0};
-  in_backward = 1;
-  int rc = cl_backward(t, grad, retain, run_hooks, &hc);
-  in_backward = 0;
-  if (rc) {
-    if (hc.failed)
-      return lua_error(L);
-    return clb_error(L);
-  }
-  return 0;
-}
+/* ---------------------------------------------------------------- autograd flags */
 
 static int m_retain_grad(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
@@ -859,131 +702,6 @@ static int m_free(lua_State *L) {
 
 static int m_is_freed(lua_State *L) {
   lua_pushboolean(L, check_ud(L, 1)->t == NULL);
-  return 1;
-}
-
-/* ---------------------------------------------------------------- printing */
-
-static void format_value(char *buf, size_t len, cl_dtype dt, double v, int sci) {
-  if (dt != CL_FLOAT32)
-    snprintf(buf, len, "%lld", (long long)v);
-  else if (v != v)
-    snprintf(buf, len, "nan");
-  else if (isinf(v))
-    snprintf(buf, len, v > 0 ? "inf" : "-inf");
-  else
-    snprintf(buf, len, sci ? "%.4e" : "%.4f", v);
-}
-
-typedef struct {
-  luaL_Buffer *b;
-  const cl_tensor *t;
-  int width, sci, summarise;
-} printer;
-
-#define EDGE 3
-
-static void print_dim(printer *p, int dim, int64_t base, int indent) {
-  const cl_tensor *t = p->t;
-  int64_t n = t->shape[dim];
-  int64_t block = 1;
-  for (int d = dim + 1; d < t->ndim; d++)
-    block *= t->shape[d];
-  luaL_addchar(p->b, '[');
-  for (int64_t i = 0; i < n; i++) {
-    if (p->summarise && n > 2 * EDGE && i == EDGE) {
-      luaL_addstring(p->b, dim + 1 == t->ndim ? "..., " : "...,\n");
-      if (dim + 1 < t->ndim)
-        for (int s = 0; s < indent + 1; s++)
-          luaL_addchar(p->b, ' ');
-      i = n - EDGE - 1;
-      continue;
-    }
-    if (dim + 1 == t->ndim) {
-      char v[48];
-      format_value(v, sizeof v, t->dtype, cl_item_at(t, base + i), p->sci);
-      char padded[64];
-      snprintf(padded, sizeof padded, "%*s", p->width, v);
-      luaL_addstring(p->b, padded);
-    } else {
-      print_dim(p, dim + 1, base + i * block, indent + 1);
-    }
-    if (i + 1 < n) {
-      luaL_addchar(p->b, ',');
-      if (dim + 1 == t->ndim) {
-        luaL_addchar(p->b, ' ');
-      } else {
-        for (int k = dim + 1; k < t->ndim; k++)
-          luaL_addchar(p->b, '\n');
-        for (int s = 0; s < indent + 1; s++)
-          luaL_addchar(p->b, ' ');
-      }
-    }
-  }
-  luaL_addchar(p->b, ']');
-}
-
-/* "tensor(float32, 2×3, requires_grad)" then the values, NumPy-style: tensors beyond a
- * thousand elements show three entries at each edge, so a REPL never floods. */
-static int m_tostring(lua_State *L) {
-  clb_tensor *ud = check_ud(L, 1);
-  if (!ud->t) {
-    lua_pushliteral(L, "tensor(freed)");
-    return 1;
-  }
-  cl_tensor *t = ud->t;
-  char shape[96];
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  cl_shape_str(t, shape, sizeof shape);
-  lua_pushfstring(L, "tensor(%s, %s", cl_dtype_name(t->dtype), shape);
-  luaL_addvalue(&b);
-  if (t->grad_fn) {
-    lua_pushfstring(L, ", grad_fn=%s", t->grad_fn->op);
-    luaL_addvalue(&b);
-  } else if (t->requires_grad) {
-    luaL_addstring(&b, ", requires_grad");
-  }
-  int64_t n = cl_numel(t);
-  int summarise = n > 1000;
-  if (summarise && t->dtype == CL_FLOAT32) {
-    double lo = INFINITY, hi = -INFINITY, sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-      double v = cl_item_at(t, i);
-      lo = v < lo ? v : lo;
-      hi = v > hi ? v : hi;
-      sum += v;
-    }
-    char stats[128];
-    snprintf(stats, sizeof stats, ", min=%.4g, max=%.4g, mean=%.4g", lo, hi, sum / (double)n);
-    luaL_addstring(&b, stats);
-  }
-  luaL_addstring(&b, ")\n");
-  if (n == 0) {
-    luaL_addstring(&b, "[]");
-  } else if (t->ndim == 0) {
-    char v[48];
-    format_value(v, sizeof v, t->dtype, cl_item_at(t, 0), 0);
-    luaL_addstring(&b, v);
-  } else {
-    double amax = 0;
-    for (int64_t i = 0; i < n; i++) {
-      double v = fabs(cl_item_at(t, i));
-      if (v == v && !isinf(v) && v > amax)
-        amax = v;
-    }
-    int sci = t->dtype == CL_FLOAT32 && (amax >= 1e5 || (amax > 0 && amax < 1e-3));
-    printer p = {&b, t, 0, sci, summarise};
-    for (int64_t i = 0; i < n; i++) {
-      char v[48];
-      format_value(v, sizeof v, t->dtype, cl_item_at(t, i), sci);
-      int w = (int)strlen(v);
-      if (w > p.width)
-        p.width = w;
-    }
-    print_dim(&p, 0, 0, 0);
-  }
-  luaL_pushresult(&b);
   return 1;
 }
 
@@ -1114,26 +832,29 @@ static const luaL_Reg methods[] = {
     {"log_softmax", m_log_softmax},
     {"index_select", m_index_select},
     {"gather", m_gather},
-    {"backward", m_backward},
+    {"backward", clb_tensor_backward},
     {"retain_grad", m_retain_grad},
     {"requires_grad_", m_requires_grad_},
     {"zero_grad", m_zero_grad},
-    {"register_hook", m_register_hook},
+    {"register_hook", clb_tensor_register_hook},
     {"free", m_free},
     {"is_freed", m_is_freed},
     {NULL, NULL},
 };
 
 static const luaL_Reg metamethods[] = {
-    {"__add", m_add}, {"__sub", m_sub},   {"__mul", m_mul},           {"__div", m_div},
-    {"__pow", m_pow}, {"__unm", m_unm},   {"__len", m_len},           {"__tostring", m_tostring},
-    {"__gc", m_free}, {"__close", m_free}, {"__newindex", t_newindex}, {NULL, NULL},
+    {"__add", m_add},           {"__sub", m_sub},
+    {"__mul", m_mul},           {"__div", m_div},
+    {"__pow", m_pow},           {"__unm", m_unm},
+    {"__len", m_len},           {"__tostring", clb_tensor_tostring},
+    {"__gc", m_free},           {"__close", m_free},
+    {"__newindex", t_newindex}, {NULL, NULL},
 };
 
 static const luaL_Reg module_funcs[] = {
-    {"tensor", l_tensor},   {"zeros", l_zeros},   {"ones", l_ones},         {"full", l_full},
-    {"empty", l_empty},     {"rand", l_rand},     {"randn", l_randn},       {"arange", l_arange},
-    {"randperm", l_randperm}, {"cat", l_cat},     {"matmul", m_matmul},     {NULL, NULL},
+    {"tensor", l_tensor},     {"zeros", l_zeros}, {"ones", l_ones},     {"full", l_full},
+    {"empty", l_empty},       {"rand", l_rand},   {"randn", l_randn},   {"arange", l_arange},
+    {"randperm", l_randperm}, {"cat", l_cat},     {"matmul", m_matmul}, {NULL, NULL},
 };
 
 static int is_tensor(lua_State *L) {
@@ -1142,7 +863,6 @@ static int is_tensor(lua_State *L) {
 }
 
 void clb_open_tensor(lua_State *L) {
-  cl_set_hooked_free_listener(on_hooked_free);
   if (luaL_newmetatable(L, CLB_TENSOR)) {
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L); /* methods, also exposed as __methods for REPL completion */
@@ -1154,13 +874,6 @@ void clb_open_tensor(lua_State *L) {
   }
   lua_getfield(L, -1, "__methods");
   lua_setfield(L, -3, "Tensor"); /* core.Tensor: the method table, for extension from Lua */
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, CLB_HOOK_HANDLE)) {
-    lua_newtable(L);
-    lua_pushcfunction(L, hook_remove);
-    lua_setfield(L, -2, "remove");
-    lua_setfield(L, -2, "__index");
-  }
   lua_pop(L, 1);
   luaL_setfuncs(L, module_funcs, 0);
   lua_pushcfunction(L, is_tensor);
