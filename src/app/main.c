@@ -12,8 +12,8 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "lua/lbind.h" /* luaopen_cnnlab_core */
 #include "app/repl.h"
+#include "lua/lbind.h" /* luaopen_cnnlab_core */
 
 #ifndef CNNLAB_LUADIR
 #define CNNLAB_LUADIR "/usr/local/share/lua/5.4"
