@@ -202,4 +202,16 @@ void clb_check_opts(lua_State *L, int idx, const char *fn, const char *const *al
   }
 }
 
+cl_dtype clb_check_dtype(lua_State *L, const char *name, const char *fn) {
+  int d = cl_dtype_parse(name);
+  if (d < 0)
+    luaL_error(L, "%s: unknown dtype '%s' (known: float32, uint8, int64)", fn, name);
+  return (cl_dtype)d;
+}
+
+cl_dtype clb_opt_dtype(lua_State *L, int idx, cl_dtype def, const char *fn) {
+  const char *name = clb_opt_string(L, idx, "dtype", NULL);
+  return name ? clb_check_dtype(L, name, fn) : def;
+}
+
 void clb_setfuncs(lua_State *L, const luaL_Reg *funcs) { luaL_setfuncs(L, funcs, 0); }

@@ -32,6 +32,18 @@ void clb_done(lua_State *L, cl_tensor **slot);
  * could fail: t == NULL raises the core's error. */
 void clb_push(lua_State *L, cl_tensor *t);
 
+/* Runs a core call that may fail and pushes the result. expr may still read arguments (an
+ * absent optional one must read as none), so the slot goes above every argument position. */
+#define CLB_PUSH_RESULT(L, expr)                                                                   \
+  do {                                                                                             \
+    if (lua_gettop(L) < 10)                                                                        \
+      lua_settop(L, 10);                                                                           \
+    cl_tensor **slot_ = clb_slot(L);                                                               \
+    *slot_ = (expr);                                                                               \
+    clb_done(L, slot_);                                                                            \
+    return 1;                                                                                      \
+  } while (0)
+
 /* Raises cl_last_error() as a Lua error. */
 int clb_error(lua_State *L);
 
@@ -46,6 +58,10 @@ cl_rng *clb_opt_rng(lua_State *L, int idx);
 const char *clb_opt_string(lua_State *L, int idx, const char *key, const char *def);
 double clb_opt_number(lua_State *L, int idx, const char *key, double def);
 int clb_opt_bool(lua_State *L, int idx, const char *key, int def);
+/* A dtype by name ("float32", "uint8", "int64"), or an error naming fn. */
+cl_dtype clb_check_dtype(lua_State *L, const char *name, const char *fn);
+/* opts.dtype of the options table at idx, parsed; def when absent. */
+cl_dtype clb_opt_dtype(lua_State *L, int idx, cl_dtype def, const char *fn);
 /* Checks that the options table at idx has only keys listed in `allowed` (NULL-terminated). */
 void clb_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed);
 
@@ -59,6 +75,7 @@ void clb_gc_pressure(lua_State *L);
 int clb_tensor_backward(lua_State *L);      /* lhooks.c */
 int clb_tensor_register_hook(lua_State *L); /* lhooks.c */
 int clb_tensor_tostring(lua_State *L);      /* lprint.c */
+extern const luaL_Reg clb_create_funcs[];   /* lcreate.c: tensor, zeros, ... randperm */
 
 /* Each binding file registers its part of the core table (at the top of the stack); lcore.c
  * calls them in turn. */

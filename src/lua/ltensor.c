@@ -1,6 +1,6 @@
 /* ltensor.c — tensors as Lua userdata: creation, methods, operators, autograd flags and
- * explicit release (free / __close / __gc share one path). Backward and hooks are in
- * lhooks.c, printing in lprint.c. */
+ * explicit release (free / __close / __gc share one path). Creation is in lcreate.c,
+ * backward and hooks in lhooks.c, printing in lprint.c. */
 #include "core/tensor_impl.h"
 #include "lua/lbind.h"
 
@@ -12,206 +12,6 @@
 /* ---------------------------------------------------------------- small helpers */
 
 static clb_tensor *check_ud(lua_State *L, int idx) { return luaL_checkudata(L, idx, CLB_TENSOR); }
-
-/* Runs a core call that may fail and pushes the result. expr may still read arguments (an
- * absent optional one must read as none), so the slot goes above every argument position. */
-#define PUSH_RESULT(L, expr)                                                                       \
-  do {                                                                                             \
-    if (lua_gettop(L) < 10)                                                                        \
-      lua_settop(L, 10);                                                                           \
-    cl_tensor **slot_ = clb_slot(L);                                                               \
-    *slot_ = (expr);                                                                               \
-    clb_done(L, slot_);                                                                            \
-    return 1;                                                                                      \
-  } while (0)
-
-static cl_dtype check_dtype_name(lua_State *L, const char *name, const char *fn) {
-  int d = cl_dtype_parse(name);
-  if (d < 0)
-    luaL_error(L, "%s: unknown dtype '%s' (known: float32, uint8, int64)", fn, name);
-  return (cl_dtype)d;
-}
-
-static cl_dtype opt_dtype(lua_State *L, int idx, cl_dtype def, const char *fn) {
-  const char *name = clb_opt_string(L, idx, "dtype", NULL);
-  return name ? check_dtype_name(L, name, fn) : def;
-}
-
-static void apply_requires_grad(lua_State *L, int opts, cl_tensor **slot) {
-  if (clb_opt_bool(L, opts, "requires_grad", 0) && cl_set_requires_grad(*slot, 1))
-    clb_error(L);
-}
-
-static const char *const creation_opts[] = {"dtype", "requires_grad", "generator", NULL};
-
-/* ---------------------------------------------------------------- creation */
-
-/* Walks the first elements of a nested table to find its shape. */
-static int nested_shape(lua_State *L, int idx, int64_t *shape) {
-  int nd = 0;
-  lua_pushvalue(L, idx);
-  while (lua_istable(L, -1)) {
-    if (nd == CL_MAX_DIMS)
-      luaL_error(L, "tensor: nesting deeper than %d levels", CL_MAX_DIMS);
-    shape[nd++] = (int64_t)lua_rawlen(L, -1);
-    lua_rawgeti(L, -1, 1);
-    lua_remove(L, -2);
-  }
-  lua_pop(L, 1);
-  return nd;
-}
-
-static void fill_nested(lua_State *L, int idx, cl_tensor *t, int dim, int64_t *pos) {
-  int64_t len = (int64_t)lua_rawlen(L, idx);
-  if (len != t->shape[dim])
-    luaL_error(L, "tensor: ragged nested table: level %d has %d entries where %d were expected",
-               dim + 1, (int)len, (int)t->shape[dim]);
-  for (int64_t i = 1; i <= len; i++) {
-    lua_rawgeti(L, idx, i);
-    if (dim + 1 < t->ndim) {
-      if (!lua_istable(L, -1))
-        luaL_error(L, "tensor: expected a table at depth %d, got %s", dim + 2,
-                   luaL_typename(L, -1));
-      fill_nested(L, lua_gettop(L), t, dim + 1, pos);
-    } else {
-      int isnum;
-      lua_Number v = lua_tonumberx(L, -1, &isnum);
-      if (!isnum && lua_isboolean(L, -1)) {
-        v = lua_toboolean(L, -1);
-        isnum = 1;
-      }
-      if (!isnum)
-        luaL_error(L, "tensor: expected a number at position %d, got %s", (int)*pos + 1,
-                   luaL_typename(L, -1));
-      cl_store(t->dtype, cl_data(t), (*pos)++, v);
-    }
-    lua_pop(L, 1);
-  }
-}
-
-/* lab.tensor(number | nested table | tensor, {dtype=, requires_grad=}) */
-static int l_tensor(lua_State *L) {
-  clb_check_opts(L, 2, "tensor", creation_opts);
-  if (clb_is_tensor(L, 1)) {
-    cl_tensor *src = clb_check(L, 1);
-    cl_dtype dt = opt_dtype(L, 2, src->dtype, "tensor");
-    cl_tensor **slot = clb_slot(L);
-    *slot = cl_empty(dt, src->ndim, src->shape);
-    clb_done(L, slot);
-    if (cl_copy_(*slot, src))
-      clb_error(L);
-    apply_requires_grad(L, 2, slot);
-    return 1;
-  }
-  cl_dtype dt = opt_dtype(L, 2, CL_FLOAT32, "tensor");
-  int64_t shape[CL_MAX_DIMS];
-  int nd = 0;
-  if (lua_type(L, 1) == LUA_TNUMBER) {
-    nd = 0;
-  } else if (lua_istable(L, 1)) {
-    nd = nested_shape(L, 1, shape);
-  } else {
-    return luaL_argerror(L, 1,
-                         lua_pushfstring(L,
-                                         "tensor: number, nested table or tensor "
-                                         "expected, got %s",
-                                         luaL_typename(L, 1)));
-  }
-  cl_tensor **slot = clb_slot(L);
-  *slot = cl_empty(dt, nd, shape);
-  clb_done(L, slot);
-  if (nd == 0) {
-    cl_store(dt, cl_data(*slot), 0, lua_tonumber(L, 1));
-  } else {
-    int64_t pos = 0;
-    fill_nested(L, 1, *slot, 0, &pos);
-  }
-  apply_requires_grad(L, 2, slot);
-  return 1;
-}
-
-/* The shared shape of zeros/ones/full/empty/rand/randn: (shape..., [value], [opts]). */
-static int make_filled(lua_State *L, const char *fn, int kind) {
-  int64_t shape[CL_MAX_DIMS];
-  int next;
-  int nd = clb_check_shape(L, 1, shape, &next, fn);
-  double value = 0;
-  if (kind == 'f') {
-    value = luaL_checknumber(L, next);
-    next++;
-  }
-  if (!lua_isnoneornil(L, next) && !lua_istable(L, next))
-    luaL_argerror(
-        L, next,
-        lua_pushfstring(L, "%s: options table expected, got %s", fn, luaL_typename(L, next)));
-  clb_check_opts(L, next, fn, creation_opts);
-  cl_dtype dt = opt_dtype(L, next, CL_FLOAT32, fn);
-  cl_rng *rng = clb_opt_rng(L, next);
-  if ((kind == 'r' || kind == 'n') && dt != CL_FLOAT32)
-    luaL_error(L, "%s: only float32 is supported, got %s", fn, cl_dtype_name(dt));
-  cl_tensor **slot = clb_slot(L);
-  switch (kind) {
-  case 'z':
-    *slot = cl_zeros(dt, nd, shape);
-    break;
-  case 'o':
-    *slot = cl_full(dt, nd, shape, 1);
-    break;
-  case 'f':
-    *slot = cl_full(dt, nd, shape, value);
-    break;
-  case 'e':
-    *slot = cl_empty(dt, nd, shape);
-    break;
-  case 'r':
-    *slot = cl_rand(rng, nd, shape);
-    break;
-  case 'n':
-    *slot = cl_randn(rng, nd, shape);
-    break;
-  }
-  clb_done(L, slot);
-  apply_requires_grad(L, next, slot);
-  return 1;
-}
-
-static int l_zeros(lua_State *L) { return make_filled(L, "zeros", 'z'); }
-static int l_ones(lua_State *L) { return make_filled(L, "ones", 'o'); }
-static int l_full(lua_State *L) { return make_filled(L, "full", 'f'); }
-static int l_empty(lua_State *L) { return make_filled(L, "empty", 'e'); }
-static int l_rand(lua_State *L) { return make_filled(L, "rand", 'r'); }
-static int l_randn(lua_State *L) { return make_filled(L, "randn", 'n'); }
-
-/* lab.arange(n) | (start, stop[, step]), with an optional options table last. */
-static int l_arange(lua_State *L) {
-  int nnum = 0;
-  while (nnum < 3 && lua_type(L, nnum + 1) == LUA_TNUMBER)
-    nnum++;
-  if (nnum == 0)
-    return luaL_argerror(L, 1, "arange: number expected (arange(n) or arange(start, stop, step))");
-  int opts = nnum + 1;
-  clb_check_opts(L, opts, "arange", creation_opts);
-  double start = 0, stop, step = 1;
-  if (nnum == 1) {
-    stop = lua_tonumber(L, 1);
-  } else {
-    start = lua_tonumber(L, 1);
-    stop = lua_tonumber(L, 2);
-    if (nnum == 3)
-      step = lua_tonumber(L, 3);
-  }
-  int all_int =
-      lua_isinteger(L, 1) && (nnum < 2 || lua_isinteger(L, 2)) && (nnum < 3 || lua_isinteger(L, 3));
-  cl_dtype dt = opt_dtype(L, opts, all_int ? CL_INT64 : CL_FLOAT32, "arange");
-  PUSH_RESULT(L, cl_arange(start, stop, step, dt));
-}
-
-static int l_randperm(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  clb_check_opts(L, 2, "randperm", creation_opts);
-  cl_rng *r = clb_opt_rng(L, 2);
-  PUSH_RESULT(L, cl_randperm(r, n));
-}
 
 /* ---------------------------------------------------------------- properties */
 
@@ -398,7 +198,7 @@ static int m_reshape(lua_State *L) {
     for (int i = 2; i <= top; i++)
       shape[n++] = luaL_checkinteger(L, i);
   }
-  PUSH_RESULT(L, cl_reshape(t, n, shape));
+  CLB_PUSH_RESULT(L, cl_reshape(t, n, shape));
 }
 
 static int m_flatten(lua_State *L) {
@@ -410,29 +210,29 @@ static int m_flatten(lua_State *L) {
   shape[start] = -1;
   if (t->ndim == 0)
     start = 0;
-  PUSH_RESULT(L, cl_reshape(t, start + 1, shape));
+  CLB_PUSH_RESULT(L, cl_reshape(t, start + 1, shape));
 }
 
 static int m_narrow(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = clb_check_dim(L, 2, t->ndim, "narrow");
   lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
-  PUSH_RESULT(L, cl_narrow(t, d, start, len));
+  CLB_PUSH_RESULT(L, cl_narrow(t, d, start, len));
 }
 
 static int m_select(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = clb_check_dim(L, 2, t->ndim, "select");
-  PUSH_RESULT(L, cl_select(t, d, luaL_checkinteger(L, 3)));
+  CLB_PUSH_RESULT(L, cl_select(t, d, luaL_checkinteger(L, 3)));
 }
 
 static int m_transpose(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   if (t->ndim < 2 && lua_isnoneornil(L, 2))
-    PUSH_RESULT(L, cl_clone(t));
+    CLB_PUSH_RESULT(L, cl_clone(t));
   int a = lua_isnoneornil(L, 2) ? 0 : clb_check_dim(L, 2, t->ndim, "transpose");
   int b = lua_isnoneornil(L, 3) ? 1 : clb_check_dim(L, 3, t->ndim, "transpose");
-  PUSH_RESULT(L, cl_transpose(t, a, b));
+  CLB_PUSH_RESULT(L, cl_transpose(t, a, b));
 }
 
 static int m_permute(lua_State *L) {
@@ -450,18 +250,18 @@ static int m_permute(lua_State *L) {
     perm[i] = (int)luaL_checkinteger(L, -1);
     lua_pop(L, 1);
   }
-  PUSH_RESULT(L, cl_permute(t, perm));
+  CLB_PUSH_RESULT(L, cl_permute(t, perm));
 }
 
 static int m_unsqueeze(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
-  PUSH_RESULT(L, cl_unsqueeze(t, (int)luaL_checkinteger(L, 2)));
+  CLB_PUSH_RESULT(L, cl_unsqueeze(t, (int)luaL_checkinteger(L, 2)));
 }
 
 static int m_squeeze(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = lua_isnoneornil(L, 2) ? -1 : clb_check_dim(L, 2, t->ndim, "squeeze");
-  PUSH_RESULT(L, cl_squeeze(t, d));
+  CLB_PUSH_RESULT(L, cl_squeeze(t, d));
 }
 
 static int m_expand(lua_State *L) {
@@ -484,15 +284,15 @@ static int m_expand(lua_State *L) {
     for (int i = 0; i < n; i++)
       shape[i] = luaL_checkinteger(L, i + 2);
   }
-  PUSH_RESULT(L, cl_expand(t, n, shape));
+  CLB_PUSH_RESULT(L, cl_expand(t, n, shape));
 }
 
-static int m_contiguous(lua_State *L) { PUSH_RESULT(L, cl_contiguous(clb_check(L, 1))); }
-static int m_clone(lua_State *L) { PUSH_RESULT(L, cl_clone(clb_check(L, 1))); }
-static int m_detach(lua_State *L) { PUSH_RESULT(L, cl_detach(clb_check(L, 1))); }
-static int m_float(lua_State *L) { PUSH_RESULT(L, cl_to_dtype(clb_check(L, 1), CL_FLOAT32)); }
-static int m_byte(lua_State *L) { PUSH_RESULT(L, cl_to_dtype(clb_check(L, 1), CL_UINT8)); }
-static int m_long(lua_State *L) { PUSH_RESULT(L, cl_to_dtype(clb_check(L, 1), CL_INT64)); }
+static int m_contiguous(lua_State *L) { CLB_PUSH_RESULT(L, cl_contiguous(clb_check(L, 1))); }
+static int m_clone(lua_State *L) { CLB_PUSH_RESULT(L, cl_clone(clb_check(L, 1))); }
+static int m_detach(lua_State *L) { CLB_PUSH_RESULT(L, cl_detach(clb_check(L, 1))); }
+static int m_float(lua_State *L) { CLB_PUSH_RESULT(L, cl_to_dtype(clb_check(L, 1), CL_FLOAT32)); }
+static int m_byte(lua_State *L) { CLB_PUSH_RESULT(L, cl_to_dtype(clb_check(L, 1), CL_UINT8)); }
+static int m_long(lua_State *L) { CLB_PUSH_RESULT(L, cl_to_dtype(clb_check(L, 1), CL_INT64)); }
 
 static int m_type(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
@@ -500,8 +300,8 @@ static int m_type(lua_State *L) {
     lua_pushstring(L, cl_dtype_name(t->dtype));
     return 1;
   }
-  cl_dtype dt = check_dtype_name(L, luaL_checkstring(L, 2), "type");
-  PUSH_RESULT(L, cl_to_dtype(t, dt));
+  cl_dtype dt = clb_check_dtype(L, luaL_checkstring(L, 2), "type");
+  CLB_PUSH_RESULT(L, cl_to_dtype(t, dt));
 }
 
 /* ---------------------------------------------------------------- arithmetic */
@@ -511,12 +311,12 @@ static int binary(lua_State *L, cl_binop op, const char *fn) {
   int ta = clb_is_tensor(L, 1), tb = clb_is_tensor(L, 2);
   if (ta && tb) {
     cl_tensor *a = clb_check(L, 1), *b = clb_check(L, 2);
-    PUSH_RESULT(L, cl_binary(op, a, b));
+    CLB_PUSH_RESULT(L, cl_binary(op, a, b));
   }
   if (ta && lua_type(L, 2) == LUA_TNUMBER)
-    PUSH_RESULT(L, cl_binary_scalar(op, clb_check(L, 1), lua_tonumber(L, 2), 0));
+    CLB_PUSH_RESULT(L, cl_binary_scalar(op, clb_check(L, 1), lua_tonumber(L, 2), 0));
   if (tb && lua_type(L, 1) == LUA_TNUMBER)
-    PUSH_RESULT(L, cl_binary_scalar(op, clb_check(L, 2), lua_tonumber(L, 1), 1));
+    CLB_PUSH_RESULT(L, cl_binary_scalar(op, clb_check(L, 2), lua_tonumber(L, 1), 1));
   int bad = ta ? 2 : 1;
   if (ta)
     clb_check(L, 1);
@@ -540,7 +340,7 @@ BINARY(gt, CL_GT)
 BINARY(ge, CL_GE)
 
 #define UNARY(name, op)                                                                            \
-  static int m_##name(lua_State *L) { PUSH_RESULT(L, cl_unary(op, clb_check(L, 1))); }
+  static int m_##name(lua_State *L) { CLB_PUSH_RESULT(L, cl_unary(op, clb_check(L, 1))); }
 UNARY(neg, CL_NEG)
 UNARY(exp, CL_EXP)
 UNARY(log, CL_LOG)
@@ -552,18 +352,18 @@ UNARY(sign, CL_SIGN)
 UNARY(sqrt, CL_SQRT)
 UNARY(square, CL_SQUARE)
 
-static int m_unm(lua_State *L) { PUSH_RESULT(L, cl_unary(CL_NEG, clb_check(L, 1))); }
+static int m_unm(lua_State *L) { CLB_PUSH_RESULT(L, cl_unary(CL_NEG, clb_check(L, 1))); }
 
 static int m_clamp(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
-  PUSH_RESULT(L, cl_clamp(t, lo, hi));
+  CLB_PUSH_RESULT(L, cl_clamp(t, lo, hi));
 }
 
 static int m_matmul(lua_State *L) {
   cl_tensor *a = clb_check(L, 1), *b = clb_check(L, 2);
-  PUSH_RESULT(L, cl_matmul(a, b));
+  CLB_PUSH_RESULT(L, cl_matmul(a, b));
 }
 
 /* ---------------------------------------------------------------- reductions */
@@ -573,7 +373,7 @@ static int reduce(lua_State *L, int mean) {
   const char *fn = mean ? "mean" : "sum";
   int dim = lua_isnoneornil(L, 2) ? CL_ALL_DIMS : clb_check_dim(L, 2, t->ndim, fn);
   int keep = lua_toboolean(L, 3);
-  PUSH_RESULT(L, mean ? cl_mean(t, dim, keep) : cl_sum(t, dim, keep));
+  CLB_PUSH_RESULT(L, mean ? cl_mean(t, dim, keep) : cl_sum(t, dim, keep));
 }
 
 static int m_sum(lua_State *L) { return reduce(L, 0); }
@@ -612,34 +412,34 @@ static int m_argmax(lua_State *L) {
     cl_tensor **flat = clb_slot(L);
     *flat = cl_reshape(t, 1, &all);
     clb_done(L, flat);
-    PUSH_RESULT(L, cl_argmax(*flat, 0, 0));
+    CLB_PUSH_RESULT(L, cl_argmax(*flat, 0, 0));
   }
   int dim = clb_check_dim(L, 2, t->ndim, "argmax");
-  PUSH_RESULT(L, cl_argmax(t, dim, lua_toboolean(L, 3)));
+  CLB_PUSH_RESULT(L, cl_argmax(t, dim, lua_toboolean(L, 3)));
 }
 
 static int m_softmax(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
-  PUSH_RESULT(L, cl_softmax(t, clb_check_dim(L, 2, t->ndim, "softmax")));
+  CLB_PUSH_RESULT(L, cl_softmax(t, clb_check_dim(L, 2, t->ndim, "softmax")));
 }
 
 static int m_log_softmax(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
-  PUSH_RESULT(L, cl_log_softmax(t, clb_check_dim(L, 2, t->ndim, "log_softmax")));
+  CLB_PUSH_RESULT(L, cl_log_softmax(t, clb_check_dim(L, 2, t->ndim, "log_softmax")));
 }
 
 static int m_index_select(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = clb_check_dim(L, 2, t->ndim, "index_select");
   cl_tensor *idx = clb_check(L, 3);
-  PUSH_RESULT(L, cl_index_select(t, d, idx));
+  CLB_PUSH_RESULT(L, cl_index_select(t, d, idx));
 }
 
 static int m_gather(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = clb_check_dim(L, 2, t->ndim, "gather");
   cl_tensor *idx = clb_check(L, 3);
-  PUSH_RESULT(L, cl_gather(t, d, idx));
+  CLB_PUSH_RESULT(L, cl_gather(t, d, idx));
 }
 
 /* lab.cat({a, b, ...}, dim) */
@@ -661,7 +461,7 @@ static int l_cat(lua_State *L) {
     lua_pop(L, 1);
   }
   int dim = lua_isnoneornil(L, 2) ? 0 : clb_check_dim(L, 2, ts[0]->ndim, "cat");
-  PUSH_RESULT(L, cl_cat(n, ts, dim));
+  CLB_PUSH_RESULT(L, cl_cat(n, ts, dim));
 }
 
 /* ---------------------------------------------------------------- autograd flags */
@@ -851,11 +651,7 @@ static const luaL_Reg metamethods[] = {
     {"__newindex", t_newindex}, {NULL, NULL},
 };
 
-static const luaL_Reg module_funcs[] = {
-    {"tensor", l_tensor},     {"zeros", l_zeros}, {"ones", l_ones},     {"full", l_full},
-    {"empty", l_empty},       {"rand", l_rand},   {"randn", l_randn},   {"arange", l_arange},
-    {"randperm", l_randperm}, {"cat", l_cat},     {"matmul", m_matmul}, {NULL, NULL},
-};
+static const luaL_Reg module_funcs[] = {{"cat", l_cat}, {"matmul", m_matmul}, {NULL, NULL}};
 
 static int is_tensor(lua_State *L) {
   lua_pushboolean(L, clb_is_tensor(L, 1));
@@ -875,6 +671,7 @@ void clb_open_tensor(lua_State *L) {
   lua_getfield(L, -1, "__methods");
   lua_setfield(L, -3, "Tensor"); /* core.Tensor: the method table, for extension from Lua */
   lua_pop(L, 1);
+  luaL_setfuncs(L, clb_create_funcs, 0); /* lcreate.c: tensor, zeros, ... */
   luaL_setfuncs(L, module_funcs, 0);
   lua_pushcfunction(L, is_tensor);
   lua_setfield(L, -2, "is_tensor");
