@@ -3,6 +3,8 @@
  * set of functions and one style of error message serve the whole binding. */
 #include "lua/lbind.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- tensor userdata */
@@ -200,6 +202,107 @@ void clb_check_opts(lua_State *L, int idx, const char *fn, const char *const *al
                  lua_tostring(L, -2));
     }
   }
+}
+
+/* An integer option in [lo, hi], with the function's name in the message. */
+int clb_opt_int(lua_State *L, int idx, const char *fn, const char *key, int def, int lo, int hi) {
+  if (!lua_istable(L, idx))
+    return def;
+  lua_getfield(L, idx, key);
+  int v = def;
+  if (!lua_isnil(L, -1)) {
+    int ok;
+    lua_Integer x = lua_tointegerx(L, -1, &ok);
+    if (!ok || x < lo || x > hi)
+      luaL_error(L, "%s: option '%s' must be an integer in %d..%d, got %s", fn, key, lo, hi,
+                 luaL_tolstring(L, -1, NULL));
+    v = (int)x;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* ---------------------------------------------------------------- named arguments
+ * Positional arguments checked with messages that name the function and the argument:
+ * "conv2d: stride must be a positive integer, got 0". */
+
+/* A short description of the value at idx for "got ..." (numbers by value). */
+const char *clb_describe(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER)
+    return luaL_tolstring(L, idx, NULL);
+  if (lua_type(L, idx) == LUA_TSTRING)
+    return lua_pushfstring(L, "the string \"%s\"", lua_tostring(L, idx));
+  if (clb_is_tensor(L, idx))
+    return "a tensor";
+  return luaL_typename(L, idx);
+}
+
+cl_tensor *clb_arg_tensor(lua_State *L, int idx, const char *fn, const char *arg) {
+  if (!clb_is_tensor(L, idx))
+    luaL_error(L, "%s: %s must be a tensor, got %s", fn, arg, clb_describe(L, idx));
+  return clb_check(L, idx); /* also refuses a freed tensor */
+}
+
+cl_tensor *clb_arg_opttensor(lua_State *L, int idx, const char *fn, const char *arg) {
+  return lua_isnoneornil(L, idx) ? NULL : clb_arg_tensor(L, idx, fn, arg);
+}
+
+/* An integer >= min that fits an int; nil/none gives def when def >= min. */
+int clb_arg_int(lua_State *L, int idx, const char *fn, const char *arg, int min, int def) {
+  if (lua_isnoneornil(L, idx) && def >= min)
+    return def;
+  int ok = 0;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  if (lua_type(L, idx) != LUA_TNUMBER || !ok || v < min || v > INT_MAX)
+    luaL_error(L, "%s: %s must be a %s integer, got %s", fn, arg,
+               min > 0 ? "positive" : "non-negative", clb_describe(L, idx));
+  return (int)v;
+}
+
+double clb_arg_optnumber(lua_State *L, int idx, const char *fn, const char *arg, double def) {
+  if (lua_isnoneornil(L, idx))
+    return def;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: %s must be a number, got %s", fn, arg, clb_describe(L, idx));
+  return lua_tonumber(L, idx);
+}
+
+double clb_arg_number(lua_State *L, int idx, const char *fn, const char *arg) {
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s: %s must be a number, got %s", fn, arg, clb_describe(L, idx));
+  return lua_tonumber(L, idx);
+}
+
+int clb_arg_optbool(lua_State *L, int idx, const char *fn, const char *arg, int def) {
+  if (lua_isnoneornil(L, idx))
+    return def;
+  if (!lua_isboolean(L, idx))
+    luaL_error(L, "%s: %s must be a boolean, got %s", fn, arg, clb_describe(L, idx));
+  return lua_toboolean(L, idx);
+}
+
+void clb_check_optstable(lua_State *L, int idx, const char *fn, const char *const *allowed) {
+  if (!lua_isnoneornil(L, idx) && !lua_istable(L, idx))
+    luaL_error(L, "%s: options must be a table, got %s", fn, clb_describe(L, idx));
+  clb_check_opts(L, idx, fn, allowed);
+}
+
+/* A number in [lo, hi]; luaL_error has no %g, so the message is formatted here. */
+double clb_arg_numberin(lua_State *L, int idx, const char *fn, const char *what, double lo,
+                        double hi) {
+  char msg[200];
+  if (lua_type(L, idx) != LUA_TNUMBER) {
+    snprintf(msg, sizeof msg, "%s: %s (argument #%d) must be a number in [%g, %g], got %s", fn,
+             what, idx, lo, hi, luaL_typename(L, idx));
+    luaL_error(L, "%s", msg);
+  }
+  double v = lua_tonumber(L, idx);
+  if (!(v >= lo && v <= hi)) {
+    snprintf(msg, sizeof msg, "%s: %s (argument #%d) must be in [%g, %g], got %g", fn, what, idx,
+             lo, hi, v);
+    luaL_error(L, "%s", msg);
+  }
+  return v;
 }
 
 cl_dtype clb_check_dtype(lua_State *L, const char *name, const char *fn) {

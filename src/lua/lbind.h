@@ -62,8 +62,26 @@ int clb_opt_bool(lua_State *L, int idx, const char *key, int def);
 cl_dtype clb_check_dtype(lua_State *L, const char *name, const char *fn);
 /* opts.dtype of the options table at idx, parsed; def when absent. */
 cl_dtype clb_opt_dtype(lua_State *L, int idx, cl_dtype def, const char *fn);
+/* An integer option `key` in [lo, hi] (absent → def), the message naming fn. */
+int clb_opt_int(lua_State *L, int idx, const char *fn, const char *key, int def, int lo, int hi);
 /* Checks that the options table at idx has only keys listed in `allowed` (NULL-terminated). */
 void clb_check_opts(lua_State *L, int idx, const char *fn, const char *const *allowed);
+
+/* Positional arguments, the messages naming fn and the argument ("conv2d: stride must be a
+ * positive integer, got 0"). clb_describe: the value at idx for "got ..." (numbers by value). */
+const char *clb_describe(lua_State *L, int idx);
+cl_tensor *clb_arg_tensor(lua_State *L, int idx, const char *fn, const char *arg);
+cl_tensor *clb_arg_opttensor(lua_State *L, int idx, const char *fn, const char *arg);
+/* An integer >= min that fits an int; nil/none gives def when def >= min. */
+int clb_arg_int(lua_State *L, int idx, const char *fn, const char *arg, int min, int def);
+double clb_arg_number(lua_State *L, int idx, const char *fn, const char *arg);
+double clb_arg_optnumber(lua_State *L, int idx, const char *fn, const char *arg, double def);
+int clb_arg_optbool(lua_State *L, int idx, const char *fn, const char *arg, int def);
+/* A number in [lo, hi] at idx; the message names fn, what and the argument number. */
+double clb_arg_numberin(lua_State *L, int idx, const char *fn, const char *what, double lo,
+                        double hi);
+/* nil, or an options table with only the keys in `allowed`. */
+void clb_check_optstable(lua_State *L, int idx, const char *fn, const char *const *allowed);
 
 /* Adds functions to the table at the top of the stack. */
 void clb_setfuncs(lua_State *L, const luaL_Reg *funcs);

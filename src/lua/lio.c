@@ -16,7 +16,6 @@
  * call that could raise, so no error leaks. */
 #include "lua/lbind.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #define ST_BOX "cnnlab.io.safetensors"
@@ -61,32 +60,13 @@ static int l_write_png(lua_State *L) {
   return 0;
 }
 
-/* An integer option in [lo, hi], with the function's name in the message. */
-static int opt_int(lua_State *L, int idx, const char *fn, const char *key, int def, int lo,
-                   int hi) {
-  if (!lua_istable(L, idx))
-    return def;
-  lua_getfield(L, idx, key);
-  int v = def;
-  if (!lua_isnil(L, -1)) {
-    int ok;
-    lua_Integer x = lua_tointegerx(L, -1, &ok);
-    if (!ok || x < lo || x > hi)
-      luaL_error(L, "%s: option '%s' must be an integer in %d..%d, got %s", fn, key, lo, hi,
-                 luaL_tolstring(L, -1, NULL));
-    v = (int)x;
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
 static int l_image_grid(lua_State *L) {
   static const char *const allowed[] = {"ncol", "pad", "scale", "pad_value", NULL};
   cl_tensor *t = clb_check(L, 1);
   clb_check_opts(L, 2, "image_grid", allowed);
-  int ncol = opt_int(L, 2, "image_grid", "ncol", 8, 1, 1 << 20);
-  int pad = opt_int(L, 2, "image_grid", "pad", 2, 0, 4096);
-  int scale = opt_int(L, 2, "image_grid", "scale", 1, 1, 4096);
+  int ncol = clb_opt_int(L, 2, "image_grid", "ncol", 8, 1, 1 << 20);
+  int pad = clb_opt_int(L, 2, "image_grid", "pad", 2, 0, 4096);
+  int scale = clb_opt_int(L, 2, "image_grid", "scale", 1, 1, 4096);
   double pad_value = clb_opt_number(L, 2, "pad_value", 0);
   cl_tensor **slot = clb_slot(L);
   *slot = cl_image_grid(t, ncol, pad, scale, pad_value);
@@ -253,24 +233,6 @@ static uint64_t check_seed(lua_State *L, int idx, const char *fn) {
   return (uint64_t)s;
 }
 
-/* A number in [lo, hi]; luaL_error has no %g, so the message is formatted here. */
-static double check_number(lua_State *L, int idx, const char *fn, const char *what, double lo,
-                           double hi) {
-  char msg[200];
-  if (lua_type(L, idx) != LUA_TNUMBER) {
-    snprintf(msg, sizeof msg, "%s: %s (argument #%d) must be a number in [%g, %g], got %s", fn,
-             what, idx, lo, hi, luaL_typename(L, idx));
-    luaL_error(L, "%s", msg);
-  }
-  double v = lua_tonumber(L, idx);
-  if (!(v >= lo && v <= hi)) {
-    snprintf(msg, sizeof msg, "%s: %s (argument #%d) must be in [%g, %g], got %g", fn, what, idx,
-             lo, hi, v);
-    luaL_error(L, "%s", msg);
-  }
-  return v;
-}
-
 /* A set name or a stream number in 1..2^31-1. */
 static uint64_t check_set(lua_State *L, int idx, const char *fn) {
   if (lua_type(L, idx) == LUA_TSTRING) {
@@ -324,7 +286,7 @@ static int l_assign_colors(lua_State *L) {
                       "assign_colors: kind (argument #3) must be \"easy\" or \"hard\", got "
                       "\"%s\"",
                       kind);
-  double rho = hard && lua_isnil(L, 2) ? 0 : check_number(L, 2, "assign_colors", "rho", 0, 1);
+  double rho = hard && lua_isnil(L, 2) ? 0 : clb_arg_numberin(L, 2, "assign_colors", "rho", 0, 1);
   uint64_t seed = check_seed(L, 4, "assign_colors");
   uint64_t set = check_set(L, 5, "assign_colors");
   cl_tensor **slot = clb_slot(L);
@@ -335,7 +297,7 @@ static int l_assign_colors(lua_State *L) {
 
 static int l_colorize(lua_State *L) {
   cl_tensor *grey = clb_check(L, 1), *colors = clb_check(L, 2);
-  double beta = check_number(L, 3, "colorize", "beta", 0, 1);
+  double beta = clb_arg_numberin(L, 3, "colorize", "beta", 0, 1);
   uint64_t seed = check_seed(L, 4, "colorize");
   uint64_t set = check_set(L, 5, "colorize");
   cl_tensor **slot = clb_slot(L);
