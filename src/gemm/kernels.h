@@ -1,5 +1,5 @@
 /* kernels.h — internal to the core and its tests: the register-blocked matrix micro-kernel
- * that the portable GEMM (gemm.c) and the stride-1 convolution (nn.c) are built on.
+ * that the portable GEMM (gemm.c) and the stride-1 convolution (ops/conv_lower.c) are built on.
  *
  * One call computes an MR×NR tile of a product from a packed A sliver and a B block:
  *

@@ -1,6 +1,6 @@
 /*
  * cnnlab.h — the C API of the cnnlab core: tensors, reverse-mode autograd, CNN layers,
- * optimizers and file formats. No Lua in here; the bindings (src/l*.c) wrap this API.
+ * optimizers and file formats. No Lua in here; the binding (src/lua/) wraps this API.
  *
  * Conventions
  *  - Every function that can fail returns NULL (or -1) and leaves a message in
@@ -45,7 +45,7 @@ long cl_alloc_count(void);
 /* Released blocks of 64 KB and more are kept for reuse (a training step asks for the same
  * sizes every step); they are not counted in cl_mem_in_use(). Live + cached bytes stay under
  * 1.5 × the peak of live bytes (at least 64 MB). cl_mem_trim() returns the cached blocks to
- * the C library. See src/alloc.c and docs/performance.md. */
+ * the C library. See src/core/alloc.c and docs/performance.md. */
 size_t cl_mem_cached(void);
 void cl_mem_trim(void);
 

@@ -1,4 +1,4 @@
-/* lmpi.c — the MPI binding (issue 12): data-parallel training and sweeps over Open MPI.
+/* lmpi.c — the MPI binding: data-parallel training and sweeps over Open MPI (docs/mpi.md).
  *
  * Compiled into every build, but MPI-specific only with -DCNNLAB_MPI (`make MPI=1`, which
  * compiles with mpicc into build-mpi/). Without it clb_open_mpi registers nothing and the Lua
