@@ -67,9 +67,9 @@ ifeq ($(MODE),debug)
 OPT := -O0 -g
 endif
 
-# ---- MPI (issue 12, docs/mpi.md) ---------------------------------------------------------
+# ---- MPI (docs/mpi.md) -------------------------------------------------------------------
 # `make MPI=1`: Open MPI's mpicc (Debian: libopenmpi-dev openmpi-bin) and -DCNNLAB_MPI, into its
-# own folder build-mpi/ (build-mpi-asan/ with MODE=asan, ...). Only src/lmpi.c uses MPI; the
+# own folder build-mpi/ (build-mpi-asan/ with MODE=asan, ...). Only src/lua/lmpi.c uses MPI; the
 # default build has no MPI dependency. Run: mpirun -np 2 ./build-mpi/cnnlab script.lua ...
 MPI ?= 0
 ifeq ($(MPI),1)
@@ -79,18 +79,21 @@ BUILD := $(patsubst build%,build-mpi%,$(BUILD))
 endif
 # ---- end MPI -------------------------------------------------------------------------------
 
-CFLAGS_ALL := $(WARN) $(OPT) -fPIC $(DEFS) $(LUA_CFLAGS) $(CFLAGS)
+# Public headers from src/include/; internal ones by their folder ("core/tensor_impl.h").
+INCLUDES := -Isrc/include -Isrc
+CFLAGS_ALL := $(WARN) $(OPT) -fPIC $(DEFS) $(INCLUDES) $(LUA_CFLAGS) $(CFLAGS)
 # The kernels (convolution, pooling, ReLU, the portable GEMM) are written for the vectoriser,
 # which GCC 12 runs in full only from -O3 (at -O2 it leaves loops with a remainder scalar):
 # measured, max-pool forward 7× and ReLU several times faster. Still the baseline x86-64
 # instruction set; the portable GEMM picks AVX2/AVX-512 at run time (docs/performance.md).
-KERNEL_OBJ := $(BUILD)/obj/nn.o $(BUILD)/obj/gemm.o $(BUILD)/obj/elementwise.o $(BUILD)/obj/optim.o
+KERNEL_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard src/ops/*.c) src/gemm/gemm.c \
+  src/core/elementwise.c src/core/optim.c)
 ifeq ($(MODE),release)
 $(KERNEL_OBJ): CFLAGS_ALL += -O3
 endif
 # The optimisers' sqrtf never sees a negative (v >= 0), and nothing reads errno: without errno
 # GCC emits the vector square root, and Adam's loop vectorises (same bits, element by element).
-$(BUILD)/obj/optim.o: CFLAGS_ALL += -fno-math-errno
+$(BUILD)/obj/core/optim.o: CFLAGS_ALL += -fno-math-errno
 LIBS := $(LUA_LIBS) -lpng -lz -lcjson -lm
 ifeq ($(BLAS),openblas)
 CFLAGS_ALL += -DCNNLAB_CBLAS $(shell $(PKG_CONFIG) --cflags openblas)
@@ -101,14 +104,14 @@ CFLAGS_ALL += -fopenmp
 LDEXTRA += -fopenmp
 endif
 
-# The core (no Lua), the bindings (l*.c), and the interpreter.
-APP_SRC := src/main.c src/repl.c
-BIND_SRC := $(filter-out $(APP_SRC),$(wildcard src/l*.c))
-CORE_SRC := $(filter-out $(APP_SRC) $(BIND_SRC),$(wildcard src/*.c))
+# By folder (docs/architecture.md): the core (no Lua), the binding, and the interpreter.
+CORE_SRC := $(wildcard src/core/*.c src/ops/*.c src/gemm/*.c src/formats/*.c)
+BIND_SRC := $(wildcard src/lua/*.c)
+APP_SRC := $(wildcard src/app/*.c)
 CORE_OBJ := $(CORE_SRC:src/%.c=$(BUILD)/obj/%.o)
 BIND_OBJ := $(BIND_SRC:src/%.c=$(BUILD)/obj/%.o)
-APP_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(wildcard $(APP_SRC)))
-HEADERS := $(wildcard src/*.h)
+APP_OBJ := $(APP_SRC:src/%.c=$(BUILD)/obj/%.o)
+HEADERS := $(wildcard src/*/*.h)
 
 TEST_C_SRC := $(wildcard tests/c/test_*.c)
 TEST_C_BIN := $(TEST_C_SRC:tests/c/%.c=$(BUILD)/tests/%)
@@ -122,10 +125,11 @@ endif
 	fuzz-build
 all: $(EXE) $(BUILD)/lib/cnnlab/core.so $(TOP_EXE)
 
-$(BUILD)/obj/%.o: src/%.c $(HEADERS) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/obj $(BUILD)/tests $(BUILD)/lib/cnnlab:
+$(BUILD)/tests $(BUILD)/lib/cnnlab:
 	mkdir -p $@
 
 $(BUILD)/libcnnlab.a: $(CORE_OBJ)
@@ -142,12 +146,12 @@ cnnlab: $(EXE)
 	ln -sf $(EXE) $@
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/check.h tests/c/random_tensor.h $(BUILD)/libcnnlab.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Isrc $< -o $@ $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
 
 # The fuzz regression replay runs the fuzz targets' own code (fuzz/targets.c).
 $(BUILD)/tests/test_fuzz: tests/c/test_fuzz.c fuzz/targets.c fuzz/targets.h tests/c/check.h \
   $(BUILD)/libcnnlab.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Isrc -Ifuzz tests/c/test_fuzz.c fuzz/targets.c -o $@ \
+	$(CC) $(CFLAGS_ALL) -Ifuzz tests/c/test_fuzz.c fuzz/targets.c -o $@ \
 	  $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
 
 test: all $(TEST_C_BIN)
@@ -194,15 +198,16 @@ FUZZ_TARGETS := idx safetensors png
 FUZZ_DIR := build-fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wno-unknown-pragmas -O1 -g \
-  -fno-omit-frame-pointer $(FUZZ_SAN) $(DEFS)
+  -fno-omit-frame-pointer $(FUZZ_SAN) $(DEFS) $(INCLUDES)
 FUZZ_CORE_OBJ := $(CORE_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
-$(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS) | $(FUZZ_DIR)/obj
+$(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_DIR)/obj/targets.o: fuzz/targets.c fuzz/targets.h $(HEADERS) | $(FUZZ_DIR)/obj
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Isrc -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_DIR)/obj:
 	mkdir -p $@
@@ -211,7 +216,7 @@ $(FUZZ_DIR)/libcnnlab.a: $(FUZZ_CORE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_DIR)/obj/targets.o $(FUZZ_DIR)/libcnnlab.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Isrc $< $(FUZZ_DIR)/obj/targets.o \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/obj/targets.o \
 	  $(FUZZ_DIR)/libcnnlab.a -o $@ -lpng -lz -lcjson -lm
 
 # Seed corpora: small valid files of every kind each reader accepts, written by a script.
@@ -262,4 +267,4 @@ clean:
 	rm -rf build build-* cnnlab
 
 format:
-	clang-format -i src/*.c src/*.h tests/c/*.c tests/c/*.h
+	clang-format -i src/*/*.c src/*/*.h tests/c/*.c tests/c/*.h

@@ -23,7 +23,7 @@ static double thread_seconds(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* The register-blocked product loop of the GEMM micro-kernel (src/gemm.c) on an L1-resident
+/* The register-blocked product loop of the GEMM micro-kernel (src/gemm/gemm.c) on an L1-resident
  * panel: an 8×32 block of accumulators (16 AVX-512 or 32 AVX2 registers of independent FMA
  * chains), per step two loads of b and eight broadcasts of a, c += the block at the end.
  * (Loops with no loads at all were interchanged by GCC into one dependent chain at a time, so

@@ -8,8 +8,9 @@
  * ReLU must match exactly (they only move values). */
 #include "check.h"
 #include "cnnlab.h"
-#include "kernels.h"
-#include "nn_ref.h"
+#include "gemm/kernels.h"
+#include "ops/conv.h"
+#include "ops/pool.h"
 #include "random_tensor.h"
 
 #include <math.h>

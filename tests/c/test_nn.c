@@ -4,7 +4,8 @@
  * repeatability under threads. */
 #include "check.h"
 #include "cnnlab.h"
-#include "nn_ref.h"
+#include "ops/conv.h"
+#include "ops/pool.h"
 #include "random_tensor.h"
 
 #include <math.h>
