@@ -14,11 +14,18 @@
 --   figure.base64(bytes) → string
 --   figure.png_uri(path) → "data:image/png;base64,..." of a PNG file
 --   figure.quantile(t, q) → the q-quantile of a tensor's values (a number)
---   SVG pieces, each a string: figure.text(x, y, s[, attrs]), figure.rect(x, y, w, h, attrs),
---   figure.image(x, y, w, h, href), figure.colorbar{x =, y =, w =, h =, vmin =, vmax =,
---   label =, ticks = 4} (vertical, the same stops as colormap), figure.swatch(x, y, size, rgb),
---   figure.doc(w, h, parts) → the SVG document
+--   figure.colorbar{x =, y =, w =, h =, vmin =, vmax =, label =, ticks = 4, fmt =, top_label =}
+--       → SVG: a vertical bar with the same stops as colormap
+--   figure.captioned_grid{png =, width =, height =, left =, top =, cell =, pad =, lines =,
+--       rows =, captions =} → SVG document: the PNG of an image grid (lab.image_grid with
+--       `pad` between cells of `cell` pixels) at (left, top), title lines above it
+--       ({text, attrs} each, from y = 22 down in steps of 18 or 20), a bold and a plain label
+--       left of each row (rows[r] = {bold, plain}) and a caption under each cell
+--       (captions[r][c])
+--   The SVG primitives (text, rect, image, swatch, doc, hex, esc, num) are cnnlab.svg's, also
+--   reachable here as figure.text, ... for the scripts that draw with both.
 local core = require "cnnlab.core"
+local svg = require "cnnlab.svg"
 
 local figure = {}
 
@@ -193,41 +200,10 @@ end
 
 -- ------------------------------------------------------------------ SVG
 
-local function esc(s)
-  return (tostring(s):gsub("[<>&\"']", {["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;",
-    ['"'] = "&quot;", ["'"] = "&apos;"}))
+for _, key in ipairs({"esc", "num", "text", "rect", "image", "hex", "swatch", "doc"}) do
+  figure[key] = svg[key]
 end
-
-local function num(v) return (string.format("%.2f", v):gsub("%.?0+$", "")) end
-
-figure.esc, figure.num = esc, num
-
-function figure.text(x, y, s, attrs)
-  return string.format('<text x="%s" y="%s"%s>%s</text>', num(x), num(y),
-    attrs and (" " .. attrs) or "", esc(s))
-end
-
-function figure.rect(x, y, w, h, attrs)
-  return string.format('<rect x="%s" y="%s" width="%s" height="%s" %s/>', num(x), num(y), num(w),
-    num(h), attrs or 'fill="none" stroke="#444"')
-end
-
-function figure.image(x, y, w, h, href)
-  return string.format('<image x="%s" y="%s" width="%s" height="%s" xlink:href="%s" '
-    .. 'style="image-rendering:pixelated" preserveAspectRatio="none"/>', num(x), num(y), num(w),
-    num(h), esc(href))
-end
-
-local function hex(r, g, b)
-  local function c(v) return math.floor(math.max(0, math.min(1, v)) * 255 + 0.5) end
-  return string.format("#%02x%02x%02x", c(r), c(g), c(b))
-end
-figure.hex = hex
-
-function figure.swatch(x, y, size, rgb)
-  return figure.rect(x, y, size, size, string.format('fill="%s" stroke="#666"',
-    hex(rgb[1], rgb[2], rgb[3])))
-end
+local hex = svg.hex
 
 --- A vertical colour bar with ticks from vmin (bottom) to vmax (top).
 function figure.colorbar(o)
@@ -238,37 +214,50 @@ function figure.colorbar(o)
   for k = 0, steps - 1 do
     local v = 1 - (k + 0.5) / steps
     local r, g, b = figure.color_of(v)
-    parts[#parts + 1] = string.format('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>',
-      num(x), num(y + k * h / steps), num(w), num(h / steps + 0.6), hex(r, g, b))
+    parts[#parts + 1] = svg.rect(x, y + k * h / steps, w, h / steps + 0.6,
+      ('fill="%s"'):format(hex(r, g, b)))
   end
-  parts[#parts + 1] = figure.rect(x, y, w, h)
+  parts[#parts + 1] = svg.rect(x, y, w, h)
   local nt = o.ticks or 4
   for i = 0, nt do
     local v = vmin + (vmax - vmin) * i / nt
     local ty = y + h - h * i / nt
-    parts[#parts + 1] = string.format('<line x1="%s" x2="%s" y1="%s" y2="%s" stroke="#444"/>',
-      num(x + w), num(x + w + 4), num(ty), num(ty))
+    parts[#parts + 1] = svg.line(x + w, ty, x + w + 4, ty)
     local label = o.fmt and string.format(o.fmt, v) or string.format("%.3g", v)
     if i == nt and o.top_label then label = o.top_label end
-    parts[#parts + 1] = figure.text(x + w + 7, ty + 4, label, 'font-size="11"')
+    parts[#parts + 1] = svg.text(x + w + 7, ty + 4, label, 'font-size="11"')
   end
   if o.label then
-    parts[#parts + 1] = string.format('<text x="%s" y="%s" font-size="11" text-anchor="middle" '
-      .. 'transform="rotate(-90 %s %s)">%s</text>', num(x - 6), num(y + h / 2), num(x - 6),
-      num(y + h / 2), esc(o.label))
+    parts[#parts + 1] = svg.vtext(x - 6, y + h / 2, o.label, 'font-size="11" text-anchor="middle"')
   end
   return table.concat(parts, "\n")
 end
 
-function figure.doc(w, h, parts)
-  return table.concat({
-    string.format('<svg xmlns="http://www.w3.org/2000/svg" '
-      .. 'xmlns:xlink="http://www.w3.org/1999/xlink" width="%d" height="%d" '
-      .. 'viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">',
-      math.ceil(w), math.ceil(h), math.ceil(w), math.ceil(h)),
-    string.format('<rect width="%d" height="%d" fill="white"/>', math.ceil(w), math.ceil(h)),
-    table.concat(parts, "\n"),
-    "</svg>\n"}, "\n")
+function figure.captioned_grid(o)
+  local left, top, cell, pad = o.left, o.top, o.cell, o.pad
+  local parts = {}
+  for i, l in ipairs(o.lines or {}) do
+    parts[#parts + 1] = svg.text(left, i == 1 and 22 or 22 + 20 + (i - 2) * 18, l[1], l[2])
+  end
+  -- embedded, not linked: an SVG shown through <img> (the report) loads no other file
+  parts[#parts + 1] = svg.image(left, top, o.width, o.height, figure.png_uri(o.png))
+  for r, caps in ipairs(o.captions or {}) do
+    local y0 = top + pad + (r - 1) * (cell + pad)
+    local names = o.rows and o.rows[r] or {}
+    if names[1] then
+      parts[#parts + 1] = svg.text(left - 4, y0 + cell / 2 - 2, names[1],
+        'text-anchor="end" font-weight="bold"')
+    end
+    if names[2] then
+      parts[#parts + 1] = svg.text(left - 4, y0 + cell / 2 + 14, names[2], 'text-anchor="end"')
+    end
+    for c, s in ipairs(caps) do
+      local x = left + pad + (c - 1) * (cell + pad) + cell / 2
+      parts[#parts + 1] = svg.text(x, y0 + cell + 14, s,
+        ('text-anchor="middle" font-size="%d"'):format(#s > 20 and 10 or 11))
+    end
+  end
+  return svg.doc(left + o.width + 10, top + o.height + 10, parts)
 end
 
 return figure
