@@ -22,6 +22,15 @@
 --       ({text, attrs} each, from y = 22 down in steps of 18 or 20), a bold and a plain label
 --       left of each row (rows[r] = {bold, plain}) and a caption under each cell
 --       (captions[r][c])
+--   figure.heat_panels{images =, mask =, columns = {{maps =, vmax =, smooth =}, ...},
+--       scale = 4, outline = {r, g, b}} → float 3×H×W: one row per image, its input enlarged
+--       `scale` times, then each column's maps (N×h×w, raw) as heat on a fixed scale [0, vmax],
+--       enlarged bilinearly (smooth) or by whole pixels, with the mask's outline painted on
+--   figure.panel_page{png =, rows =, width =, height =, left =, top =, row_height =, lines =,
+--       headings =, row_texts =, swatches =, colorbars =} → SVG document: a panel PNG of
+--       `rows` rows with title lines above (y = 24, 44, 59, ...), column headings, per row the
+--       given text lines ({dy, text, attrs}) and an optional colour swatch left of it, and
+--       colour bars ({label, vmax, clipped}) right of it
 --   The SVG primitives (text, rect, image, swatch, doc, hex, esc, num) are cnnlab.svg's, also
 --   reachable here as figure.text, ... for the scripts that draw with both.
 local core = require "cnnlab.core"
@@ -258,6 +267,64 @@ function figure.captioned_grid(o)
     end
   end
   return svg.doc(left + o.width + 10, top + o.height + 10, parts)
+end
+
+function figure.heat_panels(o)
+  local scale = o.scale or 4
+  local n = o.images:size(0)
+  local h, w = o.images:size(2), o.images:size(3)
+  local big_h, big_w = h * scale, w * scale
+  local input = figure.upscale(o.images, scale)
+  local edge = figure.contour(figure.upscale(o.mask:unsqueeze(1), scale):squeeze(1))
+  local tiles = {input:unsqueeze(1)}
+  for _, c in ipairs(o.columns) do
+    local m
+    if c.smooth then
+      m = core.upsample_bilinear(c.maps:unsqueeze(1), big_h, big_w):squeeze(1)
+    else
+      m = figure.upscale(c.maps:unsqueeze(1), scale):squeeze(1)
+    end
+    local heat = figure.paint(figure.colormap(figure.normalize(m, c.vmax)), edge,
+      o.outline or {0.0, 0.9, 1.0})
+    tiles[#tiles + 1] = heat:unsqueeze(1)
+  end
+  -- interleave: row i = input_i, column 1_i, column 2_i, ...
+  local k = #tiles
+  return core.image_grid(core.cat(tiles, 1):reshape(n * k, 3, big_h, big_w),
+    {ncol = k, pad = o.pad or 6, pad_value = 1})
+end
+
+function figure.panel_page(o)
+  local left, top, rh, pad = o.left, o.top, o.row_height, o.pad or 6
+  local parts = {}
+  local y = {24, 44, 59}
+  for i, l in ipairs(o.lines or {}) do
+    parts[#parts + 1] = svg.text(12, y[i] or (59 + 15 * (i - 3)), l[1], l[2])
+  end
+  for j, h in ipairs(o.headings or {}) do
+    parts[#parts + 1] = svg.text(left + pad + (j - 1) * (rh + pad) + rh / 2, top - 8, h,
+      'text-anchor="middle" font-size="12" font-weight="bold"')
+  end
+  parts[#parts + 1] = svg.image(left, top, o.width, o.height, figure.png_uri(o.png))
+  for i = 1, o.rows do
+    local y0 = top + pad + (i - 1) * (rh + pad)
+    if o.swatches and o.swatches[i] then
+      parts[#parts + 1] = svg.swatch(12, y0 + 6, 14, o.swatches[i])
+    end
+    for _, t in ipairs(o.row_texts[i] or {}) do
+      parts[#parts + 1] = svg.text(32, y0 + t[1], t[2], t[3])
+    end
+  end
+  local bx = left + o.width + 30
+  local bars = o.colorbars or {}
+  local bh = math.min(220, (o.height - 40) / math.max(#bars, 1))
+  for k, b in ipairs(bars) do
+    local by = top + (k - 1) * (bh + 40) + 20
+    parts[#parts + 1] = svg.text(bx - 10, by - 8, b[1], 'font-size="11" font-weight="bold"')
+    parts[#parts + 1] = figure.colorbar{x = bx, y = by, h = bh, vmin = 0, vmax = b[2],
+      top_label = b[3] and ("≥ %.3g"):format(b[2]) or nil}
+  end
+  return svg.doc(bx + 90, top + o.height + 20, parts)
 end
 
 return figure
