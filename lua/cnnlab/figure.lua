@@ -31,6 +31,16 @@
 --       `rows` rows with title lines above (y = 24, 44, 59, ...), column headings, per row the
 --       given text lines ({dy, text, attrs}) and an optional colour swatch left of it, and
 --       colour bars ({label, vmax, clipped}) right of it
+--   figure.feature_grids(maps_list, layout) → float 3×H×W, boxes, width, height: each entry of
+--       maps_list (C×h×w activations of one input at one layer) as a grid of its channels, each
+--       scaled to its own range and coloured, layout[i] = {ncol =, scale =}; the grids stacked
+--       top to bottom with a 26-pixel white gap above each, centred; boxes[i] = {x, y, w, h}
+--       of grid i inside the image
+--   figure.response_table{blank =, digit =, order =, pref =, palette =, n =} → SVG document:
+--       two panels (blank | digit inputs), rows = channels in `order`, columns = the palette's
+--       colours, each channel's row scaled by its largest mean over both panels; blank[ch][k]
+--       and digit[ch][k] the mean response of channel ch to colour k, pref[ch] the colour the
+--       channel prefers (nil: dead)
 --   The SVG primitives (text, rect, image, swatch, doc, hex, esc, num) are cnnlab.svg's, also
 --   reachable here as figure.text, ... for the scripts that draw with both.
 local core = require "cnnlab.core"
@@ -292,6 +302,85 @@ function figure.heat_panels(o)
   local k = #tiles
   return core.image_grid(core.cat(tiles, 1):reshape(n * k, 3, big_h, big_w),
     {ncol = k, pad = o.pad or 6, pad_value = 1})
+end
+
+function figure.feature_grids(maps_list, layout)
+  local grids, width = {}, 0
+  for i, maps in ipairs(maps_list) do
+    local coloured = figure.colormap(figure.per_map(maps))       -- each map to its own range
+    grids[i] = core.image_grid(coloured, {ncol = layout[i].ncol, pad = layout[i].pad or 2,
+      scale = layout[i].scale, pad_value = 1})
+    width = math.max(width, grids[i]:size(2))
+  end
+  local parts, boxes, y = {}, {}, 0
+  local gap = 26
+  for i, g in ipairs(grids) do
+    local h, w = g:size(1), g:size(2)
+    local left = (width - w) // 2
+    local row_img = core.ones(3, h, width)
+    row_img:narrow(2, left, w):copy_(g)
+    parts[#parts + 1] = core.ones(3, gap, width)
+    parts[#parts + 1] = row_img
+    boxes[i] = {x = left, y = y + gap, w = w, h = h}
+    y = y + gap + h
+  end
+  return core.cat(parts, 1), boxes, width, y
+end
+
+function figure.response_table(o)
+  local blank, digit, order, pref, palette = o.blank, o.digit, o.order, o.pref, o.palette
+  local nc = #order
+  local cell_w, cell_h = 30, 15
+  local left, top = 92, 124
+  local panel_w = #palette * cell_w
+  local gap = 40
+  local note = 'font-size="11" fill="#444"'
+  local parts = {
+    svg.text(12, 24, "conv1 colour response: mean activation (after ReLU) of each channel to "
+      .. "each colour", 'font-size="15" font-weight="bold"'),
+    svg.text(12, 44, ("Blank: background noise only (no digit, %d images per colour); digit: "
+      .. "the same %d validation digits in each colour."):format(o.n, o.n), note),
+    svg.text(12, 59, "Each row is scaled by its channel's largest mean over both panels (the "
+      .. "value at the right);", note),
+    svg.text(12, 74, "rows are sorted by the colour the channel prefers on digits (swatch at "
+      .. "the left); dead channels come last.", note)}
+  for p, panel in ipairs({{"blank inputs", blank}, {"digit inputs", digit}}) do
+    local x0 = left + (p - 1) * (panel_w + gap)
+    parts[#parts + 1] = svg.text(x0 + panel_w / 2, top - 34, panel[1],
+      'text-anchor="middle" font-size="13" font-weight="bold"')
+    for k = 1, #palette do
+      local x = x0 + (k - 1) * cell_w
+      parts[#parts + 1] = svg.swatch(x + 8, top - 24, 14, palette[k])
+      parts[#parts + 1] = svg.text(x + 15, top - 3, tostring(k - 1),
+        'font-size="9" text-anchor="middle"')
+    end
+    for r, ch in ipairs(order) do
+      local peak = math.max(table.unpack(blank[ch]), table.unpack(digit[ch]))
+      for k = 1, #palette do
+        local v = peak > 0 and panel[2][ch][k] / peak or 0
+        parts[#parts + 1] = svg.rect(x0 + (k - 1) * cell_w, top + (r - 1) * cell_h, cell_w,
+          cell_h, ('fill="%s" stroke="white" stroke-width="0.5"'):format(hex(figure.color_of(v))))
+      end
+      if p == 1 then
+        parts[#parts + 1] = svg.text(left - 30, top + (r - 0.5) * cell_h + 4,
+          ("ch %2d"):format(ch - 1), 'text-anchor="end" font-size="10"')
+        if pref[ch] then
+          parts[#parts + 1] = svg.swatch(left - 24, top + (r - 1) * cell_h + 2, cell_h - 4,
+            palette[pref[ch]])
+        end
+      else
+        parts[#parts + 1] = svg.text(x0 + panel_w + 6, top + (r - 0.5) * cell_h + 4,
+          peak > 0 and ("%.2f"):format(peak) or "dead", 'font-size="9" fill="#555"')
+      end
+    end
+    parts[#parts + 1] = svg.rect(x0, top, panel_w, nc * cell_h)
+    parts[#parts + 1] = svg.text(x0 + panel_w / 2, top + nc * cell_h + 18,
+      "palette colour (class index)", 'text-anchor="middle" font-size="11"')
+  end
+  local bx = left + 2 * panel_w + gap + 60
+  parts[#parts + 1] = figure.colorbar{x = bx, y = top, h = math.min(260, nc * cell_h), vmin = 0,
+    vmax = 1, label = "share of the channel's largest mean", fmt = "%.2g"}
+  return svg.doc(bx + 60, top + nc * cell_h + 36, parts)
 end
 
 function figure.panel_page(o)

@@ -33,6 +33,7 @@
 --       is switched off for the call: their .grad fields are left untouched. Hooks, modes and
 --       flags are restored even when something raises.
 --   hooks.anova(groups)                metrics.anova: η² of activations on groupings
+--   hooks.channel_means(t)             N×C×H×W activations → N×C spatial means (N×C passes)
 --   hooks.attach(model, names, fn) → handle     low level: fn(name, module, input, output) as
 --       a forward hook on each named module; handle:remove() removes them all.
 local core = require "cnnlab.core"
@@ -361,6 +362,11 @@ function hooks.gradient(model, name, x, opts)
     if input_grad then result.input_grad = xin.grad:detach() end
     return result
   end)
+end
+
+function hooks.channel_means(t)
+  if t:dim() == 2 then return t end
+  return t:reshape(t:size(0), t:size(1), -1):mean(2)
 end
 
 --- The streaming one-way ANOVA lives with the statistics (cnnlab.metrics); this name stays
