@@ -32,14 +32,11 @@ local spec = {
   name = "mpi_compare", script = "scripts/mpi_compare.lua",
   description = "Train once saving weight snapshots (any number of MPI ranks), or compare such runs.",
   options = study.options({
-    {"epochs", 1, "passes over the training set"},
-    {"batch", 128, "global mini-batch size (split across the ranks)"},
-    {"lr", 1e-3, "learning rate"},
-    {"optimizer", "adam", "adam or sgd"},
-    {"method", "erm", "debias method"},
-    {"method_opt", {}, "key=value setting for the method"},
+    {"epochs", 1},
+    {"batch", nil, "global mini-batch size (split across the ranks)"},
+    "lr", "optimizer", "method", "method_opt",
     {"micro_batches", 1, "one process only: split each batch as that many ranks would (2: the 2-rank run's exact arithmetic)"},
-    {"out", "runs/mpi/run", "output folder"},
+    {"out", "runs/mpi/run"},
     {"compare", "", "comma list of run folders to compare (the first is the reference)"},
     {"bench", 50, "all-reduces of the gradient buffer timed after training (0: none)"},
     {"progress", true, "show the trainer's progress line"},
@@ -66,8 +63,8 @@ end
 -- ------------------------------------------------------------------ compare
 
 if opts.compare ~= "" then
-  local dirs = {}
-  for d in opts.compare:gmatch("[^,]+") do dirs[#dirs + 1] = d end
+  local ok, dirs = pcall(study.list, opts.compare, "compare")
+  if not ok then fail(dirs) end
   if #dirs < 2 then fail("--compare needs at least two folders, got " .. #dirs) end
   local results = {}
   for i, d in ipairs(dirs) do
@@ -193,9 +190,8 @@ local comm = setmetatable({stats = function(reset)
 end}, {__index = mpi.world})
 
 local cpu0 = os.clock()
-local result = lab.train.fit{method = method, data = sets, epochs = opts.epochs, batch = opts.batch,
-  lr = opts.lr, optimizer = opts.optimizer, seed = opts.seed, progress = opts.progress,
-  validate = false, comm = comm, micro_batches = opts.micro_batches}
+local result = lab.train.fit(study.fit_options(opts, method, sets,
+  {validate = false, comm = comm, micro_batches = opts.micro_batches}))
 local cpu = os.clock() - cpu0
 local train_seconds = 0
 for _, h in ipairs(result.history) do train_seconds = train_seconds + h.seconds end
@@ -222,15 +218,15 @@ end
 
 if root then
   lab.save_safetensors(("%s/snapshot_%d.safetensors"):format(opts.out, result.steps), result.model:state_dict())
-  local val = lab.metrics.evaluate(result.model, sets.val)
-  local hard = lab.metrics.evaluate(result.model, sets.hard)
+  local ev = {val = lab.metrics.evaluate(result.model, sets.val),
+    hard = lab.metrics.evaluate(result.model, sets.hard)}
   local last = result.history[#result.history]
-  local r = {
+  local r = study.accuracies(ev, {val = {"acc"}, hard = {"acc", "conflicting_acc"}})
+  for k, v in pairs({
     ranks = mpi.size(), threads = lab.get_threads(), steps = result.steps, batch = opts.batch,
     optimizer = opts.optimizer, lr = opts.lr, method = method.name, seed = opts.seed,
     data = opts.data, quick = opts.quick, n_train = n, epochs = opts.epochs,
-    train_loss = last.loss, train_acc = last.train_acc, val_acc = val.acc, hard_acc = hard.acc,
-    hard_conflicting_acc = hard.conflicting_acc, train_seconds = train_seconds,
+    train_loss = last.loss, train_acc = last.train_acc, train_seconds = train_seconds,
     seconds_per_step = train_seconds / result.steps, comm_seconds = comm_seconds,
     comm_seconds_per_step = comm_seconds / result.steps, allreduce_seconds = allreduce_seconds,
     compute_cpu_per_step = compute_cpu,
@@ -248,7 +244,7 @@ if root then
       for _, p in ipairs(result.model:parameters()) do c = c + p:numel() end
       return c
     end)(),
-  }
+  }) do r[k] = v end
   util.write_json(opts.out .. "/result.json", r)
   util.progress("validation %.2f%%, hard %.2f%%; %.1f ms per step (%.2f ms of it in MPI%s); wrote %s",
     r.val_acc, r.hard_acc, 1000 * r.seconds_per_step, 1000 * r.comm_seconds_per_step,

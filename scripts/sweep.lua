@@ -28,26 +28,18 @@ local spec = {
   name = "sweep", script = "scripts/sweep.lua",
   description = "Train a grid of methods × rho × seeds (points spread over MPI ranks); " ..
     "summarise mean ± sd over seeds.",
-  options = {
+  options = study.options({
     {"methods", "erm", "comma list of debias methods (names in lua/cnnlab/debias/ or .lua files)"},
     {"rhos", "1", "comma list of rho values (share of easy digits in their class colour)"},
     {"seeds", "1,2,3", "comma list of seeds (data set and training)"},
-    {"beta", 0.25, "background noise level"},
-    {"data", "mnist", "mnist, or generated (synthetic digits, no download; for tests)"},
-    {"data_dir", "", "folder with the MNIST IDX files (default data/mnist)"},
-    {"generated_n", 3000, "number of generated digits with --data generated"},
-    {"quick", false, "a small subset of every set, for a first look"},
-    {"threads", 0, "threads per process for the C kernels (0: all cores, shared among the " ..
-      "ranks of a machine under MPI)"},
+    "generated_n",
     {"epochs", 0, "epochs per point (0: each method's default)"},
-    {"batch", 128, "mini-batch size"},
-    {"lr", 1e-3, "learning rate"},
-    {"optimizer", "adam", "adam or sgd"},
+    "batch", "lr", "optimizer",
     {"method_opt", {}, "method:key=value, an option for one method (repeatable)"},
-    {"out", "runs/sweep", "output folder"},
+    {"out", "runs/sweep"},
     {"redo", false, "run points again even when their metrics.json exists"},
     {"progress", true, "print a line per point"},
-  },
+  }, {without = {"seed", "rho"}}), -- --seeds and --rhos give the grid
 }
 local opts = util.parse_args(arg, spec)
 local t0 = lab.now()
@@ -59,22 +51,14 @@ local function fail(msg)
 end
 
 local function list_of(text, what, convert)
-  local out = {}
-  for item in tostring(text):gmatch("[^,%s]+") do
-    local v = convert and convert(item) or item
-    if v == nil then fail(("--%s: '%s' is not a valid %s"):format(what, item, what:sub(1, -2))) end
-    out[#out + 1] = v
-  end
-  if #out == 0 then fail(("--%s: give at least one value"):format(what)) end
-  return out
+  local ok, list = pcall(study.list, text, what, convert)
+  if not ok then fail(list) end
+  return list
 end
 
 local methods = list_of(opts.methods, "methods")
-local rhos = list_of(opts.rhos, "rhos", function(s)
-  local v = tonumber(s)
-  return v and v >= 0 and v <= 1 and v or nil
-end)
-local seeds = list_of(opts.seeds, "seeds", function(s) return math.tointeger(tonumber(s)) end)
+local rhos = list_of(opts.rhos, "rhos", study.number_in(0, 1))
+local seeds = list_of(opts.seeds, "seeds", study.integer)
 
 -- method:key=value → per-method overrides
 local overrides = {}
@@ -128,18 +112,7 @@ end
 
 -- ------------------------------------------------------------------ one point
 
-local cached = {}
-
-local function load_sets(seed, rho)
-  if cached.seed == seed and cached.rho == rho then return cached.sets end
-  cached.sets = nil
-  collectgarbage()
-  cached.sets = study.load_data{seed = seed, rho = rho, beta = opts.beta, data = opts.data,
-    data_dir = opts.data_dir, quick = opts.quick, threads = opts.threads,
-    generated_n = opts.generated_n}
-  cached.seed, cached.rho = seed, rho
-  return cached.sets
-end
+local cache = study.data_cache(opts)
 
 local function run_point(p)
   local dir = opts.out .. "/" .. p.name
@@ -150,25 +123,22 @@ local function run_point(p)
   local resume = not opts.redo and util.exists(dir .. "/checkpoint.safetensors")
   local started = lab.now()
   local method = lab.debias.load(p.method, lab.debias.parse_options(overrides[p.method] or {}))
-  local sets = load_sets(p.seed, p.rho)
-  local result = lab.train.fit{
-    method = method, data = sets, epochs = opts.epochs > 0 and opts.epochs or nil,
-    batch = opts.batch, lr = opts.lr, optimizer = opts.optimizer, seed = p.seed, out = dir,
-    resume = resume, progress = false, data_signature = sets.signature,
-    comm = mpi.self, -- each point trains alone, whatever the number of ranks
-  }
-  if result.interrupted then error("interrupted (Ctrl-C); run the sweep again to resume", 0) end
-  local val, hard = metrics.evaluate(result.model, sets.val), metrics.evaluate(result.model, sets.hard)
-  local last = result.history[#result.history] or {}
-  local m = {
-    method = method.name, rho = p.rho, seed = p.seed, beta = opts.beta, data = opts.data,
-    quick = opts.quick, epochs = result.epochs_done, batch = opts.batch, lr = opts.lr,
-    optimizer = opts.optimizer, train_acc = last.train_acc, val_acc = val.acc,
-    hard_acc = hard.acc, hard_aligned_acc = hard.aligned_acc,
-    hard_conflicting_acc = hard.conflicting_acc, n_train = sets.train.n, n_val = sets.val.n,
-    n_hard = sets.hard.n, seconds = lab.now() - started, train_seconds = result.seconds,
-    rank = rank, ranks = size, threads = lab.get_threads(), resumed = resume,
-  }
+  local sets = cache:get(p.seed, p.rho)
+  local run = study.train_and_evaluate(opts, method, sets, {seed = p.seed, out = dir,
+    resume = resume, progress = false, evaluate = {"val", "hard"},
+    comm = mpi.self}) -- each point trains alone, whatever the number of ranks
+  if run.interrupted then error("interrupted (Ctrl-C); run the sweep again to resume", 0) end
+  local result = run.fit
+  local m = study.accuracies(run.ev, {val = {"acc"},
+    hard = {"acc", "aligned_acc", "conflicting_acc"}})
+  m.train_acc = (result.history[#result.history] or {}).train_acc -- the epoch's running accuracy
+  for k, v in pairs({method = method.name, rho = p.rho, seed = p.seed, beta = opts.beta,
+      data = opts.data, quick = opts.quick, epochs = result.epochs_done, batch = opts.batch,
+      lr = opts.lr, optimizer = opts.optimizer, n_train = sets.train.n, n_val = sets.val.n,
+      n_hard = sets.hard.n, seconds = lab.now() - started, train_seconds = result.seconds,
+      rank = rank, ranks = size, threads = lab.get_threads(), resumed = resume}) do
+    m[k] = v
+  end
   for k, v in pairs(method.options or {}) do
     if type(v) ~= "table" then m["option_" .. k] = v end
   end
@@ -194,7 +164,7 @@ for count, i in ipairs(mine) do
     pcall(util.write_file, opts.out .. "/" .. p.name .. "/error.txt", msg .. "\n")
   end
 end
-cached.sets = nil
+cache:clear()
 
 -- ------------------------------------------------------------------ summary (rank 0)
 

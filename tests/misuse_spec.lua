@@ -164,7 +164,7 @@ local cases = {
   {"optim", function() optim.Adam({leaf(2)}, 0.1) end, "Adam: options table expected"},
   {"optim", function()
     local p = leaf(2)
-    optim.Adam({p}):load_state_dict(optim.SGD({p}, {momentum = 0.9}):state_dict())
+    optim.Adam({p}):load_state_dict(optim.SGD({p}, {lr = 0.1, momentum = 0.9}):state_dict())
   end, "load_state_dict: state of a SGD optimizer given to Adam"},
   {"optim", function()
     optim.Adam({leaf(2)}):load_state_dict({["m.1"] = lab.zeros(2)}, {step = 1, kind = "Adam"})

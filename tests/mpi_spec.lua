@@ -210,7 +210,8 @@ describe("MPI (2 ranks)", function()
     local source = lab.data.generated{n = 800, n_test = 160, seed = 3}
     local sets = lab.data.colored_mnist{seed = 3, source = source}
     local r = lab.train.fit{method = lab.debias.load("erm"), data = sets, epochs = 1, batch = 91,
-      optimizer = optimizer, lr = optimizer == "sgd" and 0.05 or 1e-3, seed = 5, out = out,
+      optimizer = optimizer, lr = optimizer == "sgd" and 0.05 or nil,
+      momentum = optimizer == "sgd" and 0.9 or nil, seed = 5, out = out,
       progress = true, micro_batches = micro}
     if lab.mpi.rank() == 0 then
       local ev = lab.metrics.evaluate(r.model, sets.hard)

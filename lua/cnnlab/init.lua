@@ -21,7 +21,7 @@ local submodules = {
   attack = "cnnlab.attack", attacks = "cnnlab.attacks", attributions = "cnnlab.attributions",
   ablation = "cnnlab.ablation", debias = "cnnlab.debias",
   gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
-  study = "cnnlab.study",
+  study = "cnnlab.study", defaults = "cnnlab.defaults",
 }
 
 setmetatable(lab, {

@@ -1,11 +1,13 @@
---- cnnlab.optim — SGD and Adam; the updates run in C (core.sgd_step, core.adam_step).
+--- cnnlab.optim — SGD, Adam and AdamW; the updates run in C (core.sgd_step, core.adam_step).
 --
---   local opt = lab.optim.Adam(net:parameters(), {lr = 1e-3})
+--   local opt = lab.optim.Adam(net:parameters())          -- PyTorch's defaults
+--   local sgd = lab.optim.SGD(net:parameters(), {lr = 0.05, momentum = 0.9})  -- lr required
 --   opt:zero_grad(); loss:backward(); opt:step()
 --
 -- state_dict()/load_state_dict() carry the moment buffers and step count, so a resumed run
--- continues exactly where it stopped.
+-- continues exactly where it stopped. The defaults are cnnlab.defaults' adam, adamw and sgd.
 local core = require "cnnlab.core"
+local defaults = require "cnnlab.defaults"
 
 local optim = {}
 
@@ -23,24 +25,36 @@ local function check_params(fn, params)
   end
 end
 
-local function check_opts(fn, opts, defaults)
+-- required: names of numbers without a default (SGD's lr).
+local REQUIRED = {}
+local function check_opts(fn, opts, defaults_, required)
+  required = required or {}
+  local known = {}
+  for k, v in pairs(defaults_) do known[k] = v end
+  for _, k in ipairs(required) do known[k] = REQUIRED end
   opts = opts or {}
   if type(opts) ~= "table" then error(fn .. ": options table expected", 3) end
   local out = {}
   for k, v in pairs(opts) do
-    if defaults[k] == nil then
+    if known[k] == nil then
       local names = {}
-      for name in pairs(defaults) do names[#names + 1] = name end
+      for name in pairs(known) do names[#names + 1] = name end
       table.sort(names)
       error(("%s: unknown option '%s' (known: %s)"):format(fn, tostring(k),
         table.concat(names, ", ")), 3)
     end
-    if type(v) ~= type(defaults[k]) then
-      error(("%s: option '%s' must be a %s, got %s"):format(fn, k, type(defaults[k]),
-        type(v)), 3)
+    local want = known[k] == REQUIRED and "number" or type(known[k])
+    if type(v) ~= want then
+      error(("%s: option '%s' must be a %s, got %s"):format(fn, k, want, type(v)), 3)
     end
   end
-  for k, v in pairs(defaults) do out[k] = opts[k] == nil and v or opts[k] end
+  for k, v in pairs(known) do
+    if opts[k] ~= nil then out[k] = opts[k]
+    elseif v == REQUIRED then
+      error(("%s: option '%s' is required (a number; there is no default), got nil")
+        :format(fn, k), 3)
+    else out[k] = v end
+  end
   if out.lr <= 0 then error(("%s: lr must be positive, got %g"):format(fn, out.lr), 3) end
   return out
 end
@@ -80,11 +94,10 @@ function Optimizer:load_state_dict(tensors, scalars)
   self.steps = scalars and tonumber(scalars.step) or self.steps
 end
 
---- SGD(params, {lr = 0.01, momentum = 0, weight_decay = 0, nesterov = false})
+--- SGD(params, {lr = required, momentum = 0, weight_decay = 0, nesterov = false})
 function optim.SGD(params, opts)
   check_params("SGD", params)
-  local o = check_opts("SGD", opts, {lr = 0.01, momentum = 0.0, weight_decay = 0.0,
-    nesterov = false})
+  local o = check_opts("SGD", opts, defaults.sgd, {"lr"})
   local self = setmetatable({params = params, opts = o, kind = "SGD", steps = 0,
     buffers = {momentum = {}}}, Optimizer)
   local function update(s)
@@ -108,19 +121,16 @@ function optim.SGD(params, opts)
   return self
 end
 
---- Adam(params, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0,
--- decoupled = false}) — decoupled = true gives AdamW.
-function optim.Adam(params, opts)
-  check_params("Adam", params)
-  local o = check_opts("Adam", opts, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
-    weight_decay = 0.0, decoupled = false})
+local function adam(fn, params, opts, known)
+  check_params(fn, params)
+  local o = check_opts(fn, opts, known)
   -- checked here, not at the first step deep inside a training loop
   for _, k in ipairs({"beta1", "beta2"}) do
     if not (o[k] >= 0 and o[k] < 1) then
-      error(("Adam: %s must be in [0, 1), got %g"):format(k, o[k]), 2)
+      error(("%s: %s must be in [0, 1), got %g"):format(fn, k, o[k]), 3)
     end
   end
-  local self = setmetatable({params = params, opts = o, kind = "Adam", steps = 0,
+  local self = setmetatable({params = params, opts = o, kind = fn, steps = 0,
     buffers = {m = {}, v = {}}}, Optimizer)
   for i, p in ipairs(params) do
     self.buffers.m[i] = core.zeros(p.shape)
@@ -142,6 +152,13 @@ function optim.Adam(params, opts)
   end
   return self
 end
+
+--- Adam(params, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0,
+-- decoupled = false}) — decoupled = true gives AdamW's update.
+function optim.Adam(params, opts) return adam("Adam", params, opts, defaults.adam) end
+
+--- AdamW(params, {...as Adam, weight_decay = 0.01}): decoupled weight decay (PyTorch's AdamW).
+function optim.AdamW(params, opts) return adam("AdamW", params, opts, defaults.adamw) end
 
 --- Sets the learning rate of an optimizer (schedules call this between epochs).
 function optim.set_lr(opt, lr) opt.opts.lr = lr end

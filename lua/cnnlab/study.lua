@@ -1,21 +1,43 @@
---- cnnlab.study — what every task script shares: the data options, loading the coloured
--- sets (full, quick subset, or generated digits for tests), loading a trained model with
--- advice when it is missing, and writing outputs.
+--- cnnlab.study — what every task script shares: its command-line options, the coloured
+-- sets (one cache), training and evaluating a method, picking and loading a trained model,
+-- writing flat metrics, and the small argument helpers (comma lists, target classes,
+-- evaluation mode with frozen parameters).
 --
---   local opts = util.parse_args(arg, {name = ..., options = study.options({...})})
+--   local opts = util.parse_args(arg, {name = ..., options = study.options({"out", ...})})
 --   local sets = study.load_data(opts)        -- {train, val, hard, ...} per SPEC §2
+--   local run = study.train_and_evaluate(opts, method, sets, {evaluate = {"val", "hard"}})
+--   study.write_metrics(opts.out, study.accuracies(run.ev, {hard = {"acc"}}))
 --   local model = study.load_model(opts.model)
 local core = require "cnnlab.core"
 local util = require "cnnlab.util"
 local data = require "cnnlab.data"
 local models = require "cnnlab.models"
+local defaults = require "cnnlab.defaults"
 
 local study = {}
 
---- The options every task understands, followed by the task's own.
-function study.options(extra)
+--- Options more than one script takes, with their usual default and help: a script names
+-- one in study.options' list as "name" (this default) or {"name", default} (its own default).
+study.COMMON = {
+  out = {"out", "runs", "output folder"},
+  model = {"model", "runs/task1/model.safetensors", "trained seed network (Task 1)"},
+  epochs = {"epochs", defaults.study.epochs, "passes over the training set"},
+  batch = {"batch", defaults.study.batch, "mini-batch size"},
+  lr = {"lr", defaults.study.lr, "learning rate"},
+  optimizer = {"optimizer", defaults.study.optimizer, "adam, adamw or sgd"},
+  method = {"method", "erm", "debias method: a name in lua/cnnlab/debias/ or a .lua file"},
+  method_opt = {"method_opt", {}, "key=value setting for the method"},
+  generated_n = {"generated_n", 3000, "digits generated with --data generated"},
+  resume = {"resume", false, "continue an interrupted run from its checkpoint"},
+  progress = {"progress", true, "show progress"},
+}
+
+--- The options every task understands (seed, data, quick, threads...), followed by the
+-- task's own: full entries {name, default, help}, or names of study.COMMON entries whose
+-- default or help the entry may replace ("out", {"out", "runs/task1"}, {"batch", nil, help}). settings.without lists common options the task does not take.
+function study.options(extra, settings)
   local list = {
-    {"seed", 1, "seed of the data set and of training"},
+    {"seed", defaults.study.seed, "seed of the data set and of training"},
     {"rho", 1.0, "share of easy-set digits painted in their class colour"},
     {"beta", 0.25, "background noise level"},
     {"data", "mnist", "mnist, or generated (synthetic digits, no download; for tests)"},
@@ -23,7 +45,28 @@ function study.options(extra)
     {"quick", false, "a small subset of every set, for a first look"},
     {"threads", 0, "threads for the C kernels (0: all cores)"},
   }
-  for _, o in ipairs(extra or {}) do list[#list + 1] = o end
+  for _, name in ipairs(settings and settings.without or {}) do
+    local found
+    for i, o in ipairs(list) do if o[1] == name then found = i end end
+    if not found then
+      error(("study.options: without names '%s', which is not a common option"):format(name), 2)
+    end
+    table.remove(list, found)
+  end
+  for i, o in ipairs(extra or {}) do
+    if type(o) == "string" then o = {o} end
+    if o[2] == nil or o[3] == nil then
+      local common = study.COMMON[o[1]]
+      if not common then
+        error(("study.options: entry %d names '%s', which is not in study.COMMON; give "
+          .. "{name, default, help}"):format(i, tostring(o[1])), 2)
+      end
+      local default = common[2]
+      if o[2] ~= nil then default = o[2] end
+      o = {o[1], default, o[3] or common[3]}
+    end
+    list[#list + 1] = o
+  end
   return list
 end
 
@@ -99,6 +142,238 @@ function study.flatten(prefix, value, out)
     study.flatten(prefix == "" and key or prefix .. "_" .. key, v, out)
   end
   return out
+end
+
+-- ------------------------------------------------------------------ data: one cache
+
+--- A cache of one data set at a time (the full sets take ~170 MB): cache:get(seed, rho)
+-- builds the sets of base (study.load_data's options) at that seed and rho, or returns the
+-- ones it holds when they match. With base.data == "generated" the signature also records
+-- generated_n, so a checkpoint is not resumed on other generated digits.
+--   local cache = study.data_cache(opts, {progress = true})
+--   local sets = cache:get(2, 0.99); cache:clear()
+function study.data_cache(base, settings)
+  local say = settings and settings.progress
+  local cache = {loads = 0}
+  function cache.get(self, seed, rho)
+    seed, rho = seed or base.seed, rho or base.rho
+    local key = ("%s/%s"):format(seed, rho)
+    if self.key == key then return self.sets end
+    self:clear()
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    o.seed, o.rho = seed, rho
+    if say then
+      util.progress("building Colored MNIST (seed %d, rho %s, beta %g%s%s)", seed,
+        study.format_rho(rho), o.beta, o.quick and ", quick subset" or "",
+        o.data == "generated" and ", generated digits" or "")
+    end
+    self.sets = study.load_data(o)
+    if o.data == "generated" then self.sets.signature.generated_n = o.generated_n end
+    self.key, self.loads = key, self.loads + 1
+    return self.sets
+  end
+  function cache.clear(self)
+    self.sets, self.key = nil, nil
+    collectgarbage()
+  end
+  return cache
+end
+
+--- rho as the study writes it: 1 → "1.0", 0.995 → "0.995" (four decimals at most).
+function study.format_rho(r)
+  return (("%.4f"):format(r):gsub("0+$", ""):gsub("%.$", ".0"))
+end
+
+-- ------------------------------------------------------------------ training
+
+--- train.fit's arguments for a study run: the script's options (epochs, batch, lr, optimizer,
+-- seed, progress) plus the study's optimiser settings (SGD momentum, cnnlab.defaults.study),
+-- given explicitly so that no library default decides the study's numbers. epochs 0 or nil
+-- leaves the method's own. extra (out, resume, comm, seed, epochs...) is added last.
+function study.fit_options(opts, method, sets, extra)
+  local epochs = opts.epochs
+  if epochs == 0 then epochs = nil end
+  local o = {method = method, data = sets, epochs = epochs, batch = opts.batch, lr = opts.lr,
+    optimizer = opts.optimizer, seed = opts.seed, progress = opts.progress,
+    data_signature = sets and sets.signature}
+  for k, v in pairs(defaults.study_optimizer(opts.optimizer or defaults.study.optimizer)) do
+    o[k] = v
+  end
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
+end
+
+--- Trains method on sets (study.fit_options(opts, method, sets, extra)) and, unless the run
+-- was interrupted, evaluates the model on the sets named in extra.evaluate (default train,
+-- val, hard). Returns {fit = train.fit's result, model, ev = {name = metrics.evaluate(...)},
+-- interrupted}.
+function study.train_and_evaluate(opts, method, sets, extra)
+  local train = require "cnnlab.train"
+  local metrics = require "cnnlab.metrics"
+  extra = extra or {}
+  local which = extra.evaluate or {"train", "val", "hard"}
+  local fit_extra = {}
+  for k, v in pairs(extra) do if k ~= "evaluate" then fit_extra[k] = v end end
+  local fit = train.fit(study.fit_options(opts, method, sets, fit_extra))
+  local run = {fit = fit, model = fit.model, ev = {}, interrupted = fit.interrupted}
+  if fit.interrupted then return run end
+  if (fit_extra.comm or require("cnnlab.mpi").world).rank() > 0 then return run end
+  for _, name in ipairs(which) do
+    if not sets[name] then
+      error(("study.train_and_evaluate: evaluate names set '%s', which sets has not"):format(name), 2)
+    end
+    run.ev[name] = metrics.evaluate(fit.model, sets[name])
+  end
+  return run
+end
+
+--- Flat accuracy metrics of evaluations: which = {set = {"acc", "conflicting_acc", ...}}
+-- gives keys set_acc, set_conflicting_acc... (the names metrics.evaluate uses).
+function study.accuracies(ev, which, out)
+  out = out or {}
+  for set, keys in pairs(which) do
+    local e = ev[set]
+    if not e then
+      error(("study.accuracies: no evaluation of set '%s' (have: %s)"):format(set,
+        table.concat((function()
+          local t = {}
+          for k in pairs(ev) do t[#t + 1] = k end
+          table.sort(t)
+          return t
+        end)(), ", ")), 2)
+    end
+    for _, k in ipairs(keys) do out[set .. "_" .. k] = e[k] end
+  end
+  return out
+end
+
+--- Percentage of a set's digits whose prediction is the class of the digit's colour: the
+-- colour shortcut, measured.
+function study.follows_colour(e, set)
+  return 100 * e.preds:eq(set.colors):sum():item() / set.n
+end
+
+-- ------------------------------------------------------------------ models
+
+--- The best model of a folder of method runs (Task 4's): among the keys
+-- <label>_<key>_mean of dir/metrics.json (key: default "hard_acc"), the highest whose
+-- dir/<label>/model.safetensors exists; labels in opts.exclude are skipped; ties go to the
+-- label first in alphabetical order. Returns {path, method, value} or nil and why.
+function study.best_model(dir, opts)
+  opts = opts or {}
+  local key = opts.key or "hard_acc"
+  local exclude = {}
+  for _, l in ipairs(opts.exclude or {}) do exclude[l] = true end
+  local mpath = dir .. "/metrics.json"
+  if not util.exists(mpath) then return nil, "there is no " .. mpath end
+  local mm = util.json_decode(util.read_file(mpath))
+  local best, best_value
+  local pattern = "^(.-)_" .. key:gsub("%p", "%%%0") .. "_mean$"
+  for k, v in pairs(mm) do
+    local label = k:match(pattern)
+    if label and not exclude[label] and type(v) == "number"
+      and util.exists(dir .. "/" .. label .. "/model.safetensors")
+      and (not best_value or v > best_value or (v == best_value and label < best)) then
+      best, best_value = label, v
+    end
+  end
+  if not best then return nil, ("no model with a %s in %s"):format(key, mpath) end
+  return {path = dir .. "/" .. best .. "/model.safetensors", method = best, value = best_value}
+end
+
+--- Runs fn(model) with the model in evaluation mode, its parameters frozen
+-- (requires_grad = false) and gradient recording set to opts.grad (default false); restores
+-- all three whatever happens, then returns fn's results or raises its error.
+function study.frozen(model, fn, opts)
+  if type(model) ~= "table" or type(model.parameters) ~= "function" then
+    error(("study.frozen: model must be a module, got %s"):format(type(model)), 2)
+  end
+  if type(fn) ~= "function" then
+    error(("study.frozen: fn must be a function, got %s"):format(type(fn)), 2)
+  end
+  local was_training = model.training
+  local params = model:parameters()
+  local flags = {}
+  for i, p in ipairs(params) do flags[i], p.requires_grad = p.requires_grad, false end
+  model:eval()
+  local was_grad = core.set_grad_enabled(opts and opts.grad or false)
+  local results = table.pack(pcall(fn, model))
+  core.set_grad_enabled(was_grad)
+  for i, p in ipairs(params) do p.requires_grad = flags[i] end
+  model:train(was_training)
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
+-- ------------------------------------------------------------------ arguments
+
+--- Splits a comma list ("a, b,c") into its items, blanks dropped. convert(item) may turn each
+-- into a value (nil: not valid, an error naming --what). An empty list is an error too.
+function study.list(text, what, convert)
+  what = what or "list"
+  local out = {}
+  for item in tostring(text):gmatch("[^,%s]+") do
+    local v = item
+    if convert then v = convert(item) end
+    if v == nil then
+      error(("--%s: '%s' is not a valid value"):format(what, item), 0)
+    end
+    out[#out + 1] = v
+  end
+  if #out == 0 then
+    error(("--%s: a comma list of at least one value expected, got '%s'"):format(what,
+      tostring(text)), 0)
+  end
+  return out
+end
+
+--- Converters for study.list: a number in [lo, hi], an integer.
+function study.number_in(lo, hi)
+  return function(s)
+    local v = tonumber(s)
+    return v and v >= lo and v <= hi and v or nil
+  end
+end
+function study.integer(s) return math.tointeger(tonumber(s)) end
+
+--- Target classes for n samples of k classes as an int64 vector: target is an integer class
+-- (every sample), or a tensor of one class per sample; nil gives nil (callers then use the
+-- predicted class). fn and what name the argument in errors.
+function study.classes(fn, what, target, n, k)
+  if target == nil then return nil end
+  if math.type(target) == "integer" or (type(target) == "number" and target == math.floor(target)) then
+    if target < 0 or target >= k then
+      error(("%s: %s must be a class in 0..%d, got %s"):format(fn, what, k - 1, tostring(target)), 2)
+    end
+    return core.full({n}, math.tointeger(target), {dtype = "int64"})
+  end
+  if not core.is_tensor(target) then
+    error(("%s: %s must be nil (the predicted class), an integer class or an int64 tensor of %d "
+      .. "classes, got %s"):format(fn, what, n, type(target) == "number" and tostring(target)
+      or type(target)), 2)
+  end
+  if target:dim() ~= 1 or target:numel() ~= n then
+    error(("%s: %s must hold one class per sample (%d), got shape {%s}"):format(fn, what, n,
+      table.concat(target.shape, ", ")), 2)
+  end
+  local t = target:long()
+  local lo, hi = t:min():item(), t:max():item()
+  if lo < 0 or hi >= k then
+    error(("%s: %s must be classes in 0..%d, got values from %d to %d"):format(fn, what, k - 1,
+      lo, hi), 2)
+  end
+  return t:contiguous()
+end
+
+--- Runs main() and turns an error into "name: message" on stderr and exit status 1 (the
+-- message alone, no traceback: errors here are the user's to fix).
+function study.main(name, main)
+  local ok, err = pcall(main)
+  if not ok then
+    io.stderr:write(name, ": ", tostring(err), "\n")
+    os.exit(1)
+  end
 end
 
 return study

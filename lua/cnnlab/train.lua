@@ -3,7 +3,8 @@
 --   local result = train.fit{
 --     method = debias.load("erm"),   -- or any table answering the method interface
 --     data = {train = set, val = set, hard = set},  -- sets from cnnlab.data
---     epochs = 5, batch = 128, lr = 1e-3, optimizer = "adam", seed = 1,
+--     epochs = 5, batch = 128, optimizer = "adam", seed = 1,  -- defaults: cnnlab.defaults
+--     lr = 0.01, momentum = 0.9,     -- optional for Adam (its defaults), lr required for SGD
 --     out = "runs/task1",            -- checkpoints go here (nil: nothing written)
 --     resume = false, progress = true,
 --   }
@@ -20,6 +21,7 @@
 -- opts.comm = lab.mpi.self trains alone even inside an MPI job (scripts/sweep.lua).
 local core = require "cnnlab.core"
 local mpi = require "cnnlab.mpi"
+local defaults = require "cnnlab.defaults"
 local optim = require "cnnlab.optim"
 local util = require "cnnlab.util"
 
@@ -38,16 +40,22 @@ function train.batch_of(set, positions)
   return b
 end
 
---- Builds the optimizer named in opts ("adam" or "sgd").
+--- Builds the optimizer named in opts.optimizer ("adam", "adamw" or "sgd"; default adam)
+-- from opts.lr, opts.weight_decay and, for SGD, opts.momentum and opts.nesterov. A setting
+-- left out (nil) takes the optimiser's own default (cnnlab.defaults); SGD needs opts.lr.
 function train.make_optimizer(params, opts)
-  local name = (opts.optimizer or "adam"):lower()
-  if name == "adam" then
-    return optim.Adam(params, {lr = opts.lr or 1e-3, weight_decay = opts.weight_decay or 0.0})
+  local name = (opts.optimizer or defaults.fit.optimizer):lower()
+  if name == "adam" or name == "adamw" then
+    return optim[name == "adam" and "Adam" or "AdamW"](params, {lr = opts.lr,
+      weight_decay = opts.weight_decay})
   elseif name == "sgd" then
-    return optim.SGD(params, {lr = opts.lr or 1e-2, momentum = opts.momentum or 0.9,
-      weight_decay = opts.weight_decay or 0.0})
+    if opts.lr == nil then
+      error("train: optimizer sgd needs lr (SGD has no default learning rate), got nil", 2)
+    end
+    return optim.SGD(params, {lr = opts.lr, momentum = opts.momentum,
+      weight_decay = opts.weight_decay, nesterov = opts.nesterov})
   end
-  error(("train: unknown optimizer '%s' (known: adam, sgd)"):format(tostring(opts.optimizer)), 2)
+  error(("train: optimizer must be adam, adamw or sgd, got '%s'"):format(tostring(opts.optimizer)), 2)
 end
 
 -- ------------------------------------------------------------------ progress
@@ -141,9 +149,10 @@ local function shuffled_positions(n, seed, epoch)
 end
 
 --- The settings that must match for --resume to continue a run.
-local function resume_settings(opts)
-  -- epochs is left out on purpose: resuming with more epochs continues a finished run
-  return {method = opts.method.name, batch = opts.batch, lr = opts.lr,
+local function resume_settings(opts, optimizer)
+  -- epochs is left out on purpose: resuming with more epochs continues a finished run; lr is
+  -- the optimiser's, default included
+  return {method = opts.method.name, batch = opts.batch, lr = optimizer.opts.lr,
     optimizer = opts.optimizer, seed = opts.seed, method_options = opts.method.options,
     data = opts.data_signature}
 end
@@ -152,11 +161,11 @@ function train.fit(opts)
   local method = assert(opts.method, "train.fit: method required")
   local data = assert(opts.data, "train.fit: data.train required")
   local set = assert(data.train, "train.fit: data.train required")
-  opts.epochs = opts.epochs or method.epochs or 5
-  opts.batch = opts.batch or 128
-  opts.lr = opts.lr or 1e-3
-  opts.optimizer = opts.optimizer or "adam"
-  opts.seed = opts.seed or 1
+  -- opts.lr is left as given: the optimiser fills in its own default (SGD has none)
+  opts.epochs = opts.epochs or method.epochs or defaults.fit.epochs
+  opts.batch = opts.batch or defaults.fit.batch
+  opts.optimizer = opts.optimizer or defaults.fit.optimizer
+  opts.seed = opts.seed or defaults.fit.seed
   if math.type(opts.epochs) ~= "integer" or opts.epochs < 1 then
     error(("train: epochs must be a positive integer, got %s"):format(tostring(opts.epochs)), 2)
   end
@@ -177,9 +186,9 @@ function train.fit(opts)
     steps = 0, history = {}, seconds_before = 0,
     clock = function() return core.now() - t0 end,
   }
-  ctx.settings = resume_settings(opts)
   ctx.model = method.build_model(ctx)
   ctx.optimizer = train.make_optimizer(ctx.model:parameters(), opts)
+  ctx.settings = resume_settings(opts, ctx.optimizer)
   if method.setup then method.setup(ctx) end
 
   local start = {epoch = 1, step_in_epoch = 0}
