@@ -39,14 +39,13 @@ local spec = {
   name = "task2_features", script = "scripts/task2_features.lua",
   description = "Feature maps of a trained seed CNN through forward hooks, the conv1 "
     .. "colour-response table, and the activation variance explained by colour vs digit.",
-  options = study.options({
-    {"model", "runs/task1/model.safetensors", "trained seed network (Task 1)"},
+  options = study.options({"model",
     {"digit", 1, "digit class of inputs A and B"},
     {"color", 0, "colour index painted on inputs B and C (a class other than --digit)"},
     {"n", 0, "hard-set digits for the variance measure (0: the whole set)"},
     {"response_n", 200, "digits (and blanks) per colour for the colour-response table"},
     {"batch", 250, "digits per forward pass"},
-    {"out", "runs/task2", "output folder"},
+    {"out", "runs/task2"},
   }),
 }
 local opts = util.parse_args(arg, spec)
@@ -198,18 +197,13 @@ local function colour_response(model, sets, m)
       .relu1:mean(0):totable()
   end
   local nch = #blank_resp[1]
-  local blank, digit, pref, pref_blank = {}, {}, {}, {}         -- [channel][colour]
+  local blank, digit = {}, {}                                   -- [channel][colour]
   for ch = 1, nch do
     blank[ch], digit[ch] = {}, {}
-    local best, best_b = -1, -1
-    for k = 1, 10 do
-      blank[ch][k], digit[ch][k] = blank_resp[k][ch], digit_resp[k][ch]
-      if digit_resp[k][ch] > best then best, pref[ch] = digit_resp[k][ch], k end
-      if blank_resp[k][ch] > best_b then best_b, pref_blank[ch] = blank_resp[k][ch], k end
-    end
-    if best <= 0 then pref[ch] = nil end
-    if best_b <= 0 then pref_blank[ch] = nil end
+    for k = 1, 10 do blank[ch][k], digit[ch][k] = blank_resp[k][ch], digit_resp[k][ch] end
   end
+  local pref, selectivity = metrics.preferences(digit)
+  local pref_blank = metrics.preferences(blank)
   local order = {}
   for ch = 1, nch do order[ch] = ch end
   local function peak(ch) return math.max(table.unpack(digit[ch])) end
@@ -220,17 +214,11 @@ local function colour_response(model, sets, m)
   end)
   svg.save(opts.out .. "/color_response.svg", figure.response_table{blank = blank, digit = digit,
     order = order, pref = pref, palette = lab.data.PALETTE, n = opts.response_n})
-  -- how colour-selective is conv1? preferred colours and a selectivity index per channel
+  -- how colour-selective is conv1? preferred colours and the mean selectivity index
   local distinct, distinct_b, dead, sel_sum, sel_n = {}, {}, 0, 0, 0
   for ch = 1, nch do
     if pref[ch] then
-      distinct[pref[ch]] = true
-      -- selectivity: (best − mean of the others) / (best + mean of the others), in [0, 1]
-      local best, rest = 0, 0
-      for k = 1, 10 do
-        if k == pref[ch] then best = digit[ch][k] else rest = rest + digit[ch][k] / 9 end
-      end
-      sel_sum, sel_n = sel_sum + (best - rest) / (best + rest), sel_n + 1
+      distinct[pref[ch]], sel_sum, sel_n = true, sel_sum + selectivity[ch], sel_n + 1
     else
       dead = dead + 1
     end
@@ -293,7 +281,7 @@ local function variance_explained(model, hard, m)
     xlabel = ("layer (%d hard digits; colour independent of digit)"):format(n), width = 620})
 end
 
-local ok, err = pcall(function()
+study.main("task2_features", function()
   local model = study.load_model(opts.model)
   if math.type(opts.digit) ~= "integer" or opts.digit < 0 or opts.digit > 9
     or opts.color < 0 or opts.color > 9 or opts.color == opts.digit then
@@ -333,7 +321,3 @@ local ok, err = pcall(function()
   util.progress("wrote %s/{metrics.json, features.svg, features_*.png, color_response.svg, "
     .. "variance.svg, features.safetensors}", opts.out)
 end)
-if not ok then
-  io.stderr:write("task2_features: ", tostring(err), "\n")
-  os.exit(1)
-end

@@ -33,8 +33,7 @@ local spec = {
   name = "task3_gradcam", script = "scripts/task3_gradcam.lua",
   description = "Grad-CAM, Grad-CAM++ and saliency of a trained seed CNN on easy and hard "
     .. "digits; overlays and the share of map mass on the digit strokes.",
-  options = study.options({
-    {"model", "runs/task1/model.safetensors", "trained seed network (Task 1)"},
+  options = study.options({"model",
     {"methods", "all", "attribution methods: comma list of names of lua/cnnlab/attributions/ or .lua paths (all: every shipped one)"},
     {"layer", "relu3", "layer whose activations the layer methods explain"},
     {"compare", "relu2,pool3", "further layers for Grad-CAM in metrics (comma list, or none)"},
@@ -42,7 +41,7 @@ local spec = {
     {"n", 0, "digits per set for the measure (0: the whole set)"},
     {"examples", 10, "overlay examples per figure"},
     {"batch", 250, "digits per forward/backward pass"},
-    {"out", "runs/task3", "output folder"},
+    {"out", "runs/task3"},
   }),
 }
 local opts = util.parse_args(arg, spec)
@@ -50,15 +49,15 @@ local t0 = lab.now()
 local SCALE = 4
 
 local function pct(v) return 100 * v end
-local function list(s) local t = {} for x in s:gmatch("[^,%s]+") do t[#t + 1] = x end return t end
 
 -- The attribution methods and the comparison layers, checked against the model.
 local function setup(model)
-  local names = opts.methods == "all" and lab.attributions.available() or list(opts.methods)
+  local names = opts.methods == "all" and lab.attributions.available()
+    or study.list(opts.methods, "methods")
   local methods = {}
   for i, name in ipairs(names) do methods[i] = lab.attributions.load(name) end
   local compare = {}
-  for _, name in ipairs(opts.compare ~= "none" and list(opts.compare) or {}) do
+  for _, name in ipairs(opts.compare ~= "none" and study.list(opts.compare, "compare") or {}) do
     if name ~= opts.layer then compare[#compare + 1] = name end
   end
   for i, name in ipairs({opts.layer, table.unpack(compare)}) do
@@ -176,13 +175,7 @@ local function colour_scales(R, picks, methods)
         values[#values + 1] = R[kind].res[meth.name].maps:index_select(0, picks[kind].idx)
       end
     end
-    local v = 0
-    if meth.clip_quantile and #values > 0 then
-      v = figure.quantile(lab.cat(values, 0), meth.clip_quantile)
-    else
-      for _, x in ipairs(values) do v = math.max(v, x:max():item()) end
-    end
-    scales[meth.name] = v > 0 and v or 1
+    scales[meth.name] = figure.scale_top(values, meth.clip_quantile)
   end
   return scales
 end
@@ -292,7 +285,7 @@ local function draw_shares(keys, labels, m)
     width = 150 * #labels, fmt = "%.0f"})
 end
 
-local ok, err = pcall(function()
+study.main("task3_gradcam", function()
   local model = study.load_model(opts.model)
   local methods, compare = setup(model)
   util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
@@ -327,7 +320,3 @@ local ok, err = pcall(function()
   study.write_metrics(opts.out, m)
   util.progress("wrote %s/{metrics.json, %s}", opts.out, table.concat(files, ", "))
 end)
-if not ok then
-  io.stderr:write("task3_gradcam: ", tostring(err), "\n")
-  os.exit(1)
-end

@@ -35,8 +35,7 @@ local SEED_THRESHOLD = 99 -- the seed study expected ≥ 99% of the 7s turned at
 local spec = {
   name = "task5_attack", script = "scripts/task5_attack.lua",
   description = "Task 5: targeted attacks on the baseline (a 7 read as a 3), success matrix and ε curve.",
-  options = study.options({
-    {"model", "runs/task1/model.safetensors", "the attacked model (seed CNN weights)"},
+  options = study.options({{"model", nil, "the attacked model (seed CNN weights)"},
     {"attack", "pgd", "the attack: a name of lua/cnnlab/attacks/ or a path to a .lua file"},
     {"compare_model", "", "a debiased model for the ε curve, e.g. runs/task4/<method>/model.safetensors"},
     {"compare_name", "", "its name in the legend (default: the folder name)"},
@@ -59,7 +58,7 @@ local spec = {
     {"curve", true, "compute success against ε"},
     {"curve_n", 300, "validation sources for the ε curve (0: all; --quick: 30)"},
     {"curve_eps", DEFAULT_CURVE_EPS, "ε values of the curve (--quick: " .. QUICK_CURVE_EPS .. ")"},
-    {"out", "runs/task5", "output folder"},
+    {"out", "runs/task5"},
   }),
 }
 local opts = util.parse_args(arg, spec)
@@ -81,13 +80,7 @@ local function check_options()
     opts.curve_n = opts.curve_n > 0 and math.min(opts.curve_n, 30) or 30
     if opts.curve_eps == DEFAULT_CURVE_EPS then opts.curve_eps = QUICK_CURVE_EPS end
   end
-  local curve_eps = {}
-  for v in opts.curve_eps:gmatch("[^,%s]+") do
-    local e = tonumber(v)
-    if not e or e < 0 then error(("--curve-eps: '%s' is not a number ≥ 0"):format(v), 0) end
-    curve_eps[#curve_eps + 1] = e
-  end
-  return curve_eps
+  return study.list(opts.curve_eps, "curve-eps", study.number_in(0, math.huge))
 end
 
 -- The attack's options for a target (a class or an int64 tensor), a budget, steps and α.
@@ -101,8 +94,8 @@ end
 -- The seed's attack on every source digit of the validation and the hard set.
 local function attack_sets(atk, model, sets, step_size, m)
   local runs = {}
-  for _, which in ipairs({{"val", "adversarial.safetensors"}, {"hard", "adversarial_hard.safetensors"}}) do
-    local name, file = which[1], which[2]
+  for _, name in ipairs({"val", "hard"}) do
+    local file = name == "val" and "adversarial.safetensors" or "adversarial_hard.safetensors"
     local run = adv.attack_digits(atk, model, sets[name], opts.source,
       attack_opts(opts.target, opts.eps, opts.steps, step_size))
     local r = run.r
@@ -194,13 +187,13 @@ local function curve_models(model, m)
   local list = {{name = "baseline", path = opts.model, model = model}}
   local path, name = opts.compare_model, opts.compare_name
   if path == "" and opts.compare_dir ~= "" then
-    local best, why = adv.best_debiased(opts.compare_dir)
+    local best, why = study.best_model(opts.compare_dir, {exclude = {"erm"}})
     if best then
       path = best.path
-      if name == "" then name = ("%s (hard %.0f%%)"):format(best.method, best.hard_acc) end
-      m.compare_method, m.compare_method_hard_acc = best.method, best.hard_acc
+      if name == "" then name = ("%s (hard %.0f%%)"):format(best.method, best.value) end
+      m.compare_method, m.compare_method_hard_acc = best.method, best.value
       util.progress("comparing with %s (hard accuracy %.2f%% in %s)", best.method,
-        best.hard_acc, opts.compare_dir)
+        best.value, opts.compare_dir)
     else
       util.progress("--compare-dir %s: %s; the ε curve shows the baseline only",
         opts.compare_dir, why)
@@ -250,7 +243,7 @@ local function success_curve(atk, model, sets, curve_eps, m)
     ylabel = "success rate (%)"})
 end
 
-local ok, err = pcall(function()
+study.main("task5_attack", function()
   local curve_eps = check_options()
   local atk = lab.attacks.load(opts.attack)
   util.progress("building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.seed, opts.rho,
@@ -262,8 +255,8 @@ local ok, err = pcall(function()
   local m = {model = opts.model, source = opts.source, target = opts.target, seed = opts.seed,
     rho = opts.rho, beta = opts.beta, quick = opts.quick, data = opts.data,
     attack_seed = opts.attack_seed, threads = lab.get_threads()}
-  local runs = attack_sets(atk, model, sets, opts.step_size > 0 and opts.step_size or opts.eps / 4, m)
   m.step_size = opts.step_size > 0 and opts.step_size or opts.eps / 4
+  local runs = attack_sets(atk, model, sets, m.step_size, m)
   draw_grid(atk, model, runs, m)
   if opts.matrix then success_matrix(atk, model, sets, m) end
   if opts.curve then success_curve(atk, model, sets, curve_eps, m) end
@@ -273,7 +266,3 @@ local ok, err = pcall(function()
     .. "adversarial_hard.safetensors%s%s} in %.0f s", opts.out, opts.matrix and ", matrix.svg" or "",
     opts.curve and ", curve.svg" or "", m.total_seconds)
 end)
-if not ok then
-  io.stderr:write("task5_attack: ", tostring(err), "\n")
-  os.exit(1)
-end

@@ -55,14 +55,7 @@ local NAMES = lab.data.PALETTE_NAMES
 
 local function conv_name(layer) return A.CONV[layer] or layer end
 
-local function pick(set, n)
-  if n <= 0 or n >= set.n then return set end
-  local s = {name = set.name, n = n}
-  for _, key in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
-    if set[key] then s[key] = set[key]:narrow(0, 0, n) end
-  end
-  return s
-end
+local function pick(set, n) return n > 0 and study.subset(set, n) or set end
 
 -- The layers recorded (conv1–conv3's, then any other named), each checked against the model.
 local function layer_lists(model)
@@ -86,7 +79,6 @@ local function selectivity(model, probe, record, m)
   print("\nSelectivity on the probe set (mean over channels; index in [0, 1]):")
   print(("  %-8s %8s %14s %14s %22s"):format("layer", "channels", "colour sel.", "class sel.",
     "colour > class (count)"))
-  local panels = {}
   for _, name in ipairs(record) do
     local s, key = stats.layers[name], conv_name(name)
     local mc, mk, more, dead = 0, 0, 0, 0
@@ -104,24 +96,8 @@ local function selectivity(model, probe, record, m)
       s.class_selectivity, preferred_color = s.color_preferred, preferred_class = s.class_preferred,
       mean_activation = s.mean}) do study.flatten(key .. "_" .. field, values, m) end
   end
-  for _, kind in ipairs({{"color", "Colour"}, {"class", "Class (digit)"}}) do
-    local series = {} -- each layer's indices sorted, most selective first
-    for li, name in ipairs(record) do
-      local st = stats.layers[name]
-      local v, xs = {}, {}
-      for c = 1, st.channels do
-        v[c], xs[c] = st[kind[1] .. "_selectivity"][c], st.channels > 1 and (c - 1) / (st.channels - 1) or 0
-      end
-      table.sort(v, function(a, b) return a > b end)
-      series[#series + 1] = {name = ("%s (%d)"):format(conv_name(name), st.channels), x = xs,
-        y = v, color = svg.palette[(li - 1) % #svg.palette + 1]}
-    end
-    panels[#panels + 1] = svg.lines{title = ("%s selectivity of each channel"):format(kind[2]),
-      xlabel = "channels, most selective first (fraction of layer)", ylabel = "selectivity index",
-      ymin = 0, ymax = 1, xmin = 0, xmax = 1, width = 360, series = series}
-  end
   util.mkdir_p(opts.out)
-  svg.save(opts.out .. "/selectivity.svg", svg.side_by_side(panels))
+  svg.save(opts.out .. "/selectivity.svg", C.selectivity_chart(stats, record, conv_name))
   return stats
 end
 
@@ -266,27 +242,8 @@ local function ablation_curves(model, sets, easy, hard, stats, layers, m)
     for _, o in ipairs(orders) do
       if not o.random then study.flatten(("%s_order_%s"):format(key, o.id), o.order, m) end
     end
-    local panels, c = {}, s.channels -- one colour per order, three panels side by side
-    for _, panel in ipairs({{"easy", "easy set (validation): accuracy", "accuracy (%)"},
-        {"hard", "hard set (random colours): accuracy", "accuracy (%)"},
-        {"hard_follows_colour", "hard set: answer = colour's class", "predictions (%)"}}) do
-      local series = {}
-      for oi, o in ipairs({{"color", "colour-selective"}, {"class", "class-selective"},
-          {"attribution", "most attributed"}, {"random", ("random (mean of %d)"):format(opts.random_repeats)}}) do
-        if lc.orders[o[1]] then
-          series[#series + 1] = {name = o[2], x = lc.x, y = lc.orders[o[1]][panel[1]],
-            color = svg.palette[oi], dashed = o[1] == "random"}
-        end
-      end
-      if panel[1] ~= "easy" then
-        series[#series + 1] = {name = "chance (10%)", x = {0, c}, y = {10, 10}, color = "#999999", dashed = true}
-      end
-      panels[#panels + 1] = svg.lines{title = ("%s zeroed — %s"):format(key, panel[2]),
-        xlabel = ("%s channels zeroed (of %d), in each order"):format(key, c), ylabel = panel[3],
-        ymin = 0, ymax = 100, xmin = 0, xmax = c, width = 340, height = 260, markers = true,
-        series = series}
-    end
-    svg.save(("%s/curves_%s.svg"):format(opts.out, key), svg.side_by_side(panels))
+    svg.save(("%s/curves_%s.svg"):format(opts.out, key), C.chart(lc, key, s.channels,
+      opts.random_repeats))
     all[name] = lc
   end
   return all

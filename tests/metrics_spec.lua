@@ -77,3 +77,16 @@ describe("metrics.mean_sd", function()
     assert.same({0, 0}, {metrics.mean_sd({})})
   end)
 end)
+
+describe("metrics.preferences", function()
+  it("gives each unit's preferred group and its selectivity, nothing for a dead unit", function()
+    -- unit 1: best group 2 (4), others 1 and 1 → (4 − 1) / (4 + 1) = 0.6
+    -- unit 2: equal means: the first group, selectivity 0; unit 3: dead
+    local pref, sel = metrics.preferences({{1, 4, 1}, {2, 2, 2}, {0, 0, 0}})
+    assert.same({2, 1}, {pref[1], pref[2]})
+    assert.is_nil(pref[3])
+    assert.is_true(math.abs(sel[1] - 0.6) < 1e-12)
+    assert.equal(0, sel[2])
+    assert.is_nil(sel[3])
+  end)
+end)

@@ -32,6 +32,10 @@
 --   curves.verdict(lc, n_hard, key) → numbers (baseline, best point of the colour order,
 --       random orders there and overall, standard error, conflicting digits and colour
 --       following before and there) and the sentence the script prints
+--   curves.selectivity_chart(stats, names, label_of) → SVG: each layer's colour- and
+--       class-selectivity indices sorted, most selective first, side by side
+--   curves.chart(lc, key, c, repeats) → SVG: easy accuracy, hard accuracy and how often hard
+--       answers follow the colour against channels zeroed, one line per order, side by side
 --   curves.evaluator(model, set, layer[, {batch = 500, n = all}]) → ev, for many ablations
 --       of one layer on one set: ev:logits(channels) → n×K, ev:predict(channels) → int64
 --       predictions, ev:accuracy(channels) → percent and the predictions. The activations up
@@ -43,6 +47,7 @@
 local core = require "cnnlab.core"
 local ablation = require "cnnlab.ablation"
 local metrics = require "cnnlab.metrics"
+local svg = require "cnnlab.svg"
 
 local curves = {}
 
@@ -245,6 +250,58 @@ function curves.verdict(lc, n_hard, key)
     rnd_hi, col.hard_conflicting[1], col.hard_conflicting[best_i], col.hard_follows_colour[1],
     col.hard_follows_colour[best_i], col.easy[1], col.easy[best_i])
   return v, text
+end
+
+-- ------------------------------------------------------------------ pictures
+
+function curves.selectivity_chart(stats, names, label_of)
+  local panels = {}
+  for _, kind in ipairs({{"color", "Colour"}, {"class", "Class (digit)"}}) do
+    local series = {}
+    for li, name in ipairs(names) do
+      local st = stats.layers[name]
+      local v, xs = {}, {}
+      for c = 1, st.channels do
+        v[c] = st[kind[1] .. "_selectivity"][c]
+        xs[c] = st.channels > 1 and (c - 1) / (st.channels - 1) or 0
+      end
+      table.sort(v, function(a, b) return a > b end)
+      series[#series + 1] = {name = ("%s (%d)"):format(label_of(name), st.channels), x = xs,
+        y = v, color = svg.palette[(li - 1) % #svg.palette + 1]}
+    end
+    panels[#panels + 1] = svg.lines{title = ("%s selectivity of each channel"):format(kind[2]),
+      xlabel = "channels, most selective first (fraction of layer)",
+      ylabel = "selectivity index", ymin = 0, ymax = 1, xmin = 0, xmax = 1, width = 360,
+      series = series}
+  end
+  return svg.side_by_side(panels)
+end
+
+function curves.chart(lc, key, c, repeats)
+  local panels = {}
+  local shown = {{"color", "colour-selective"}, {"class", "class-selective"},
+    {"attribution", "most attributed"}, {"random", ("random (mean of %d)"):format(repeats)}}
+  for _, panel in ipairs({{"easy", "easy set (validation): accuracy", "accuracy (%)"},
+      {"hard", "hard set (random colours): accuracy", "accuracy (%)"},
+      {"hard_follows_colour", "hard set: answer = colour's class", "predictions (%)"}}) do
+    local series = {}
+    for oi, o in ipairs(shown) do
+      local pts = lc.orders[o[1]]
+      if pts then
+        series[#series + 1] = {name = o[2], x = lc.x, y = pts[panel[1]],
+          color = svg.palette[oi], dashed = o[1] == "random"}
+      end
+    end
+    if panel[1] ~= "easy" then
+      series[#series + 1] = {name = "chance (10%)", x = {0, c}, y = {10, 10},
+        color = "#999999", dashed = true}
+    end
+    panels[#panels + 1] = svg.lines{title = ("%s zeroed — %s"):format(key, panel[2]),
+      xlabel = ("%s channels zeroed (of %d), in each order"):format(key, c),
+      ylabel = panel[3], ymin = 0, ymax = 100, xmin = 0, xmax = c, width = 340,
+      height = 260, markers = true, series = series}
+  end
+  return svg.side_by_side(panels)
 end
 
 -- ------------------------------------------------------------------ fast evaluation

@@ -20,10 +20,7 @@
 --   adversarial.grid(blocks, ncol, target) → images, captions, row names for the picture: per
 --       block {label, k, x, r, eps, originals, clean_pred, clean_conf, colors} the rows
 --       original (optional), adversarial and perturbation (0.5 + δ·0.5/ε per channel)
---   adversarial.best_debiased(dir) → {path, method, hard_acc} of a Task 4 folder's best
---       method (erm excluded) with a saved model, or nil and why
 local core = require "cnnlab.core"
-local util = require "cnnlab.util"
 local attack = require "cnnlab.attack"
 local attacks = require "cnnlab.attacks"
 
@@ -180,23 +177,6 @@ function adversarial.grid(blocks, ncol, target)
     end
   end
   return core.cat(rows, 0), captions, row_names
-end
-
-function adversarial.best_debiased(dir)
-  local mpath = dir .. "/metrics.json"
-  if not util.exists(mpath) then return nil, "there is no " .. mpath end
-  local mm = util.json_decode(util.read_file(mpath))
-  local best, best_acc
-  for k, v in pairs(mm) do
-    local label = k:match("^(.-)_hard_acc_mean$")
-    if label and label ~= "erm" and type(v) == "number"
-      and util.exists(dir .. "/" .. label .. "/model.safetensors")
-      and (not best_acc or v > best_acc or (v == best_acc and label < best)) then
-      best, best_acc = label, v
-    end
-  end
-  if not best then return nil, "no debiased model with a hard accuracy in " .. mpath end
-  return {path = dir .. "/" .. best .. "/model.safetensors", method = best, hard_acc = best_acc}
 end
 
 return adversarial

@@ -22,6 +22,9 @@
 --       ({text, attrs} each, from y = 22 down in steps of 18 or 20), a bold and a plain label
 --       left of each row (rows[r] = {bold, plain}) and a caption under each cell
 --       (captions[r][c])
+--   figure.scale_top(maps_list[, q]) → the top of a colour scale shared by several tensors of
+--       maps: their largest value, or (q given) the q-quantile of all their values; 1 when that
+--       is ≤ 0 or there are no maps
 --   figure.heat_panels{images =, mask =, columns = {{maps =, vmax =, smooth =}, ...},
 --       scale = 4, outline = {r, g, b}} → float 3×H×W: one row per image, its input enlarged
 --       `scale` times, then each column's maps (N×h×w, raw) as heat on a fixed scale [0, vmax],
@@ -277,6 +280,16 @@ function figure.captioned_grid(o)
     end
   end
   return svg.doc(left + o.width + 10, top + o.height + 10, parts)
+end
+
+function figure.scale_top(maps_list, q)
+  local v = 0
+  if q and #maps_list > 0 then
+    v = figure.quantile(core.cat(maps_list, 0), q)
+  else
+    for _, t in ipairs(maps_list) do v = math.max(v, t:max():item()) end
+  end
+  return v > 0 and v or 1
 end
 
 function figure.heat_panels(o)

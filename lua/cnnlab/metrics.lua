@@ -18,6 +18,10 @@
 --   metrics.correlation(a, b) → Pearson's r of two lists (NaN when either is constant)
 --   metrics.quantile(sorted, q) → the q-quantile of a sorted list, linear between ranks
 --       (NaN for an empty list)
+--   metrics.preferences(means) → pref, selectivity: means[c][g] the mean response of unit c to
+--       group g (K groups, values ≥ 0 as after a ReLU); pref[c] the group it answers most (the
+--       first of equals; nil when no mean is > 0: a dead unit), selectivity[c] =
+--       (best − mean of the others) / (best + mean of the others) in [0, 1] (nil when dead)
 --   metrics.anova(groups) → acc          streaming one-way ANOVA on groupings:
 --       acc:add(F, {color = g1, digit = g2}) with F N×U (one row per input, one column per
 --       unit or channel) and each g an int64 N of groups 0..groups−1, batch after batch;
@@ -146,6 +150,24 @@ function metrics.correlation(a, b)
   end
   if saa == 0 or sbb == 0 then return 0 / 0 end
   return sab / math.sqrt(saa * sbb)
+end
+
+function metrics.preferences(means)
+  local pref, sel = {}, {}
+  for c, row in ipairs(means) do
+    local k, best, g = #row, -1, nil
+    for j = 1, k do
+      if row[j] > best then best, g = row[j], j end
+    end
+    if best > 0 then
+      local rest = 0
+      for j = 1, k do
+        if j ~= g then rest = rest + row[j] / (k - 1) end
+      end
+      pref[c], sel[c] = g, (best - rest) / (best + rest)
+    end
+  end
+  return pref, sel
 end
 
 function metrics.quantile(sorted, q)
