@@ -225,6 +225,7 @@ install: all
 	install -m 755 $(EXE) $(DESTDIR)$(PREFIX)/bin/cnnlab
 	install -m 644 lua/cnnlab/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/
 	install -m 644 lua/cnnlab/debias/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/debias/
+	for d in attacks attributions; do install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/lua/5.4/cnnlab/$$d lua/cnnlab/$$d/*.lua; done
 	install -m 755 $(BUILD)/lib/cnnlab/core.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/cnnlab/core.so
 	install -m 644 $(BUILD)/libcnnlab.a $(DESTDIR)$(PREFIX)/lib/libcnnlab.a
 
@@ -233,6 +234,7 @@ rock-install: all
 	install -d $(INST_LUADIR)/cnnlab/debias $(INST_LIBDIR)/cnnlab
 	install -m 644 lua/cnnlab/*.lua $(INST_LUADIR)/cnnlab/
 	install -m 644 lua/cnnlab/debias/*.lua $(INST_LUADIR)/cnnlab/debias/
+	for d in attacks attributions; do install -D -m 644 -t $(INST_LUADIR)/cnnlab/$$d lua/cnnlab/$$d/*.lua; done
 	install -m 755 $(BUILD)/lib/cnnlab/core.so $(INST_LIBDIR)/cnnlab/core.so
 
 data:

@@ -1,4 +1,4 @@
--- Adversarial attacks (lua/cnnlab/attack.lua): a hand-made one-pixel model whose answer is
+-- Adversarial attacks (lua/cnnlab/attack.lua, the engine; lua/cnnlab/attacks/, one file each): a hand-made one-pixel model whose answer is
 -- worked out on paper (exact step counts, early stop, failure when the budget is too small),
 -- a small CNN trained here on generated Colored digits (success, ε-ball and [0,1] checked
 -- element by element, ε = 0 changes nothing), and the argument errors.
