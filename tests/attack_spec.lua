@@ -1,8 +1,9 @@
 -- Adversarial attacks (the engine lua/cnnlab/attack.lua; the attacks, one file each, in
 -- lua/cnnlab/attacks/) and what Task 5 measures with them (lua/cnnlab/adversarial.lua): a
--- hand-made one-pixel model whose answer is worked out on paper (exact step counts, early stop, failure when the budget is too small),
--- a small CNN trained here on generated Colored digits (success, ε-ball and [0,1] checked
--- element by element, ε = 0 changes nothing), and the argument errors.
+-- hand-made one-pixel model whose answer is worked out on paper (exact step counts, early
+-- stop, failure when the budget is too small), a small CNN trained here on generated Colored
+-- digits (success, ε-ball and [0,1] checked element by element, ε = 0 changes nothing), and
+-- the argument errors.
 local lab = require "cnnlab"
 local nn = lab.nn
 local attack = lab.attack
