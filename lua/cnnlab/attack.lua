@@ -27,7 +27,8 @@
 --   batch         samples per forward/backward pass (default 512)
 --   classes       number of classes K (default 10)
 --
--- The update: a targeted attack descends the loss of the target,
+-- The update (the signed-gradient step of PGD and FGSM; an attack file's own `step` replaces
+-- it): a targeted attack descends the loss of the target,
 --   x ← x − α·sign(∇ₓ L(f(x), target))                         (sign −1)
 -- an untargeted one ascends the loss of the true label,
 --   x ← x + α·sign(∇ₓ L(f(x), label))                           (sign +1)
