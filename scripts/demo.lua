@@ -142,7 +142,7 @@ end
 -- ------------------------------------------------------------------ running
 
 local only = {}
-for name in opts.only:gmatch("[^,]+") do only[name] = true end
+for _, name in ipairs(lab.study.split(opts.only)) do only[name] = true end
 
 local function run(step)
   util.mkdir_p(dir(step.name))

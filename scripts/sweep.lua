@@ -21,7 +21,7 @@
 local lab = require "cnnlab"
 local util = lab.util
 local study = lab.study
-local metrics = lab.metrics
+local runs = require "cnnlab.runs"
 local mpi = lab.mpi
 
 local spec = {
@@ -176,32 +176,26 @@ local KEYS = {
   {"val_acc", "validation"}, {"hard_acc", "hard"}, {"hard_aligned_acc", "hard aligned"},
   {"hard_conflicting_acc", "hard conflicting"},
 }
+local FIELDS = {}
+for i, k in ipairs(KEYS) do FIELDS[i] = k[1] end
 local rows, failed = {}, {}
 for _, method in ipairs(methods) do
   for _, rho in ipairs(rhos) do
     local row = {method = method:match("([^/]+)%.lua$") or method, rho = rho, seeds = {}}
-    local values = {}
-    for _, k in ipairs(KEYS) do values[k[1]] = {} end
+    local found = {}
     for _, seed in ipairs(seeds) do
       local dir = opts.out .. "/" .. point_name(method, rho, seed)
       local ok, m = pcall(function() return util.json_decode(util.read_file(dir .. "/metrics.json")) end)
       if ok and type(m) == "table" then
-        row.seeds[#row.seeds + 1] = seed
-        for _, k in ipairs(KEYS) do
-          if type(m[k[1]]) == "number" then table.insert(values[k[1]], m[k[1]]) end
-        end
+        row.seeds[#row.seeds + 1], found[#found + 1] = seed, m
       else
         local err = util.exists(dir .. "/error.txt") and util.read_file(dir .. "/error.txt") or "no metrics.json"
         failed[#failed + 1] = {point = point_name(method, rho, seed), error = (err:gsub("%s+$", ""))}
       end
     end
     row.n = #row.seeds
-    for _, k in ipairs(KEYS) do
-      local xs = values[k[1]]
-      if #xs > 0 then
-        row[k[1] .. "_mean"], row[k[1] .. "_sd"] = metrics.mean_sd(xs)
-        row[k[1] .. "_n"] = #xs
-      end
+    for f, a in pairs(runs.aggregate(found, FIELDS)) do
+      row[f .. "_mean"], row[f .. "_sd"], row[f .. "_n"] = a.mean, a.sd, a.n
     end
     rows[#rows + 1] = row
   end

@@ -1,4 +1,4 @@
---- Task 0: real MNIST, Colored MNIST and pictures of it (issue 3).
+--- Task 0: real MNIST, Colored MNIST and pictures of it.
 --
 --   cnnlab scripts/task0_data.lua [--seed 0] [--rho 1] [--beta 0.25] [--out runs/task0]
 --                                 [--dir data/mnist] [--synthetic N]

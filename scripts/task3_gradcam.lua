@@ -57,7 +57,7 @@ local function setup(model)
   local methods = {}
   for i, name in ipairs(names) do methods[i] = lab.attributions.load(name) end
   local compare = {}
-  for _, name in ipairs(opts.compare ~= "none" and study.list(opts.compare, "compare") or {}) do
+  for _, name in ipairs(opts.compare ~= "none" and study.split(opts.compare) or {}) do
     if name ~= opts.layer then compare[#compare + 1] = name end
   end
   for i, name in ipairs({opts.layer, table.unpack(compare)}) do

@@ -1,4 +1,4 @@
--- cnnlab.mpi and data-parallel training (issue 12, docs/mpi.md).
+-- cnnlab.mpi and data-parallel training (docs/mpi.md).
 --
 -- Part 1 runs everywhere: the serial behaviour of lab.mpi (rank 0 of 1, identity collectives,
 -- the share arithmetic the trainer splits batches with).

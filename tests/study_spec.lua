@@ -66,6 +66,13 @@ describe("study.options", function()
   end)
 end)
 
+describe("study.split", function()
+  it("gives the items of a comma list, possibly none", function()
+    assert.same({"relu1", "flatten"}, study.split(" relu1 ,flatten,"))
+    assert.same({}, study.split(""))
+  end)
+end)
+
 describe("study.list", function()
   it("splits on commas and blanks, converting", function()
     assert.same({"a", "b", "c"}, study.list("a, b,,c"))
@@ -74,9 +81,11 @@ describe("study.list", function()
   end)
   it("names the option and the bad item", function()
     assert.has_error(function() study.list("1,1.5", "rhos", study.number_in(0, 1)) end,
-      "--rhos: '1.5' is not a valid value")
+      "--rhos: expected a number in [0, 1], got '1.5'")
     assert.has_error(function() study.list("0.5", "seeds", study.integer) end,
-      "--seeds: '0.5' is not a valid value")
+      "--seeds: expected an integer, got '0.5'")
+    assert.has_error(function() study.list("x", "layers", function() end, "a layer name") end,
+      "--layers: expected a layer name, got 'x'")
     assert.has_error(function() study.list(" , ", "methods") end,
       "--methods: a comma list of at least one value expected, got ' , '")
   end)
@@ -208,5 +217,25 @@ describe("study.write_metrics", function()
     study.write_metrics(d, {a = 1, b = 0.5})
     assert.same({a = 1, b = 0.5}, util.json_decode(util.read_file(d .. "/metrics.json")))
     assert.same({"metrics.json"}, lab.listdir(d))
+  end)
+end)
+
+describe("study.main", function()
+  it("turns an error into 'name: message' on stderr and exit status 1", function()
+    local bin = os.getenv("CNNLAB_BIN") or "./cnnlab"
+    local script, err = os.tmpname(), os.tmpname()
+    util.write_file(script, 'require("cnnlab.study").main("task9", function() error("no data", 0) end)\n')
+    local _, _, code = os.execute(("%s %s 2>%s"):format(bin, script, err))
+    assert.equal(1, code)
+    assert.equal("task9: no data\n", util.read_file(err))
+    os.remove(script)
+    os.remove(err)
+  end)
+end)
+
+describe("study.format_rho", function()
+  it("writes rho with at least one and at most four decimals", function()
+    assert.same({"1.0", "0.995", "0.9999", "0.5"}, {study.format_rho(1), study.format_rho(0.995),
+      study.format_rho(0.99991), study.format_rho(0.5)})
   end)
 end)

@@ -94,7 +94,8 @@ function Optimizer:load_state_dict(tensors, scalars)
   self.steps = scalars and tonumber(scalars.step) or self.steps
 end
 
---- SGD(params, {lr = required, momentum = 0, weight_decay = 0, nesterov = false})
+--- SGD(params, {lr, momentum, weight_decay, nesterov}): lr required, the others defaulting to
+-- cnnlab.defaults.sgd (PyTorch's: momentum 0, weight_decay 0, nesterov false).
 function optim.SGD(params, opts)
   check_params("SGD", params)
   local o = check_opts("SGD", opts, defaults.sgd, {"lr"})
@@ -153,11 +154,12 @@ local function adam(fn, params, opts, known)
   return self
 end
 
---- Adam(params, {lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0,
--- decoupled = false}) — decoupled = true gives AdamW's update.
+--- Adam(params, {lr, beta1, beta2, eps, weight_decay, decoupled}), each defaulting to
+-- cnnlab.defaults.adam (PyTorch's); decoupled = true gives AdamW's update.
 function optim.Adam(params, opts) return adam("Adam", params, opts, defaults.adam) end
 
---- AdamW(params, {...as Adam, weight_decay = 0.01}): decoupled weight decay (PyTorch's AdamW).
+--- AdamW(params, {...as Adam}): decoupled weight decay, defaults cnnlab.defaults.adamw
+-- (PyTorch's AdamW: weight_decay 0.01).
 function optim.AdamW(params, opts) return adam("AdamW", params, opts, defaults.adamw) end
 
 --- Sets the learning rate of an optimizer (schedules call this between epochs).

@@ -283,42 +283,33 @@ function study.best_model(dir, opts)
   return {path = dir .. "/" .. best .. "/model.safetensors", method = best, value = best_value}
 end
 
---- Runs fn(model) with the model in evaluation mode, its parameters frozen
--- (requires_grad = false) and gradient recording set to opts.grad (default false); restores
--- all three whatever happens, then returns fn's results or raises its error.
-function study.frozen(model, fn, opts)
-  if type(model) ~= "table" or type(model.parameters) ~= "function" then
-    error(("study.frozen: model must be a module, got %s"):format(type(model)), 2)
-  end
-  if type(fn) ~= "function" then
-    error(("study.frozen: fn must be a function, got %s"):format(type(fn)), 2)
-  end
-  local was_training = model.training
-  local params = model:parameters()
-  local flags = {}
-  for i, p in ipairs(params) do flags[i], p.requires_grad = p.requires_grad, false end
-  model:eval()
-  local was_grad = core.set_grad_enabled(opts and opts.grad or false)
-  local results = table.pack(pcall(fn, model))
-  core.set_grad_enabled(was_grad)
-  for i, p in ipairs(params) do p.requires_grad = flags[i] end
-  model:train(was_training)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
-end
+--- study.frozen(model, fn, {grad = false}): fn(model) in evaluation mode with frozen
+-- parameters, everything restored afterwards — nn.frozen, here for the scripts.
+study.frozen = require("cnnlab.nn").frozen
 
 -- ------------------------------------------------------------------ arguments
 
+--- The items of a comma list ("a, b,,c" → {"a", "b", "c"}; blanks around items and empty
+-- items dropped; "" → {}).
+function study.split(text)
+  local out = {}
+  for item in tostring(text):gmatch("[^,%s]+") do out[#out + 1] = item end
+  return out
+end
+
 --- Splits a comma list ("a, b,c") into its items, blanks dropped. convert(item) may turn each
--- into a value (nil: not valid, an error naming --what). An empty list is an error too.
-function study.list(text, what, convert)
+-- into a value (nil: not valid, an error naming --what and what was expected: `expected`, or
+-- the converter's own description for study.number_in and study.integer). An empty list is an
+-- error too.
+function study.list(text, what, convert, expected)
   what = what or "list"
   local out = {}
-  for item in tostring(text):gmatch("[^,%s]+") do
+  for _, item in ipairs(study.split(text)) do
     local v = item
     if convert then v = convert(item) end
     if v == nil then
-      error(("--%s: '%s' is not a valid value"):format(what, item), 0)
+      error(("--%s: expected %s, got '%s'"):format(what, expected or (type(convert) == "table"
+        and convert.expected) or "a valid value", item), 0)
     end
     out[#out + 1] = v
   end
@@ -329,14 +320,17 @@ function study.list(text, what, convert)
   return out
 end
 
---- Converters for study.list: a number in [lo, hi], an integer.
+--- Converters for study.list that say what they accept: a number in [lo, hi], an integer.
+local function converter(expected, fn)
+  return setmetatable({expected = expected}, {__call = function(_, item) return fn(item) end})
+end
 function study.number_in(lo, hi)
-  return function(s)
+  return converter(("a number in [%g, %g]"):format(lo, hi), function(s)
     local v = tonumber(s)
     return v and v >= lo and v <= hi and v or nil
-  end
+  end)
 end
-function study.integer(s) return math.tointeger(tonumber(s)) end
+study.integer = converter("an integer", function(s) return math.tointeger(tonumber(s)) end)
 
 --- Target classes for n samples of k classes as an int64 vector: target is an integer class
 -- (every sample), or a tensor of one class per sample; nil gives nil (callers then use the

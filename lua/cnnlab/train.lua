@@ -15,12 +15,13 @@
 -- weights bit for bit; a run resumed from its checkpoint (saved at every epoch end and on
 -- Ctrl-C) ends exactly where an uninterrupted run would.
 --
--- Data-parallel over MPI (issue 12, docs/mpi.md): under `mpirun -np K ./build-mpi/cnnlab`
+-- Data-parallel over MPI (docs/mpi.md): under `mpirun -np K ./build-mpi/cnnlab`
 -- each global batch is split across the K ranks and the gradients are summed before every
 -- step, so K ranks follow the single-process run (up to floating-point summation order).
 -- opts.comm = lab.mpi.self trains alone even inside an MPI job (scripts/sweep.lua).
 local core = require "cnnlab.core"
 local mpi = require "cnnlab.mpi"
+local nn = require "cnnlab.nn"
 local defaults = require "cnnlab.defaults"
 local optim = require "cnnlab.optim"
 local util = require "cnnlab.util"
@@ -173,7 +174,7 @@ function train.fit(opts)
     error(("train: batch must be a positive integer, got %s"):format(tostring(opts.batch)), 2)
   end
   local t0 = core.now()
-  -- MPI (issue 12): the ranks this run trains over; with one (the default) nothing changes.
+  -- MPI: the ranks this run trains over; with one (the default) nothing changes.
   local comm = opts.comm or mpi.world
   local nranks, rank = comm.size(), comm.rank()
   local root = rank == 0 -- only rank 0 prints and writes files
@@ -210,7 +211,7 @@ function train.fit(opts)
       print(("resuming from %s: epoch %d, step %d"):format(ckpt, start.epoch, start.step_in_epoch))
     end
   end
-  -- MPI (issue 12): every rank starts from rank 0's parameters (the same seed already gives the
+  -- MPI: every rank starts from rank 0's parameters (the same seed already gives the
   -- same ones: this makes it a fact), and ranks > 0 draw dropout masks and method randomness
   -- from streams of their own, so that their shares of a batch are not masked or augmented
   -- alike (rank 0 keeps the single-process streams).
@@ -229,7 +230,7 @@ function train.fit(opts)
   local progress = train.progress(opts.progress ~= false and root, "")
   local interrupted, last_epoch = false, start.epoch - 1
   core.trap_sigint(opts.trap_sigint ~= false)
-  -- opts.micro_batches (issue 12): split each batch as that many MPI ranks would (1: no split).
+  -- opts.micro_batches: split each batch as that many MPI ranks would (1: no split).
   local micro = opts.micro_batches or 1
   if math.type(micro) ~= "integer" or micro < 1 then
     error(("train: micro_batches must be a positive integer, got %s"):format(tostring(micro)), 2)
@@ -255,7 +256,7 @@ function train.fit(opts)
       for step = first_step, steps_per_epoch - 1 do
         local count = math.min(opts.batch, n - step * opts.batch)
         local positions = order:narrow(0, step * opts.batch, count)
-        -- MPI (issue 12): this rank's contiguous share of the global batch (all of it with one
+        -- MPI: this rank's contiguous share of the global batch (all of it with one
         -- rank; empty when the last batch has fewer samples than there are ranks).
         local share_start, share_count = comm:share(count)
         if nranks > 1 then positions = share_count > 0 and positions:narrow(0, share_start, share_count) end
@@ -371,14 +372,11 @@ end
 function train.predict(model, set, opts)
   opts = opts or {}
   -- The trainer's default batch: evaluation then reuses the blocks a training step left in the
-  -- allocator's cache instead of adding blocks of new sizes (Task 1's resident peak, issue 9).
-  local batch = opts.batch or 128
+  -- allocator's cache instead of adding blocks of new sizes (this keeps Task 1's resident peak down).
+  local batch = opts.batch or defaults.fit.batch
   local n = set.n or set.labels:numel()
-  local was_training = model.training
-  model:eval()
   local preds, confs = {}, {}
-  core.set_grad_enabled(false)
-  local ok, err = pcall(function()
+  nn.frozen(model, function()
     for start = 0, n - 1, batch do
       local count = math.min(batch, n - start)
       local x = set.images:narrow(0, start, count):float() / 255
@@ -389,9 +387,6 @@ function train.predict(model, set, opts)
       confs[#confs + 1] = conf
     end
   end)
-  core.set_grad_enabled(true)
-  model:train(was_training)
-  if not ok then error(err, 0) end
   return core.cat(preds, 0), core.cat(confs, 0)
 end
 
@@ -399,7 +394,7 @@ end
 -- validation under MPI), each rank predicts its share of the set and the counts are summed.
 function train.accuracy(model, set, opts)
   local comm = opts and opts.comm
-  if comm and comm.size() > 1 then -- MPI (issue 12)
+  if comm and comm.size() > 1 then -- MPI
     local n = set.n or set.labels:numel()
     local start, count = comm:share(n)
     local right = 0

@@ -36,11 +36,7 @@ local M = {
 
 local NORMALIZE = {none = true, max = true, random = true}
 
-local function layers_of(ctx)
-  local list = {}
-  for name in tostring(ctx.options.layer):gmatch("[^,%s]+") do list[#list + 1] = name end
-  return list
-end
+local function layers_of(ctx) return lab.study.split(ctx.options.layer) end
 
 function M.setup(ctx)
   local o = ctx.options
