@@ -31,6 +31,7 @@ local lab = require "cnnlab"
 local util = lab.util
 local study = lab.study
 local hooks = lab.hooks
+local metrics = lab.metrics
 local figure = require "cnnlab.figure"
 local svg = lab.svg
 
@@ -38,14 +39,13 @@ local spec = {
   name = "task2_features", script = "scripts/task2_features.lua",
   description = "Feature maps of a trained seed CNN through forward hooks, the conv1 "
     .. "colour-response table, and the activation variance explained by colour vs digit.",
-  options = study.options({
-    {"model", "runs/task1/model.safetensors", "trained seed network (Task 1)"},
+  options = study.options({"model",
     {"digit", 1, "digit class of inputs A and B"},
     {"color", 0, "colour index painted on inputs B and C (a class other than --digit)"},
     {"n", 0, "hard-set digits for the variance measure (0: the whole set)"},
     {"response_n", 200, "digits (and blanks) per colour for the colour-response table"},
     {"batch", 250, "digits per forward pass"},
-    {"out", "runs/task2", "output folder"},
+    {"out", "runs/task2"},
   }),
 }
 local opts = util.parse_args(arg, spec)
@@ -55,143 +55,24 @@ local LAYERS = {"relu1", "relu2", "relu3"}
 local LAYER_TITLE = {relu1 = "conv1 after ReLU (relu1)", relu2 = "conv2 after ReLU (relu2)",
   relu3 = "conv3 after ReLU (relu3)", fc = "logits (fc)", input = "input (RGB)"}
 -- Grid layout per layer: columns and enlargement, so that each grid is about 450 px wide.
-local GRID = {relu1 = {ncol = 8, scale = 2}, relu2 = {ncol = 16, scale = 2},
-  relu3 = {ncol = 16, scale = 4}}
-local GRID_PAD = 2
+local GRID = {{ncol = 8, scale = 2}, {ncol = 16, scale = 2}, {ncol = 16, scale = 4}}
 -- Streams for the colorize calls of this script (docs/data.md: a stream number is any set).
 local STREAM_RECOLOUR, STREAM_BLANK, STREAM_DIGITS = 7200, 7300, 7400
 
 local names = lab.data.PALETTE_NAMES
-
--- Pearson correlation of two vectors (Lua lists).
-local function corr(a, b)
-  local n = #a
-  local ma, mb = 0, 0
-  for i = 1, n do ma, mb = ma + a[i], mb + b[i] end
-  ma, mb = ma / n, mb / n
-  local sab, saa, sbb = 0, 0, 0
-  for i = 1, n do
-    local da, db = a[i] - ma, b[i] - mb
-    sab, saa, sbb = sab + da * db, saa + da * da, sbb + db * db
-  end
-  if saa == 0 or sbb == 0 then return 0 / 0 end
-  return sab / math.sqrt(saa * sbb)
-end
-
--- Spatial mean of N×C×H×W (or N×C passed through).
-local function channel_means(t)
-  if t:dim() == 2 then return t end
-  return t:reshape(t:size(0), t:size(1), -1):mean(2)
-end
-
--- One input's grids (relu1, relu2, relu3 stacked, white between) as a float 3×H×W image, and
--- the pixel boxes of each layer's grid inside it.
-local function feature_png(acts, row)
-  local grids, width = {}, 0
-  for i, layer in ipairs(LAYERS) do
-    local a = acts[layer]:narrow(0, row, 1):squeeze(0)          -- C×h×w
-    local maps = figure.per_map(a)                               -- each to its own range
-    local coloured = figure.colormap(maps)                       -- C×3×h×w
-    grids[i] = lab.image_grid(coloured, {ncol = GRID[layer].ncol, pad = GRID_PAD,
-      scale = GRID[layer].scale, pad_value = 1})
-    width = math.max(width, grids[i]:size(2))
-  end
-  local parts, boxes, y = {}, {}, 0
-  local gap = 26
-  for i, g in ipairs(grids) do
-    local h, w = g:size(1), g:size(2)
-    local left = (width - w) // 2
-    local row_img = lab.ones(3, h, width)
-    row_img:narrow(2, left, w):copy_(g)
-    parts[#parts + 1] = lab.ones(3, gap, width)
-    parts[#parts + 1] = row_img
-    boxes[i] = {x = left, y = y + gap, w = w, h = h}
-    y = y + gap + h
-  end
-  return lab.cat(parts, 1), boxes, width, y
-end
+local channel_means = hooks.channel_means
 
 local function describe_input(s)
   return ("true %d, painted %s%s"):format(s.label, names[s.color + 1],
     s.color == s.label and "" or (" = colour of %d"):format(s.color))
 end
 
--- The colour-response heat map: two panels (blank | digit), rows = conv1 channels sorted by
--- the colour they answer most on digits, columns = palette colours; each channel's row scaled
--- by its largest mean over both panels.
-local function response_svg(blank, digit, order, pref)
-  local nc = #order
-  local cell_w, cell_h = 30, 15
-  local left, top = 92, 124
-  local panel_w = 10 * cell_w
-  local gap = 40
-  local parts = {}
-  parts[#parts + 1] = figure.text(12, 24, "conv1 colour response: mean activation (after "
-    .. "ReLU) of each channel to each colour", 'font-size="15" font-weight="bold"')
-  parts[#parts + 1] = figure.text(12, 44, ("Blank: background noise only (no digit, %d "
-    .. "images per colour); digit: the same %d validation digits in each colour.")
-    :format(opts.response_n, opts.response_n), 'font-size="11" fill="#444"')
-  parts[#parts + 1] = figure.text(12, 59, "Each row is scaled by its channel's largest mean "
-    .. "over both panels (the value at the right);", 'font-size="11" fill="#444"')
-  parts[#parts + 1] = figure.text(12, 74, "rows are sorted by the colour the channel prefers "
-    .. "on digits (swatch at the left); dead channels come last.", 'font-size="11" fill="#444"')
-  for p, panel in ipairs({{"blank inputs", blank}, {"digit inputs", digit}}) do
-    local x0 = left + (p - 1) * (panel_w + gap)
-    parts[#parts + 1] = figure.text(x0 + panel_w / 2, top - 34, panel[1],
-      'text-anchor="middle" font-size="13" font-weight="bold"')
-    for k = 1, 10 do
-      local x = x0 + (k - 1) * cell_w
-      parts[#parts + 1] = figure.swatch(x + 8, top - 24, 14, lab.data.PALETTE[k])
-      parts[#parts + 1] = string.format('<text x="%s" y="%s" font-size="9" text-anchor="middle">'
-        .. '%d</text>', figure.num(x + 15), figure.num(top - 3), k - 1)
-    end
-    for r, ch in ipairs(order) do
-      local peak = math.max(table.unpack(blank[ch]), table.unpack(digit[ch]))
-      for k = 1, 10 do
-        local v = peak > 0 and panel[2][ch][k] / peak or 0
-        local cr, cg, cb = figure.color_of(v)
-        parts[#parts + 1] = figure.rect(x0 + (k - 1) * cell_w, top + (r - 1) * cell_h, cell_w,
-          cell_h, ('fill="%s" stroke="white" stroke-width="0.5"'):format(figure.hex(cr, cg, cb)))
-      end
-      if p == 1 then
-        local label = ("ch %2d"):format(ch - 1)
-        parts[#parts + 1] = figure.text(left - 30, top + (r - 0.5) * cell_h + 4, label,
-          'text-anchor="end" font-size="10"')
-        if pref[ch] then
-          parts[#parts + 1] = figure.swatch(left - 24, top + (r - 1) * cell_h + 2, cell_h - 4,
-            lab.data.PALETTE[pref[ch]])
-        end
-      else
-        parts[#parts + 1] = figure.text(x0 + panel_w + 6, top + (r - 0.5) * cell_h + 4,
-          peak > 0 and ("%.2f"):format(peak) or "dead", 'font-size="9" fill="#555"')
-      end
-    end
-    parts[#parts + 1] = figure.rect(x0, top, panel_w, nc * cell_h)
-    parts[#parts + 1] = figure.text(x0 + panel_w / 2, top + nc * cell_h + 18,
-      "palette colour (class index)", 'text-anchor="middle" font-size="11"')
-  end
-  local bx = left + 2 * panel_w + gap + 60
-  parts[#parts + 1] = figure.colorbar{x = bx, y = top, h = math.min(260, nc * cell_h), vmin = 0,
-    vmax = 1, label = "share of the channel's largest mean", fmt = "%.2g"}
-  return figure.doc(bx + 60, top + nc * cell_h + 36, parts)
-end
-
-local ok, err = pcall(function()
-  local model = study.load_model(opts.model)
-  if math.type(opts.digit) ~= "integer" or opts.digit < 0 or opts.digit > 9
-    or opts.color < 0 or opts.color > 9 or opts.color == opts.digit then
-    error(("--digit and --color must be different classes in 0..9, got %d and %d"):format(
-      opts.digit, opts.color), 0)
-  end
-  util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
-    opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
-  local sets = study.load_data(opts)
+-- The three inputs: A an easy digit in its own colour, B the same grey digit recoloured, C a
+-- hard digit of a third class in B's colour (read as that colour's class when one is).
+local function choose_inputs(model, sets)
   local val, hard = sets.val, sets.hard
-  local val_pred = lab.train.predict(model, val)
-  local hard_pred = lab.train.predict(model, hard)
-
-  -- ------------------------------------------------------------ the three inputs
-  local vl, vc, vp = val.labels:totable(), val.colors:totable(), val_pred:totable()
+  local vl, vc = val.labels:totable(), val.colors:totable()
+  local vp = lab.train.predict(model, val):totable()
   local a_pos
   for i = 1, #vl do
     if vl[i] == opts.digit and vc[i] == opts.digit and vp[i] == opts.digit then a_pos = i - 1 break end
@@ -202,7 +83,8 @@ local ok, err = pcall(function()
   local a_grey = sets.source.train.images:index_select(0, val.index:narrow(0, a_pos, 1))
   local b_img = lab.colorize(a_grey, lab.tensor({opts.color}, {dtype = "int64"}), opts.beta,
     opts.seed, STREAM_RECOLOUR)
-  local hl, hc, hp = hard.labels:totable(), hard.colors:totable(), hard_pred:totable()
+  local hl, hc = hard.labels:totable(), hard.colors:totable()
+  local hp = lab.train.predict(model, hard):totable()
   local c_pos, c_fallback
   for i = 1, #hl do
     if hc[i] == opts.color and hl[i] ~= opts.color and hl[i] ~= opts.digit then
@@ -213,177 +95,151 @@ local ok, err = pcall(function()
   c_pos = c_pos or c_fallback
   if not c_pos then error(("no hard digit painted %s"):format(names[opts.color + 1]), 0) end
   local images = lab.cat({val.images:narrow(0, a_pos, 1), b_img, hard.images:narrow(0, c_pos, 1)}, 0)
-  local inputs = {
+  return images, {
     {key = "A_easy", what = "A: easy digit", label = opts.digit, color = opts.digit,
       index = val.index:get(a_pos), source = "training file"},
     {key = "B_recoloured", what = "B: the same digit recoloured", label = opts.digit,
       color = opts.color, index = val.index:get(a_pos), source = "training file"},
     {key = "C_hard", what = "C: hard digit of another class", label = hl[c_pos + 1],
-      color = opts.color, index = hard.index:get(c_pos), source = "test file"},
-  }
-  local acts, logits = hooks.capture(model, LAYERS, images:float() / 255)
-  local probs = logits:softmax(1)
-  local conf, pred = probs:max(1)
-  for i, s in ipairs(inputs) do
-    s.pred, s.conf = pred:get(i - 1), conf:get(i - 1)
-    util.progress("%s: %s → predicted %d (%.1f%%)", s.what, describe_input(s), s.pred,
-      100 * s.conf)
-  end
+      color = opts.color, index = hard.index:get(c_pos), source = "test file"}}
+end
 
-  -- ------------------------------------------------------------ feature-map pictures
-  util.mkdir_p(opts.out)
+-- features_<input>.png, the channel-mean correlations and features.svg.
+local function feature_maps(acts, logits, images, inputs, m)
   local pngs, boxes, pw, ph = {}, nil, 0, 0
   for i, s in ipairs(inputs) do
-    local img, bx, w, h = feature_png(acts, i - 1)
-    local path = ("%s/features_%s.png"):format(opts.out, s.key)
-    lab.write_png(path, img)
-    pngs[i], boxes, pw, ph = path, bx, w, h
+    local maps = {}
+    for l, layer in ipairs(LAYERS) do maps[l] = acts[layer]:narrow(0, i - 1, 1):squeeze(0) end
+    local img
+    img, boxes, pw, ph = figure.feature_grids(maps, GRID)
+    pngs[i] = ("%s/features_%s.png"):format(opts.out, s.key)
+    lab.write_png(pngs[i], img)
   end
-  local m = {seed = opts.seed, rho = opts.rho, beta = opts.beta, quick = opts.quick,
-    data = opts.data, model = opts.model, digit = opts.digit, color = opts.color,
-    threads = lab.get_threads()}
-  local means = {}
+  local means = {fc = logits:totable()}
   for _, layer in ipairs(LAYERS) do means[layer] = channel_means(acts[layer]):totable() end
-  means.fc = logits:totable()
   for i, s in ipairs(inputs) do
     local p = s.key:sub(1, 1)
     m["input_" .. p .. "_label"], m["input_" .. p .. "_color"] = s.label, s.color
     m["input_" .. p .. "_pred"], m["input_" .. p .. "_confidence"] = s.pred, 100 * s.conf
     m["input_" .. p .. "_index"] = s.index
     for _, layer in ipairs(LAYERS) do
-      local v, active = means[layer][i], 0
-      for _, x in ipairs(v) do if x > 0 then active = active + 1 end end
+      local active = 0
+      for _, x in ipairs(means[layer][i]) do if x > 0 then active = active + 1 end end
       m[("input_%s_%s_active_channels"):format(p, layer)] = active
     end
   end
-  print()
-  print("Correlation of the channel-mean activations between the inputs:")
+  print("\nCorrelation of the channel-mean activations between the inputs:")
   print(("  %-8s %22s %22s"):format("layer", "A~B (same shape)", "B~C (same colour)"))
   for _, layer in ipairs({"relu1", "relu2", "relu3", "fc"}) do
-    local ab = corr(means[layer][1], means[layer][2])
-    local bc = corr(means[layer][2], means[layer][3])
+    local ab = metrics.correlation(means[layer][1], means[layer][2])
+    local bc = metrics.correlation(means[layer][2], means[layer][3])
     m["corr_AB_" .. layer], m["corr_BC_" .. layer] = ab, bc
     print(("  %-8s %22.3f %22.3f"):format(layer, ab, bc))
   end
-
   -- features.svg: the three inputs side by side, layer labels, captions
-  local thumb = 112
-  local left, top, colgap = 24, 150, 40
-  local parts = {}
-  parts[#parts + 1] = figure.text(left, 26, "Every channel of conv1, conv2 and conv3 after ReLU, "
-    .. "each map scaled to its own range (dark: its minimum, yellow: its maximum)",
-    'font-size="15" font-weight="bold"')
-  parts[#parts + 1] = figure.text(left, 46, "A and B share the shape, B and C share the "
-    .. "colour: the deeper the layer, the more B's maps look like C's if the network reads "
-    .. "colour. A map that is zero everywhere is black.", 'font-size="11" fill="#444"')
+  local thumb, left, top, colgap = 112, 24, 150, 40
+  local parts = {
+    svg.text(left, 26, "Every channel of conv1, conv2 and conv3 after ReLU, each map scaled to "
+      .. "its own range (dark: its minimum, yellow: its maximum)", 'font-size="15" font-weight="bold"'),
+    svg.text(left, 46, "A and B share the shape, B and C share the colour: the deeper the layer, "
+      .. "the more B's maps look like C's if the network reads colour. A map that is zero "
+      .. "everywhere is black.", 'font-size="11" fill="#444"')}
   for i, s in ipairs(inputs) do
-    local x0 = left + (i - 1) * (pw + colgap)
+    local x0, tx = left + (i - 1) * (pw + colgap), left + (i - 1) * (pw + colgap) + thumb + 12
     local inpath = ("%s/input_%s.png"):format(opts.out, s.key)
-    lab.write_png(inpath, lab.image_grid(images:narrow(0, i - 1, 1), {ncol = 1, pad = 0,
-      scale = 4}))
-    parts[#parts + 1] = figure.image(x0, 62, thumb, thumb, figure.png_uri(inpath))
+    lab.write_png(inpath, lab.image_grid(images:narrow(0, i - 1, 1), {ncol = 1, pad = 0, scale = 4}))
+    parts[#parts + 1] = svg.image(x0, 62, thumb, thumb, figure.png_uri(inpath))
     os.remove(inpath)
-    parts[#parts + 1] = figure.text(x0 + thumb + 12, 80, s.what, 'font-size="13" font-weight="bold"')
-    parts[#parts + 1] = figure.text(x0 + thumb + 12, 98, describe_input(s), 'font-size="12"')
-    parts[#parts + 1] = figure.text(x0 + thumb + 12, 116, ("predicted %d with %.1f%%"):format(
-      s.pred, 100 * s.conf), ('font-size="12" font-weight="bold" fill="%s"'):format(
-      s.pred == s.label and "#1a7f37" or "#c62828"))
-    parts[#parts + 1] = figure.text(x0 + thumb + 12, 134, ("MNIST %s digit #%d"):format(s.source,
-      s.index), 'font-size="10" fill="#777"')
-    parts[#parts + 1] = figure.image(x0, top, pw, ph, figure.png_uri(pngs[i]))
+    parts[#parts + 1] = svg.text(tx, 80, s.what, 'font-size="13" font-weight="bold"')
+    parts[#parts + 1] = svg.text(tx, 98, describe_input(s), 'font-size="12"')
+    parts[#parts + 1] = svg.text(tx, 116, ("predicted %d with %.1f%%"):format(s.pred, 100 * s.conf),
+      ('font-size="12" font-weight="bold" fill="%s"'):format(s.pred == s.label and "#1a7f37" or "#c62828"))
+    parts[#parts + 1] = svg.text(tx, 134, ("MNIST %s digit #%d"):format(s.source, s.index),
+      'font-size="10" fill="#777"')
+    parts[#parts + 1] = svg.image(x0, top, pw, ph, figure.png_uri(pngs[i]))
     for l, layer in ipairs(LAYERS) do
-      local b = boxes[l]
       local a = acts[layer]
-      parts[#parts + 1] = figure.text(x0 + b.x, top + b.y - 6, ("%s — %d channels, %d×%d, %d "
-        .. "active"):format(LAYER_TITLE[layer], a:size(1), a:size(2), a:size(3),
+      parts[#parts + 1] = svg.text(x0 + boxes[l].x, top + boxes[l].y - 6, ("%s — %d channels, "
+        .. "%d×%d, %d active"):format(LAYER_TITLE[layer], a:size(1), a:size(2), a:size(3),
         m[("input_%s_%s_active_channels"):format(s.key:sub(1, 1), layer)]),
         'font-size="11" font-weight="bold"')
     end
   end
-  local fw = left + 3 * pw + 2 * colgap + 24
   local cy = top + ph + 28
-  parts[#parts + 1] = figure.text(left, cy, "Correlation of the channels' mean activations "
+  parts[#parts + 1] = svg.text(left, cy, "Correlation of the channels' mean activations "
     .. "(Pearson) — A~B: same digit, other colour; B~C: same colour, other digit:",
     'font-size="12" font-weight="bold"')
   for i, layer in ipairs({"relu1", "relu2", "relu3", "fc"}) do
-    parts[#parts + 1] = figure.text(left + 20, cy + 8 + 17 * i, ("%-28s A~B %.2f    B~C %.2f")
+    parts[#parts + 1] = svg.text(left + 20, cy + 8 + 17 * i, ("%-28s A~B %.2f    B~C %.2f")
       :format(LAYER_TITLE[layer], m["corr_AB_" .. layer], m["corr_BC_" .. layer]),
       'font-size="12" font-family="monospace" xml:space="preserve"')
   end
-  svg.save(opts.out .. "/features.svg", figure.doc(fw, cy + 90, parts))
+  svg.save(opts.out .. "/features.svg", svg.doc(left + 3 * pw + 2 * colgap + 24, cy + 90, parts))
+end
 
-  -- ------------------------------------------------------------ colour-response table
+-- The conv1 colour-response table, color_response.svg and conv1's colour preferences.
+local function colour_response(model, sets, m)
   util.progress("colour-response table: %d blanks and %d digits per colour", opts.response_n,
     opts.response_n)
+  local val = sets.val
   local nr = math.min(opts.response_n, val.n)
   local digit_grey = sets.source.train.images:index_select(0, val.index:narrow(0, 0, nr))
   local blank_grey = lab.zeros({nr, digit_grey:size(1), digit_grey:size(2)}, {dtype = "uint8"})
   local blank_resp, digit_resp = {}, {}                        -- [colour][channel]
+  local reduce = function(_, t) return channel_means(t) end
   for k = 0, 9 do
     local colours = lab.full({nr}, k, {dtype = "int64"})
     local b = lab.colorize(blank_grey, colours, opts.beta, opts.seed, STREAM_BLANK)
     local d = lab.colorize(digit_grey, colours, opts.beta, opts.seed, STREAM_DIGITS)
-    local reduce = function(_, t) return channel_means(t) end
     blank_resp[k + 1] = hooks.collect(model, "relu1", b, {batch = opts.batch, reduce = reduce})
       .relu1:mean(0):totable()
     digit_resp[k + 1] = hooks.collect(model, "relu1", d, {batch = opts.batch, reduce = reduce})
       .relu1:mean(0):totable()
   end
   local nch = #blank_resp[1]
-  local by_ch_blank, by_ch_digit, pref, pref_blank = {}, {}, {}, {}
+  local blank, digit = {}, {}                                   -- [channel][colour]
   for ch = 1, nch do
-    by_ch_blank[ch], by_ch_digit[ch] = {}, {}
-    local best, best_b = -1, -1
-    for k = 1, 10 do
-      by_ch_blank[ch][k], by_ch_digit[ch][k] = blank_resp[k][ch], digit_resp[k][ch]
-      if digit_resp[k][ch] > best then best, pref[ch] = digit_resp[k][ch], k end
-      if blank_resp[k][ch] > best_b then best_b, pref_blank[ch] = blank_resp[k][ch], k end
-    end
-    if best <= 0 then pref[ch] = nil end
-    if best_b <= 0 then pref_blank[ch] = nil end
+    blank[ch], digit[ch] = {}, {}
+    for k = 1, 10 do blank[ch][k], digit[ch][k] = blank_resp[k][ch], digit_resp[k][ch] end
   end
+  local pref, selectivity = metrics.preferences(digit)
+  local pref_blank = metrics.preferences(blank)
   local order = {}
   for ch = 1, nch do order[ch] = ch end
-  local function peak(ch) return math.max(table.unpack(by_ch_digit[ch])) end
+  local function peak(ch) return math.max(table.unpack(digit[ch])) end
   table.sort(order, function(x, y)
     local px, py = pref[x] or 99, pref[y] or 99
     if px ~= py then return px < py end
     return peak(x) > peak(y)
   end)
-  svg.save(opts.out .. "/color_response.svg", response_svg(by_ch_blank, by_ch_digit, order, pref))
-  -- how colour-selective is conv1? preferred colours and a selectivity index per channel
+  svg.save(opts.out .. "/color_response.svg", figure.response_table{blank = blank, digit = digit,
+    order = order, pref = pref, palette = lab.data.PALETTE, n = opts.response_n})
+  -- how colour-selective is conv1? preferred colours and the mean selectivity index
   local distinct, distinct_b, dead, sel_sum, sel_n = {}, {}, 0, 0, 0
   for ch = 1, nch do
     if pref[ch] then
-      distinct[pref[ch]] = true
-      -- selectivity: (best − mean of the others) / (best + mean of the others), in [0, 1]
-      local best, rest = 0, 0
-      for k = 1, 10 do
-        local v = by_ch_digit[ch][k]
-        if k == pref[ch] then best = v else rest = rest + v / 9 end
-      end
-      sel_sum, sel_n = sel_sum + (best - rest) / (best + rest), sel_n + 1
+      distinct[pref[ch]], sel_sum, sel_n = true, sel_sum + selectivity[ch], sel_n + 1
     else
       dead = dead + 1
     end
     if pref_blank[ch] then distinct_b[pref_blank[ch]] = true end
   end
   local function count(t) local c = 0 for _ in pairs(t) do c = c + 1 end return c end
-  m.conv1_colors_preferred_digit = count(distinct)
-  m.conv1_colors_preferred_blank = count(distinct_b)
+  m.conv1_colors_preferred_digit, m.conv1_colors_preferred_blank = count(distinct), count(distinct_b)
   m.conv1_dead_channels = dead
   m.conv1_color_selectivity = sel_n > 0 and sel_sum / sel_n or 0 / 0
   m.response_n = nr
+  return blank_resp, digit_resp
+end
 
-  -- ------------------------------------------------------------ variance explained
+-- η² of colour and of digit per layer over the hard set, and variance.svg.
+local function variance_explained(model, hard, m)
   local n = (opts.n > 0 and opts.n < hard.n) and opts.n or hard.n
   util.progress("variance explained: %d hard digits (colour independent of digit)", n)
   local labels, colors = hard.labels:narrow(0, 0, n), hard.colors:narrow(0, 0, n)
   local VLAYERS = {"input", "relu1", "relu2", "relu3", "fc"}
   local acc = {}
-  for _, layer in ipairs(VLAYERS) do
-    acc[layer] = {channel = hooks.anova(10), unit = hooks.anova(10)}
-  end
+  for _, layer in ipairs(VLAYERS) do acc[layer] = {channel = metrics.anova(10), unit = metrics.anova(10)} end
   for start = 0, n - 1, opts.batch do
     local count = math.min(opts.batch, n - start)
     local x = hard.images:narrow(0, start, count):float() / 255
@@ -395,64 +251,73 @@ local ok, err = pcall(function()
       acc[layer].unit:add(a[layer]:reshape(count, -1), groups)
     end
   end
-  print()
-  print(("Share of activation variance explained (η², one-way ANOVA, %d hard digits), mean over "
+  print(("\nShare of activation variance explained (η², one-way ANOVA, %d hard digits), mean over "
     .. "channels (channel means) and over units (one value per channel and position):"):format(n))
   print(("  %-26s %9s %9s %9s %9s %10s %10s"):format("layer", "ch:colour", "ch:digit",
     "pooled:c", "pooled:d", "unit:colour", "unit:digit"))
-  local eta = {}
-  for _, layer in ipairs(VLAYERS) do
+  local series = {{name = "colour (ch.)", values = {}, color = "#1f77b4"},
+    {name = "digit (ch.)", values = {}, color = "#ff7f0e"},
+    {name = "colour (units)", values = {}, color = "#9ecae1"},
+    {name = "digit (units)", values = {}, color = "#fdd0a2"}}
+  for i, layer in ipairs(VLAYERS) do
     local ch, un = acc[layer].channel:result(), acc[layer].unit:result()
-    eta[layer] = {ch.color.mean, ch.digit.mean, un.color.mean, un.digit.mean}
+    local row = {ch.color.mean, ch.digit.mean, un.color.mean, un.digit.mean}
+    for k = 1, 4 do series[k].values[i] = row[k] end
     m["eta2_color_" .. layer], m["eta2_digit_" .. layer] = ch.color.mean, ch.digit.mean
-    m["eta2_pooled_color_" .. layer] = ch.color.pooled
-    m["eta2_pooled_digit_" .. layer] = ch.digit.pooled
+    m["eta2_pooled_color_" .. layer], m["eta2_pooled_digit_" .. layer] = ch.color.pooled, ch.digit.pooled
     m["eta2_unit_color_" .. layer], m["eta2_unit_digit_" .. layer] = un.color.mean, un.digit.mean
     m["constant_channels_" .. layer], m["constant_units_" .. layer] = ch.constant, un.constant
     m["units_" .. layer] = un.size
     print(("  %-26s %9.3f %9.3f %9.3f %9.3f %10.3f %10.3f"):format(LAYER_TITLE[layer],
-      ch.color.mean, ch.digit.mean, ch.color.pooled, ch.digit.pooled, un.color.mean,
-      un.digit.mean))
+      ch.color.mean, ch.digit.mean, ch.color.pooled, ch.digit.pooled, un.color.mean, un.digit.mean))
   end
   print("  (pooled: Σ SS_between / Σ SS_total over the channels; constant channels and units "
     .. "are left out)")
   m.eta2_n = n
-  local lbl, series = {}, {{name = "colour (ch.)", values = {}},
-    {name = "digit (ch.)", values = {}}, {name = "colour (units)", values = {}},
-    {name = "digit (units)", values = {}}}
-  for i, layer in ipairs(VLAYERS) do
-    lbl[i] = layer
-    for k = 1, 4 do series[k].values[i] = eta[layer][k] end
-  end
-  series[1].color, series[2].color = "#1f77b4", "#ff7f0e"
-  series[3].color, series[4].color = "#9ecae1", "#fdd0a2"
   svg.save(opts.out .. "/variance.svg", svg.bars{
     title = "Activation variance explained by colour vs by digit (η², hard set)",
-    labels = lbl, series = series, ymin = 0, ymax = 1, fmt = "%.2f",
+    labels = VLAYERS, series = series, ymin = 0, ymax = 1, fmt = "%.2f",
     ylabel = "η², mean over channels / units",
-    xlabel = ("layer (%d hard digits; colour independent of digit)"):format(n),
-    width = 620})
+    xlabel = ("layer (%d hard digits; colour independent of digit)"):format(n), width = 620})
+end
 
-  -- tensors
-  local tensors = {images = images, labels = lab.tensor({inputs[1].label, inputs[2].label,
-    inputs[3].label}, {dtype = "int64"}), colors = lab.tensor({inputs[1].color, inputs[2].color,
-    inputs[3].color}, {dtype = "int64"}), logits = logits,
+study.main("task2_features", function()
+  local model = study.load_model(opts.model)
+  if math.type(opts.digit) ~= "integer" or opts.digit < 0 or opts.digit > 9
+    or opts.color < 0 or opts.color > 9 or opts.color == opts.digit then
+    error(("--digit and --color must be different classes in 0..9, got %d and %d"):format(
+      opts.digit, opts.color), 0)
+  end
+  util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
+    opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
+  local sets = study.load_data(opts)
+  local images, inputs = choose_inputs(model, sets)
+  local acts, logits = hooks.capture(model, LAYERS, images:float() / 255)
+  local conf, pred = logits:softmax(1):max(1)
+  for i, s in ipairs(inputs) do
+    s.pred, s.conf = pred:get(i - 1), conf:get(i - 1)
+    util.progress("%s: %s → predicted %d (%.1f%%)", s.what, describe_input(s), s.pred, 100 * s.conf)
+  end
+  util.mkdir_p(opts.out)
+  local m = {seed = opts.seed, rho = opts.rho, beta = opts.beta, quick = opts.quick,
+    data = opts.data, model = opts.model, digit = opts.digit, color = opts.color,
+    threads = lab.get_threads()}
+  feature_maps(acts, logits, images, inputs, m)
+  local blank_resp, digit_resp = colour_response(model, sets, m)
+  variance_explained(model, sets.hard, m)
+  local tensors = {images = images, logits = logits,
+    labels = lab.tensor({inputs[1].label, inputs[2].label, inputs[3].label}, {dtype = "int64"}),
+    colors = lab.tensor({inputs[1].color, inputs[2].color, inputs[3].color}, {dtype = "int64"}),
     color_response_blank = lab.tensor(blank_resp), color_response_digit = lab.tensor(digit_resp)}
   for _, layer in ipairs(LAYERS) do tensors[layer] = acts[layer]:contiguous() end
   lab.save_safetensors(opts.out .. "/features.safetensors", tensors, {
     format = "cnnlab task2", inputs = "A easy digit, B same digit recoloured, C hard digit",
     color_response = "[colour][channel] mean relu1 activation"})
-
   m.total_seconds = lab.now() - t0
-  -- an undefined value (a correlation with a constant vector) is left out
-  for k, v in pairs(m) do
+  for k, v in pairs(m) do -- an undefined value (a correlation with a constant vector) is left out
     if v ~= v then m[k] = nil end
   end
   study.write_metrics(opts.out, m)
   util.progress("wrote %s/{metrics.json, features.svg, features_*.png, color_response.svg, "
     .. "variance.svg, features.safetensors}", opts.out)
 end)
-if not ok then
-  io.stderr:write("task2_features: ", tostring(err), "\n")
-  os.exit(1)
-end

@@ -268,3 +268,43 @@ describe("recording and selectivity", function()
     assert.equal(0, forward_hooks(net))
   end)
 end)
+
+describe("what Task 6 measures (cnnlab.ablation_curves)", function()
+  local C = require "cnnlab.ablation_curves"
+
+  it("puts curve points at 0..3, every C // steps channels and C", function()
+    assert.same({0, 1, 2, 3, 4, 8, 12, 16}, C.x_grid(16, 4))
+    assert.same({0, 1, 2, 3}, C.x_grid(3, 8))
+    assert.same({0, 1, 2, 3, 4, 6, 7}, C.x_grid(7, 3)) -- step 7 // 3 = 2
+    assert.same({5, 6}, C.first({5, 6, 7}, 2))
+  end)
+
+  it("summarises the flip counts with quantiles between ranks", function()
+    local row = C.flip_summary({counts = {4, 1, 2, 3}, never = 1, top1_own_colour = 2,
+      top3_own_colour = 3, chance = 1}, 4)
+    assert.equal(1, row.min)
+    assert.equal(4, row.max)
+    assert.equal(2.5, row.median)
+    assert.equal(1.75, row.q1)
+    assert.equal(75, row.within3)     -- 1, 2, 3 of the 4 digits used
+    assert.equal(50, row.top1_own_colour)
+    assert.equal(25, row.top3_own_colour)
+    assert.equal(25, row.any_own_colour)
+  end)
+
+  it("reads the verdict off the curves: best point of the colour order against random", function()
+    local lc = {x = {0, 1, 2}, orders = {
+      color = {hard = {20, 30, 25}, hard_conflicting = {10, 15, 12}, hard_follows_colour = {80, 60, 70},
+        easy = {99, 90, 80}},
+      random = {hard = {20, 21, 19}}, random1 = {hard = {20, 22, 18}}, random2 = {hard = {20, 20, 20}}}}
+    local v, text = C.verdict(lc, 100, "conv1")
+    assert.equal(30, v.hard_best_color_order)
+    assert.equal(1, v.hard_best_color_order_k)
+    assert.equal(10, v.hard_gain_color_order)
+    assert.equal(21, v.hard_random_at_best_k)
+    assert.equal(18, v.hard_random_min)
+    assert.equal(22, v.hard_random_max)
+    assert.is_true(math.abs(v.hard_standard_error - 4) < 1e-12) -- 100·√(0.2·0.8/100)
+    assert.truthy(text:find("conv1: hard accuracy 20.00% with nothing zeroed", 1, true))
+  end)
+end)

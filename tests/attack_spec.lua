@@ -1,7 +1,9 @@
--- Adversarial attacks (lua/cnnlab/attack.lua): a hand-made one-pixel model whose answer is
--- worked out on paper (exact step counts, early stop, failure when the budget is too small),
--- a small CNN trained here on generated Colored digits (success, ε-ball and [0,1] checked
--- element by element, ε = 0 changes nothing), and the argument errors.
+-- Adversarial attacks (the engine lua/cnnlab/attack.lua; the attacks, one file each, in
+-- lua/cnnlab/attacks/) and what Task 5 measures with them (lua/cnnlab/adversarial.lua): a
+-- hand-made one-pixel model whose answer is worked out on paper (exact step counts, early
+-- stop, failure when the budget is too small), a small CNN trained here on generated Colored
+-- digits (success, ε-ball and [0,1] checked element by element, ε = 0 changes nothing), and
+-- the argument errors.
 local lab = require "cnnlab"
 local nn = lab.nn
 local attack = lab.attack
@@ -158,6 +160,46 @@ describe("the one-pixel model (answers worked out on paper)", function()
       assert.is_true(p.requires_grad)
       assert.is_nil(p.grad)
     end
+  end)
+end)
+
+describe("what Task 5 measures (cnnlab.adversarial)", function()
+  local adv = require "cnnlab.adversarial"
+
+  it("finds a label's positions, at most limit of them", function()
+    local set = {labels = lab.tensor({7, 3, 7, 7}, {dtype = "int64"})}
+    local pos, n = adv.positions_of(set, 7)
+    assert.same({0, 2, 3}, pos:totable())
+    assert.equal(3, n)
+    assert.same({0, 2}, adv.positions_of(set, 7, 2):totable())
+    assert.equal(0, select(2, adv.positions_of(set, 5)))
+  end)
+
+  it("measures success against ε with any registered attack", function()
+    local x = pixels({0.5, 0.5})
+    local ys = adv.curve("pgd", pixel_model(), x, {0.04, 0.1}, function(e)
+      return {target = 3, eps = e, step_size = 0.01, steps = 50}
+    end)
+    assert.same({0, 100}, ys) -- ε = 0.04 cannot reach p(3) ≥ 0.9 (v ≥ 0.555); 0.1 can
+  end)
+
+  it("summarises a run and lays out the picture's rows", function()
+    local x = pixels({0.5, 0.3}):expand(2, 3, 28, 28):contiguous()
+    local r = attack.pgd(function(t) return pixel_model()(t:narrow(1, 0, 1):narrow(2, 0, 1)
+      :narrow(3, 0, 1)) end, x, {target = 3, eps = 0.1, step_size = 0.01, steps = 50})
+    local run = {x = x, r = r, n = 2, seconds = 1, check = attack.verify(x, r.adversarial, 0.1),
+      clean_pred = lab.tensor({7, 7}, {dtype = "int64"}), clean_conf = lab.tensor({0.5, 1})}
+    local s = adv.summary(run, 7)
+    assert.equal(50, s.success_rate)
+    assert.equal(100, s.clean_acc)
+    assert.equal(0.75, s.clean_mean_confidence)
+    assert.equal(6, s.mean_steps_success)
+    local images, captions, rows = adv.grid({{label = "validation", k = 2, x = x, r = r,
+      eps = 0.1, originals = true, clean_pred = run.clean_pred, clean_conf = run.clean_conf}}, 3, 3)
+    assert.same({9, 3, 28, 28}, images.shape) -- 3 rows of 3 columns, the last one padding
+    assert.same({"validation", "original"}, rows[1])
+    assert.same({"validation", "δ (×5)"}, rows[3])
+    assert.equal("says 7 · 50%", captions[1][1])
   end)
 end)
 

@@ -1,10 +1,9 @@
 -- cnnlab.gradcam: Grad-CAM, Grad-CAM++ and saliency on a network small enough to work out
 -- on paper; non-negative maps; batched and one-by-one results agree; the stroke-share
--- measure; and the picture helpers of cnnlab.figure the task scripts draw with.
+-- measure; and the examples Task 3 picks to show (the drawing is tests/figure_spec.lua).
 local lab = require "cnnlab"
 local nn = lab.nn
 local gradcam = lab.gradcam
-local figure = require "cnnlab.figure"
 
 local function max_abs_diff(a, b) return (a - b):abs():max():item() end
 local function close(a, b, tol) return math.abs(a - b) <= (tol or 1e-5) end
@@ -194,30 +193,14 @@ describe("the stroke-share measure", function()
   end)
 end)
 
-describe("figure helpers", function()
-  it("map values to the colour scale's ends and encode PNGs in base64", function()
-    local c = figure.colormap(lab.tensor({{0, 1}}))
-    assert.same({3, 1, 2}, c.shape)
-    local r0, g0, b0 = figure.color_of(0)
-    local r1, g1, b1 = figure.color_of(1)
-    assert.is_true(close(c:get(0, 0, 0), r0) and close(c:get(1, 0, 0), g0)
-      and close(c:get(2, 0, 0), b0))
-    assert.is_true(close(c:get(0, 0, 1), r1) and close(c:get(1, 0, 1), g1)
-      and close(c:get(2, 0, 1), b1))
-    assert.equal("TWFu", figure.base64("Man"))
-    assert.equal("TWE=", figure.base64("Ma"))
-    assert.equal("TQ==", figure.base64("M"))
-  end)
-
-  it("outline a mask and enlarge by whole pixels", function()
-    local mask = lab.zeros(1, 5, 5)
-    mask:narrow(1, 1, 3):narrow(2, 1, 3):fill_(1)
-    local edge = figure.contour(mask)
-    assert.equal(8, edge:sum():item())       -- a 3×3 square's border, centre excluded
-    assert.equal(0, edge:get(0, 2, 2))
-    local big = figure.upscale(lab.tensor({{{{1, 2}, {3, 4}}}}), 2)
-    assert.same({{1, 1, 2, 2}, {1, 1, 2, 2}, {3, 3, 4, 4}, {3, 3, 4, 4}}, big:totable()[1][1])
-    local scaled = figure.per_map(lab.tensor({{{2, 4}, {3, 2}}, {{5, 5}, {5, 5}}}))
-    assert.same({{{0, 1}, {0.5, 0}}, {{0, 0}, {0, 0}}}, scaled:totable())
+describe("the examples Task 3 shows", function()
+  it("picks one correct digit per class on the easy set, colour-followers on the hard set", function()
+    local labels, colors = {1, 1, 2, 3, 1}, {1, 1, 2, 3, 1}
+    assert.same({0, 2, 3}, gradcam.pick_examples(labels, colors, {1, 1, 2, 3, 0}, "easy", 3))
+    -- hard: the red 1 read as 0 first (position 3), then one per predicted class
+    local hl, hc, hp = {2, 5, 4, 1, 6}, {3, 3, 4, 0, 7}, {3, 3, 4, 0, 7}
+    assert.same({3, 0, 4}, gradcam.pick_examples(hl, hc, hp, "hard", 3))
+    -- none follows its colour: the misread ones
+    assert.same({1}, gradcam.pick_examples({2, 5}, {3, 3}, {2, 6}, "hard", 4))
   end)
 end)

@@ -33,12 +33,7 @@
 --   ablation.with_ablation(model, spec, fn, ...) → fn(...)'s results, the hooks removed even
 --       when fn raises.
 --   ablation.evaluator(model, set, layer[, {batch = 500, n = all}]) → ev, for many ablations
---       of one layer on one set: ev:logits(channels) → n×K, ev:predict(channels) → int64
---       predictions, ev:accuracy(channels) → percent and the predictions. The activations up to the layer (and through the channel-wise modules after
---       it — ReLU, MaxPool2d, Identity, Dropout in evaluation mode, which commute with zeroing
---       a channel) are computed once; each call applies the mask and runs the rest. ev.cached
---       tells whether that shortcut applies (a Sequential with the layer as a direct child);
---       otherwise every call is a full forward with ablation.ablate.
+--       of one layer on one set (cnnlab.ablation_curves documents it)
 --   ablation.LAYERS = {"relu1", "relu2", "relu3"}, ablation.CONV = {relu1 = "conv1", …}
 local core = require "cnnlab.core"
 
@@ -485,86 +480,14 @@ end
 
 -- ------------------------------------------------------------------ fast evaluation
 
--- Modules that act on each channel alone and map a zero channel to zero: zeroing a channel
--- before them is the same as zeroing it after them.
-local CHANNEL_WISE = {ReLU = true, MaxPool2d = true, Identity = true}
-
-local Evaluator = {}
-Evaluator.__index = Evaluator
-
+--- Many ablations of one layer on one set (lua/cnnlab/ablation_curves.lua).
 function ablation.evaluator(model, set, layer, opts)
-  local fn = "ablation.evaluator"
-  check_model(fn, model)
-  local n_all = check_set(fn, set)
-  module_of(fn, model, layer)
-  opts = check_opts(fn, opts, {batch = true, n = true})
-  local batch = check_count(fn, "batch", opts.batch, 500)
-  local n = math.min(check_count(fn, "n", opts.n, n_all), n_all)
-  local ev = setmetatable({model = model, set = set, layer = layer, batch = batch, n = n,
-    labels = set.labels:narrow(0, 0, n), cached = false}, Evaluator)
-  local children = rawget(model, "_children")
-  local pos
-  for i, c in ipairs(children or {}) do
-    if c.name == layer then pos = i end
-  end
-  if not pos then return ev end
-  -- extend past channel-wise modules (Dropout counts when the model is evaluated)
-  while children[pos + 1] do
-    local kind = getmetatable(children[pos + 1].module).__name
-    if CHANNEL_WISE[kind] or kind == "Dropout" then pos = pos + 1 else break end
-  end
-  ev.cached, ev.head, ev.tail, ev.cache = true, pos, {}, {}
-  for i = pos + 1, #children do ev.tail[#ev.tail + 1] = children[i].module end
-  guarded(model, false, {}, function()
-    for start = 0, n - 1, batch do
-      local count = math.min(batch, n - start)
-      local h = inputs(set.images, start, count)
-      for i = 1, pos do h = children[i].module(h) end
-      ev.cache[#ev.cache + 1] = h
-    end
-  end)
-  return ev
+  return require("cnnlab.ablation_curves").evaluator(model, set, layer, opts)
 end
 
---- Logits (n×K) with `channels` of the layer zeroed.
-function Evaluator:logits(channels)
-  local fn = "evaluator:logits"
-  channels = check_channels(fn, self.layer, channels or {})
-  local model = self.model
-  local out = {}
-  if not self.cached then
-    local handle = ablation.ablate(model, self.layer, channels)
-    guarded(model, false, {handle}, function()
-      for start = 0, self.n - 1, self.batch do
-        local count = math.min(self.batch, self.n - start)
-        out[#out + 1] = model(inputs(self.set.images, start, count))
-      end
-    end)
-    return core.cat(out, 0)
-  end
-  guarded(model, false, {}, function()
-    local mask
-    for _, h in ipairs(self.cache) do
-      if #channels > 0 then
-        mask = mask or channel_mask("ablation.ablate", self.layer, channels, h)
-        h = h * mask
-      end
-      for _, m in ipairs(self.tail) do h = m(h) end
-      out[#out + 1] = h
-    end
-  end)
-  return core.cat(out, 0)
-end
-
---- Predictions (int64, n) with `channels` of the layer zeroed.
-function Evaluator:predict(channels)
-  return self:logits(channels):argmax(1)
-end
-
---- Accuracy in percent with `channels` of the layer zeroed (and the predictions).
-function Evaluator:accuracy(channels)
-  local preds = self:predict(channels)
-  return 100 * preds:eq(self.labels):sum():item() / self.n, preds
-end
+-- The argument checks and helpers the evaluator of cnnlab.ablation_curves shares.
+ablation.internal = {check_model = check_model, check_set = check_set, check_count = check_count,
+  module_of = module_of, check_opts = check_opts, inputs = inputs, guarded = guarded,
+  check_channels = check_channels, channel_mask = channel_mask}
 
 return ablation

@@ -1,9 +1,12 @@
---- cnnlab.attack — adversarial examples under an L∞ budget: FGSM and iterative PGD,
--- targeted and untargeted, for any model that maps N×C×H×W inputs in [0,1] to N×K logits.
+--- cnnlab.attack — the engine of adversarial attacks under an L∞ budget, for any model that
+-- maps N×C×H×W inputs in [0,1] to N×K logits. Each attack is one file of lua/cnnlab/attacks/
+-- (pgd, fgsm; the registry cnnlab.attacks finds them by name or path) that sets its defaults
+-- and its step; this file does the rest, targeted or untargeted.
 --
 --   local r = attack.pgd(model, x, {target = 3, eps = 0.05, confidence = 0.9})
 --   local r = attack.pgd(model, x, {labels = y, eps = 0.03})          -- untargeted
 --   local r = attack.fgsm(model, x, {target = 3, eps = 0.05})
+--   local r = attack.run(lab.attacks.load("path/to/mine.lua"), model, x, opts)
 --
 -- Options (all optional except target or labels):
 --   target        integer class, or int64 tensor of N classes: a targeted attack (makes the
@@ -11,8 +14,8 @@
 --   labels        int64 tensor of N true classes (or an integer): an untargeted attack (makes
 --                 the model answer anything else); give target or labels, not both
 --   eps           L∞ budget ε ≥ 0 (default 0.05)
---   step_size     α > 0 per step (default ε/4; FGSM: ε)
---   steps         number of gradient steps, an integer ≥ 1 (default 20; FGSM: 1)
+--   step_size     α > 0 per step (default: the attack's, else ε/4; FGSM: ε)
+--   steps         number of gradient steps, an integer ≥ 1 (default: the attack's, else 20)
 --   confidence    targeted: success needs softmax p(target) ≥ confidence (default 0.9);
 --                 untargeted: success needs the wrong answer's probability ≥ confidence
 --                 (default 0: any wrong answer)
@@ -24,7 +27,8 @@
 --   batch         samples per forward/backward pass (default 512)
 --   classes       number of classes K (default 10)
 --
--- The update: a targeted attack descends the loss of the target,
+-- The update (the signed-gradient step of PGD and FGSM; an attack file's own `step` replaces
+-- it): a targeted attack descends the loss of the target,
 --   x ← x − α·sign(∇ₓ L(f(x), target))                         (sign −1)
 -- an untargeted one ascends the loss of the true label,
 --   x ← x + α·sign(∇ₓ L(f(x), label))                           (sign +1)
@@ -46,7 +50,7 @@
 --   pred          int64 N, the model's answer on the returned image
 --   linf, l2      float32 N, norms of adversarial − original
 --   n, n_success, success_rate (percent), mean_steps, mean_confidence, max_linf
---   settings      {attack = "pgd"|"fgsm", targeted, sign, eps, step_size, steps,
+--   settings      {attack = the attack's name, targeted, sign, eps, step_size, steps,
 --                  random_start, confidence, early_stop, loss, batch}
 -- }
 local core = require "cnnlab.core"
@@ -94,8 +98,9 @@ local function class_vector(fn, what, v, n, k)
   return t:contiguous()
 end
 
---- Checks the arguments; returns the settings and the class vector.
-local function check(fn, model, x, opts, is_fgsm)
+--- Checks the arguments; returns the settings and the class vector. p is the attack's
+-- plug-in table (lua/cnnlab/attacks/): its steps, step_size and fixed_steps set the defaults.
+local function check(fn, model, x, opts, p)
   if type(model) ~= "table" and type(model) ~= "function" then
     fail(fn, "model must be a module (or a function x → logits), got %s", type(model))
   end
@@ -136,13 +141,18 @@ local function check(fn, model, x, opts, is_fgsm)
     fail(fn, "eps must be a number ≥ 0, got %s", tostring(eps))
   end
   local steps = opts.steps
-  if steps == nil then steps = is_fgsm and 1 or attack.DEFAULTS.steps end
+  if steps == nil then steps = p.fixed_steps or p.steps or attack.DEFAULTS.steps end
   if math.type(steps) ~= "integer" or steps < 1 then
     fail(fn, "steps must be an integer ≥ 1, got %s", tostring(steps))
   end
-  if is_fgsm and steps ~= 1 then fail(fn, "FGSM takes exactly one step, got steps = %d", steps) end
+  if p.fixed_steps and steps ~= p.fixed_steps then
+    fail(fn, "%s takes exactly %s, got steps = %d", p.name:upper(),
+      p.fixed_steps == 1 and "one step" or (p.fixed_steps .. " steps"), steps)
+  end
   local step_size = opts.step_size
-  if step_size == nil then step_size = is_fgsm and eps or eps * attack.DEFAULTS.step_fraction end
+  if step_size == nil then
+    step_size = p.step_size and p.step_size(eps) or eps * attack.DEFAULTS.step_fraction
+  end
   if not is_number(step_size) or step_size < 0 or (step_size == 0 and eps > 0) then
     fail(fn, "step_size must be a number > 0, got %s", tostring(step_size))
   end
@@ -172,7 +182,7 @@ local function check(fn, model, x, opts, is_fgsm)
     fail(fn, "loss must be \"ce\" or \"margin\", got %s", tostring(loss))
   end
   return {
-    attack = is_fgsm and "fgsm" or "pgd", targeted = targeted, sign = targeted and -1 or 1,
+    attack = p.name, targeted = targeted, sign = targeted and -1 or 1,
     eps = eps, step_size = step_size, steps = steps, confidence = confidence,
     random_start = random_start, early_stop = early_stop, loss = loss, batch = batch, classes = k,
   }, classes
@@ -257,14 +267,23 @@ local function run_chunk(model, x0, c0, s, out, base)
       for j, p in ipairs(keep) do kept[j] = rows[p + 1] end
       rows = kept
     end
-    cur = (cur + grad:sign() * (s.sign * s.step_size)):maximum(lo):minimum(hi)
+    cur = s.step(cur, grad, s):maximum(lo):minimum(hi)
     core.set_grad_enabled(true)
   end
 end
 
-local function run(fn, model, x, opts, is_fgsm)
-  local s, classes = check(fn, model, x, opts, is_fgsm)
+-- The signed-gradient step of FGSM and PGD, before the projection: x + sign·α·sign(∇).
+function attack.sign_step(x, grad, s)
+  return x + grad:sign() * (s.sign * s.step_size)
+end
+
+--- Runs the attack plug-in p (a table of lua/cnnlab/attacks/, see its init.lua) on x: the
+-- engine above with p's defaults and p.step as the update. Errors begin with fn.
+function attack.run(p, model, x, opts, fn)
+  fn = fn or ("attack " .. tostring(p.name))
+  local s, classes = check(fn, model, x, opts, p)
   s.generator = opts.generator
+  s.step = p.step or attack.sign_step
   local n = x:size(0)
   x = x:detach():contiguous()
   local out = {adversarial = x:clone(), success = {}, steps = {}, confidence = {}, pred = {}}
@@ -289,7 +308,7 @@ local function run(fn, model, x, opts, is_fgsm)
     if not msg:find("^" .. fn) then msg = fn .. ": " .. msg end
     error(msg, 0)
   end
-  s.generator = nil
+  s.generator, s.step = nil, nil
   local result = {settings = s, n = n}
   local was = core.set_grad_enabled(false)
   local d = (out.adversarial - x):flatten(1)
@@ -315,11 +334,15 @@ local function run(fn, model, x, opts, is_fgsm)
   return result
 end
 
---- Iterative PGD under an L∞ budget (see the header for options and the result).
-function attack.pgd(model, x, opts) return run("attack.pgd", model, x, opts, false) end
+--- Iterative PGD under an L∞ budget (lua/cnnlab/attacks/pgd.lua; options and result above).
+function attack.pgd(model, x, opts)
+  return attack.run(require("cnnlab.attacks").load("pgd"), model, x, opts, "attack.pgd")
+end
 
---- The fast gradient sign method: one step of size ε (PGD with steps = 1, step_size = ε).
-function attack.fgsm(model, x, opts) return run("attack.fgsm", model, x, opts, true) end
+--- The fast gradient sign method: one step of size ε (lua/cnnlab/attacks/fgsm.lua).
+function attack.fgsm(model, x, opts)
+  return attack.run(require("cnnlab.attacks").load("fgsm"), model, x, opts, "attack.fgsm")
+end
 
 --- Checks adversarial images against their originals: the largest |adv − x| (in double,
 -- element by element over float32 values) and the number of elements outside [0,1] or

@@ -1,6 +1,8 @@
---- cnnlab.gradcam — where does the network look when it decides? Grad-CAM, Grad-CAM++ and
--- input-gradient saliency, built on cnnlab.hooks (module hooks at the layer's boundary), and
--- the measure the study reports: the share of a map's mass on the digit's strokes.
+--- cnnlab.gradcam — where does the network look when it decides? The engine of the
+-- attribution methods, each one file of lua/cnnlab/attributions/ (gradcam, gradcampp,
+-- saliency; the registry cnnlab.attributions finds them by name or path), built on
+-- cnnlab.hooks (module hooks at the layer's boundary), and the measure the study reports:
+-- the share of a map's mass on the digit's strokes.
 --
 --   gradcam.compute(model, x[, opts]) → result          Grad-CAM (Selvaraju et al. 2017)
 --     x       N×3×H×W float in [0,1], or uint8 bytes as stored (divided by 255)
@@ -20,18 +22,19 @@
 --              row and column in the seed network) is never reached, yet its activations
 --              still enter Σ_k α_k A_k,
 --              and with plusplus: maps_pp, upsampled_pp, weights_pp}
---       α_k   = (1/hw) Σ_ij ∂y_c/∂A_kij     y_c the chosen class's logit (not the softmax)
---       map   = ReLU(Σ_k α_k A_k)           all-negative maps become zeros
 --   gradcam.gradcam_pp(model, x[, opts]) → the same result with maps = Grad-CAM++
---       (Chattopadhyay et al. 2018, closed form as in pytorch-grad-cam), g = ∂y_c/∂A:
---       a_kij = g² / (2g² + Σ_ab A_kab · g³)  (0 where the denominator is 0)
---       w_k   = Σ_ij a_kij · ReLU(g_kij);    map = ReLU(Σ_k w_k A_k)
---       (the paper's exp(y_c) factor is a positive per-sample constant: it only rescales)
 --   gradcam.saliency(model, x[, {target =, batch =}]) → {maps = N×H×W, target =, logits =}
---       plain input-gradient saliency (Simonyan et al. 2014): max over colour channels of
---       |∂y_c/∂x|
---   gradcam.from_gradients(A, G) → maps N×h×w, weights N×K     the Grad-CAM arithmetic alone
---   gradcam.pp_from_gradients(A, G) → maps, weights             Grad-CAM++ arithmetic alone
+--   gradcam.from_gradients(A, G), gradcam.pp_from_gradients(A, G) → maps N×h×w, weights N×K
+--       the arithmetic alone (the formulas are in the method files)
+--   The engine the method files build on:
+--   gradcam.layer_maps(fn, model, x, opts, combines) → result: the batched gradient of the
+--       chosen logit at opts.layer, each {suffix, f} of combines turning activations A and
+--       gradients G (N×K×h×w) into maps, weights = f(A, G) stored as maps<suffix>,
+--       upsampled<suffix>, weights<suffix>; plus layer, target, logits, probs, reached
+--   gradcam.input_maps(fn, model, x, opts, reduce) → {maps = reduce(∂y_c/∂x), upsampled (the
+--       same maps), target, logits, probs}
+--   gradcam.cam(A, weights) → ReLU(Σ_k w_k A_k);  gradcam.check_pair(fn, A, G)
+--   The measure:
 --   gradcam.stroke_mask(grey[, threshold = 0.5]) → float N×H×W of 0/1: the digit's strokes,
 --       grey uint8 N×H×W MNIST digits (or float in [0,1]), stroke where grey/255 > threshold
 --   gradcam.mass_share(maps, mask) → float N: Σ mask·map / Σ map per row (NaN for a map
@@ -43,6 +46,11 @@
 --       stroke mass under it (a perfect stroke detector at that resolution)
 --   gradcam.mean_share(shares[, select]) → mean over the rows with a defined share (and
 --       select[i] ~= 0 when select, a uint8/int64 N tensor, is given), count, zero-map count
+--   gradcam.pick_examples(labels, colors, preds, kind, count) → positions (from 0) of digits
+--       worth showing, from Lua lists: kind "easy" → the first correctly read digit of each
+--       class, then more correct ones; "hard" → digits misread as their colour's class, the
+--       seed's "red 1 read as 0" first, then one per predicted class, then any (misread
+--       digits when none follows its colour)
 local core = require "cnnlab.core"
 local hooks = require "cnnlab.hooks"
 
@@ -76,7 +84,7 @@ local function check_images(fn, x)
   end
 end
 
-local function check_pair(fn, A, G)
+function gradcam.check_pair(fn, A, G)
   if not core.is_tensor(A) or not core.is_tensor(G) then
     error(("%s: A and G must be tensors, got %s and %s"):format(fn, type(A), type(G)), 3)
   end
@@ -86,38 +94,10 @@ local function check_pair(fn, A, G)
   end
 end
 
--- ReLU(Σ_k w_k A_k) for weights N×K.
-local function cam(A, weights)
+--- ReLU(Σ_k w_k A_k) for activations A N×K×h×w and weights N×K.
+function gradcam.cam(A, weights)
   local n, k = A:size(0), A:size(1)
   return (A * weights:reshape(n, k, 1, 1)):sum(1):relu()
-end
-
---- Grad-CAM from activations A and gradients G (both N×K×h×w).
-function gradcam.from_gradients(A, G)
-  check_pair("gradcam.from_gradients", A, G)
-  local was = core.set_grad_enabled(false)
-  local n, k = A:size(0), A:size(1)
-  local weights = G:reshape(n, k, -1):mean(2)
-  local maps = cam(A, weights)
-  core.set_grad_enabled(was)
-  return maps, weights
-end
-
-function gradcam.pp_from_gradients(A, G)
-  check_pair("gradcam.pp_from_gradients", A, G)
-  local was = core.set_grad_enabled(false)
-  local n, k = A:size(0), A:size(1)
-  local g2 = G * G
-  local g3 = g2 * G
-  local sum_a = A:reshape(n, k, -1):sum(2):reshape(n, k, 1, 1)
-  local denom = g2 * 2 + sum_a * g3
-  -- where the denominator is 0 (g = 0, or the rare g = −2/ΣA) the coefficient is 0
-  local zero = denom:eq(0):float()
-  local a = g2 * denom:ne(0):float() / (denom + zero)
-  local weights = (a * G:relu()):reshape(n, k, -1):sum(2)
-  local maps = cam(A, weights)
-  core.set_grad_enabled(was)
-  return maps, weights
 end
 
 local function size_of(fn, x, size)
@@ -160,20 +140,20 @@ local function upsample(maps, h, w)
   return core.upsample_bilinear(maps:unsqueeze(1), h, w):squeeze(1)
 end
 
-function gradcam.compute(model, x, opts)
-  local fn = "gradcam.compute"
-  opts = check_opts(fn, opts, {layer = true, target = true, size = true, batch = true,
-    plusplus = true})
+function gradcam.layer_maps(fn, model, x, opts, combines)
+  opts = check_opts(fn, opts, {layer = true, target = true, size = true, batch = true})
   check_images(fn, x)
   local layer = opts.layer or gradcam.DEFAULT_LAYER
   local found, msg = hooks.find(model, layer, fn) -- a clear error before any work
-  if not found then error(msg, 2) end
+  if not found then error(msg, 3) end
   local h, w = size_of(fn, x, opts.size)
   local batch = batch_of(fn, opts.batch)
   local n = x:size(0)
   check_target(fn, opts.target, n)
-  local parts = {maps = {}, upsampled = {}, weights = {}, target = {}, logits = {},
-    maps_pp = {}, upsampled_pp = {}, weights_pp = {}}
+  local parts = {target = {}, logits = {}}
+  for _, c in ipairs(combines) do
+    for _, key in ipairs({"maps", "upsampled", "weights"}) do parts[key .. c[1]] = {} end
+  end
   local reached
   for start = 0, n - 1, batch do
     local count = math.min(batch, n - start)
@@ -181,23 +161,19 @@ function gradcam.compute(model, x, opts)
       {target = target_rows(opts.target, start, count)})
     if r.activation:dim() ~= 4 then
       error(("%s: layer '%s' gives %s activations; Grad-CAM needs N×K×h×w feature maps"):format(
-        fn, layer, shape_string(r.activation)), 2)
+        fn, layer, shape_string(r.activation)), 3)
     end
-    local maps, weights = gradcam.from_gradients(r.activation, r.gradient)
     local touched = no_grad(function()
       return r.gradient:abs():sum(0):sum(0):gt(0)
     end)
     reached = reached and reached:maximum(touched) or touched
-    table.insert(parts.maps, maps)
-    table.insert(parts.weights, weights)
-    table.insert(parts.upsampled, upsample(maps, h, w))
     table.insert(parts.target, r.target)
     table.insert(parts.logits, r.output)
-    if opts.plusplus then
-      local mp, wp = gradcam.pp_from_gradients(r.activation, r.gradient)
-      table.insert(parts.maps_pp, mp)
-      table.insert(parts.weights_pp, wp)
-      table.insert(parts.upsampled_pp, upsample(mp, h, w))
+    for _, c in ipairs(combines) do
+      local maps, weights = c[2](r.activation, r.gradient)
+      table.insert(parts["maps" .. c[1]], maps)
+      table.insert(parts["weights" .. c[1]], weights)
+      table.insert(parts["upsampled" .. c[1]], upsample(maps, h, w))
     end
   end
   local result = {layer = layer}
@@ -209,38 +185,129 @@ function gradcam.compute(model, x, opts)
   return result
 end
 
-function gradcam.gradcam_pp(model, x, opts)
-  opts = check_opts("gradcam.gradcam_pp", opts, {layer = true, target = true, size = true,
-    batch = true})
-  local o = {plusplus = true}
-  for k, v in pairs(opts) do o[k] = v end
-  local r = gradcam.compute(model, x, o)
-  return {layer = r.layer, target = r.target, logits = r.logits, probs = r.probs,
-    maps = r.maps_pp, upsampled = r.upsampled_pp, weights = r.weights_pp}
-end
-
-function gradcam.saliency(model, x, opts)
-  local fn = "gradcam.saliency"
+function gradcam.input_maps(fn, model, x, opts, reduce)
   opts = check_opts(fn, opts, {target = true, batch = true})
   check_images(fn, x)
   local batch = batch_of(fn, opts.batch)
   local n = x:size(0)
   check_target(fn, opts.target, n)
   if type(model) ~= "table" or type(model.named_modules) ~= "function" then
-    error(("%s: model must be a cnnlab.nn module, got %s"):format(fn, type(model)), 2)
+    error(("%s: model must be a cnnlab.nn module, got %s"):format(fn, type(model)), 3)
   end
   -- any module will do as the hooked layer: the first child, whose gradient we do not need
   local first = hooks.layer_names(model)[1]
-  if not first then error(fn .. ": the model has no layers", 2) end
+  if not first then error(fn .. ": the model has no layers", 3) end
   local maps, targets, logits = {}, {}, {}
   for start = 0, n - 1, batch do
     local count = math.min(batch, n - start)
     local r = hooks.gradient(model, first, x:narrow(0, start, count),
       {target = target_rows(opts.target, start, count), input_grad = true})
-    local m = no_grad(function() return r.input_grad:abs():max(1) end)
+    local m = no_grad(function() return reduce(r.input_grad) end)
     maps[#maps + 1], targets[#targets + 1], logits[#logits + 1] = m, r.target, r.output
   end
-  return {maps = core.cat(maps, 0), target = core.cat(targets, 0), logits = core.cat(logits, 0)}
+  local result = {maps = core.cat(maps, 0), target = core.cat(targets, 0),
+    logits = core.cat(logits, 0)}
+  result.upsampled, result.probs = result.maps, result.logits:softmax(1)
+  return result
+end
+
+-- ------------------------------------------------------------------ the API of the methods
+-- Thin forms of the shipped method files, kept for scripts, docs and tests that name them.
+
+local function method(name) return require("cnnlab.attributions").load(name) end
+
+function gradcam.from_gradients(A, G) return method("gradcam").from_gradients(A, G) end
+function gradcam.pp_from_gradients(A, G) return method("gradcampp").from_gradients(A, G) end
+
+function gradcam.compute(model, x, opts)
+  local fn = "gradcam.compute"
+  local o = {}
+  for k, v in pairs(check_opts(fn, opts, {layer = true, target = true, size = true,
+    batch = true, plusplus = true})) do
+    if k ~= "plusplus" then o[k] = v end
+  end
+  local combines = {{"", method("gradcam").from_gradients}}
+  if opts and opts.plusplus then
+    combines[2] = {"_pp", method("gradcampp").from_gradients}
+  end
+  function gradcam.pick_examples(labels, colors, preds, kind, count)
+  local picked, used = {}, {}
+  local function add(i, key)
+    if #picked < count and not used[key] then
+      used[key] = true
+      picked[#picked + 1] = i
+    end
+  end
+  if kind == "easy" then
+    for round = 1, 2 do
+      for i = 1, #labels do
+        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
+      end
+    end
+    return picked
+  end
+  for i = 1, #labels do
+    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
+  end
+  for round = 1, 2 do
+    for i = 1, #labels do
+      if colors[i] ~= labels[i] and preds[i] == colors[i] then
+        add(i - 1, round == 1 and preds[i] or ("r" .. i))
+      end
+    end
+  end
+  if #picked == 0 then -- a model that does not follow colour: show misread digits
+    for i = 1, #labels do
+      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
+    end
+  end
+  return picked
+end
+
+return gradcam.layer_maps(fn, model, x, o, combines)
+end
+
+function gradcam.gradcam_pp(model, x, opts)
+  function gradcam.pick_examples(labels, colors, preds, kind, count)
+  local picked, used = {}, {}
+  local function add(i, key)
+    if #picked < count and not used[key] then
+      used[key] = true
+      picked[#picked + 1] = i
+    end
+  end
+  if kind == "easy" then
+    for round = 1, 2 do
+      for i = 1, #labels do
+        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
+      end
+    end
+    return picked
+  end
+  for i = 1, #labels do
+    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
+  end
+  for round = 1, 2 do
+    for i = 1, #labels do
+      if colors[i] ~= labels[i] and preds[i] == colors[i] then
+        add(i - 1, round == 1 and preds[i] or ("r" .. i))
+      end
+    end
+  end
+  if #picked == 0 then -- a model that does not follow colour: show misread digits
+    for i = 1, #labels do
+      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
+    end
+  end
+  return picked
+end
+
+return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
+    {{"", method("gradcampp").from_gradients}})
+end
+
+function gradcam.saliency(model, x, opts)
+  return method("saliency").compute(model, x, opts, "gradcam.saliency")
 end
 
 function gradcam.stroke_mask(grey, threshold)
@@ -323,6 +390,40 @@ function gradcam.mean_share(shares, select)
     end
   end
   return count > 0 and sum / count or 0 / 0, count, zero
+end
+
+function gradcam.pick_examples(labels, colors, preds, kind, count)
+  local picked, used = {}, {}
+  local function add(i, key)
+    if #picked < count and not used[key] then
+      used[key] = true
+      picked[#picked + 1] = i
+    end
+  end
+  if kind == "easy" then
+    for round = 1, 2 do
+      for i = 1, #labels do
+        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
+      end
+    end
+    return picked
+  end
+  for i = 1, #labels do
+    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
+  end
+  for round = 1, 2 do
+    for i = 1, #labels do
+      if colors[i] ~= labels[i] and preds[i] == colors[i] then
+        add(i - 1, round == 1 and preds[i] or ("r" .. i))
+      end
+    end
+  end
+  if #picked == 0 then -- a model that does not follow colour: show misread digits
+    for i = 1, #labels do
+      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
+    end
+  end
+  return picked
 end
 
 return gradcam

@@ -32,13 +32,8 @@
 --       ∂score/∂x too. The model runs in evaluation mode and its parameters' requires_grad
 --       is switched off for the call: their .grad fields are left untouched. Hooks, modes and
 --       flags are restored even when something raises.
---   hooks.anova(groups) → acc          streaming one-way ANOVA of activations on groupings:
---       acc:add(F, {color = g1, digit = g2}) with F N×U (one row per input, one column per
---       unit or channel) and each g an int64 N of groups 0..groups−1, batch after batch;
---       acc:result() → {color = {per =, mean =, pooled =}, ..., constant =, size =}:
---       per column η² = SS_between / SS_total = Σ_g n_g (m_g − m)² / Σ_i (f_i − m)², its mean
---       over the columns that vary, and pooled Σ SS_between / Σ SS_total; constant columns
---       (a dead ReLU, a position no input reaches) are left out and counted.
+--   hooks.anova(groups)                metrics.anova: η² of activations on groupings
+--   hooks.channel_means(t)             N×C×H×W activations → N×C spatial means (N×C passes)
 --   hooks.attach(model, names, fn) → handle     low level: fn(name, module, input, output) as
 --       a forward hook on each named module; handle:remove() removes them all.
 local core = require "cnnlab.core"
@@ -369,86 +364,13 @@ function hooks.gradient(model, name, x, opts)
   end)
 end
 
---- Streaming one-way ANOVA (see the header). Values are shifted by the first batch's column
--- means before summing, so that Σ(f − m)² = Σf'² − N·m'² does not cancel in float32.
-function hooks.anova(groups)
-  if math.type(groups) ~= "integer" or groups < 1 then
-    error(("hooks.anova: groups must be a positive integer, got %s"):format(tostring(groups)), 2)
-  end
-  local self = {n = 0, stats = {}, groups = groups}
-  local levels = core.arange(0, groups):reshape(1, groups)
-  function self.add(acc, F, groupings)
-    if not core.is_tensor(F) or F:dim() ~= 2 then
-      error(("hooks.anova add: F must be N×U, got %s"):format(core.is_tensor(F)
-        and shape_string(F) or type(F)), 2)
-    end
-    if type(groupings) ~= "table" then
-      error("hooks.anova add: groupings must be a table name → int64 N groups", 2)
-    end
-    local count, u = F:size(0), F:size(1)
-    if acc.size and u ~= acc.size then
-      error(("hooks.anova add: F has %d columns, earlier batches had %d"):format(u, acc.size), 2)
-    end
-    local was = core.set_grad_enabled(false)
-    F = F:float()
-    if not acc.shift then
-      acc.shift = F:mean(0):reshape(1, u)
-      acc.s1, acc.s2 = core.zeros(u), core.zeros(u)
-      acc.size = u
-    end
-    local Fs = F - acc.shift
-    acc.n = acc.n + count
-    acc.s1 = acc.s1 + Fs:sum(0)
-    acc.s2 = acc.s2 + (Fs * Fs):sum(0)
-    for name, g in pairs(groupings) do
-      if not core.is_tensor(g) or g:numel() ~= count or g.dtype ~= "int64" then
-        core.set_grad_enabled(was)
-        error(("hooks.anova add: grouping '%s' must be an int64 vector of %d groups, got %s")
-          :format(tostring(name), count, core.is_tensor(g) and (g.dtype .. " " ..
-          shape_string(g)) or type(g)), 2)
-      end
-      local onehot = g:reshape(count, 1):eq(levels):float()
-      local st = acc.stats[name] or {sums = core.zeros(groups, u), counts = core.zeros(groups)}
-      st.sums = st.sums + onehot:transpose(0, 1):contiguous():matmul(Fs)
-      st.counts = st.counts + onehot:sum(0)
-      acc.stats[name] = st
-    end
-    core.set_grad_enabled(was)
-  end
-  function self.result(acc)
-    if acc.n == 0 then error("hooks.anova result: no data added", 2) end
-    local was = core.set_grad_enabled(false)
-    local n, u = acc.n, acc.size
-    local mean = acc.s1 / n
-    local sst = (acc.s2 - mean * mean * n):totable()
-    local s2 = acc.s2:totable()
-    local out = {size = u, constant = 0, n = n}
-    local live = {}
-    for k = 1, u do
-      -- variance under 1e-10 (or lost to rounding: under 1e-6 of Σf'²) is a constant column
-      live[k] = sst[k] > 1e-10 * n and sst[k] > 1e-6 * s2[k]
-      if not live[k] then out.constant = out.constant + 1 end
-    end
-    for name, st in pairs(acc.stats) do
-      local counts = st.counts:reshape(groups, 1)
-      local gm = st.sums / counts:clamp(1, math.huge)
-      local ssb = ((gm - mean:reshape(1, u)) ^ 2 * counts):sum(0):totable()
-      local per, sum, cnt, sb, sw = {}, 0, 0, 0, 0
-      for k = 1, u do
-        if live[k] then
-          per[k] = math.min(1, ssb[k] / sst[k])
-          sum, cnt, sb, sw = sum + per[k], cnt + 1, sb + ssb[k], sw + sst[k]
-        else
-          per[k] = 0 / 0
-        end
-      end
-      out[name] = {per = per, mean = cnt > 0 and sum / cnt or 0 / 0,
-        pooled = sw > 0 and sb / sw or 0 / 0}
-    end
-    core.set_grad_enabled(was)
-    return out
-  end
-  return self
+function hooks.channel_means(t)
+  if t:dim() == 2 then return t end
+  return t:reshape(t:size(0), t:size(1), -1):mean(2)
 end
+
+--- The streaming one-way ANOVA lives with the statistics (cnnlab.metrics); this name stays
+-- for the scripts and docs that use it.
+function hooks.anova(groups) return require("cnnlab.metrics").anova(groups) end
 
 return hooks

@@ -18,7 +18,8 @@ local submodules = {
   nn = "cnnlab.nn", optim = "cnnlab.optim", data = "cnnlab.data", train = "cnnlab.train",
   models = "cnnlab.models", metrics = "cnnlab.metrics", svg = "cnnlab.svg",
   util = "cnnlab.util", hooks = "cnnlab.hooks", gradcam = "cnnlab.gradcam",
-  attack = "cnnlab.attack", ablation = "cnnlab.ablation", debias = "cnnlab.debias",
+  attack = "cnnlab.attack", attacks = "cnnlab.attacks", attributions = "cnnlab.attributions",
+  ablation = "cnnlab.ablation", debias = "cnnlab.debias",
   gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
   study = "cnnlab.study", defaults = "cnnlab.defaults",
 }

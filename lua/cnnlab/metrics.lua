@@ -10,11 +10,32 @@
 --   }
 --   metrics.confusion_table(confusion) → text table for the terminal
 --   metrics.confusion_svg(confusion, title) → annotated heat map (cnnlab.svg)
+--
+-- Statistics:
+--   metrics.mean_sd(xs) → mean, sample standard deviation of a list
+--   metrics.masked_mean(t[, select]) → mean of a tensor's values (where select ~= 0; NaN when
+--       nothing is selected)
+--   metrics.correlation(a, b) → Pearson's r of two lists (NaN when either is constant)
+--   metrics.quantile(sorted, q) → the q-quantile of a sorted list, linear between ranks
+--       (NaN for an empty list)
+--   metrics.preferences(means) → pref, selectivity: means[c][g] the mean response of unit c to
+--       group g (K groups, values ≥ 0 as after a ReLU); pref[c] the group it answers most (the
+--       first of equals; nil when no mean is > 0: a dead unit), selectivity[c] =
+--       (best − mean of the others) / (best + mean of the others) in [0, 1] (nil when dead)
+--   metrics.anova(groups) → acc          streaming one-way ANOVA on groupings:
+--       acc:add(F, {color = g1, digit = g2}) with F N×U (one row per input, one column per
+--       unit or channel) and each g an int64 N of groups 0..groups−1, batch after batch;
+--       acc:result() → {color = {per =, mean =, pooled =}, ..., constant =, size =, n =}:
+--       per column η² = SS_between / SS_total = Σ_g n_g (m_g − m)² / Σ_i (f_i − m)², its mean
+--       over the columns that vary, and pooled Σ SS_between / Σ SS_total; constant columns
+--       (a dead ReLU, a position no input reaches) are left out and counted.
 local core = require "cnnlab.core"
 local train = require "cnnlab.train"
 local svg = require "cnnlab.svg"
 
 local metrics = {}
+
+local function shape_string(t) return table.concat(t.shape, "×") end
 
 local function percent(num, den) return den > 0 and 100 * num / den or nil end
 
@@ -101,6 +122,142 @@ function metrics.mean_sd(xs)
   local ss = 0
   for _, x in ipairs(xs) do ss = ss + (x - mean) ^ 2 end
   return mean, n > 1 and math.sqrt(ss / (n - 1)) or 0
+end
+
+function metrics.masked_mean(t, select)
+  local v = t:float()
+  if select then
+    local s = select:float()
+    local k = s:sum():item()
+    return k > 0 and (v * s):sum():item() / k or 0 / 0
+  end
+  return v:mean():item()
+end
+
+function metrics.correlation(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then
+    error(("metrics.correlation: a and b must be lists of the same length, got %s and %s")
+      :format(type(a) == "table" and #a or type(a), type(b) == "table" and #b or type(b)), 2)
+  end
+  local n = #a
+  local ma, mb = 0, 0
+  for i = 1, n do ma, mb = ma + a[i], mb + b[i] end
+  ma, mb = ma / n, mb / n
+  local sab, saa, sbb = 0, 0, 0
+  for i = 1, n do
+    local da, db = a[i] - ma, b[i] - mb
+    sab, saa, sbb = sab + da * db, saa + da * da, sbb + db * db
+  end
+  if saa == 0 or sbb == 0 then return 0 / 0 end
+  return sab / math.sqrt(saa * sbb)
+end
+
+function metrics.preferences(means)
+  local pref, sel = {}, {}
+  for c, row in ipairs(means) do
+    local k, best, g = #row, -1, nil
+    for j = 1, k do
+      if row[j] > best then best, g = row[j], j end
+    end
+    if best > 0 then
+      local rest = 0
+      for j = 1, k do
+        if j ~= g then rest = rest + row[j] / (k - 1) end
+      end
+      pref[c], sel[c] = g, (best - rest) / (best + rest)
+    end
+  end
+  return pref, sel
+end
+
+function metrics.quantile(sorted, q)
+  if #sorted == 0 then return 0 / 0 end
+  local pos = 1 + q * (#sorted - 1)
+  local lo = math.floor(pos)
+  local hi = math.min(lo + 1, #sorted)
+  return sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo])
+end
+
+--- Streaming one-way ANOVA (see the header). Values are shifted by the first batch's column
+-- means before summing, so that Σ(f − m)² = Σf'² − N·m'² does not cancel in float32.
+function metrics.anova(groups)
+  if math.type(groups) ~= "integer" or groups < 1 then
+    error(("metrics.anova: groups must be a positive integer, got %s"):format(tostring(groups)), 2)
+  end
+  local self = {n = 0, stats = {}, groups = groups}
+  local levels = core.arange(0, groups):reshape(1, groups)
+  function self.add(acc, F, groupings)
+    if not core.is_tensor(F) or F:dim() ~= 2 then
+      error(("metrics.anova add: F must be N×U, got %s"):format(core.is_tensor(F)
+        and shape_string(F) or type(F)), 2)
+    end
+    if type(groupings) ~= "table" then
+      error("metrics.anova add: groupings must be a table name → int64 N groups", 2)
+    end
+    local count, u = F:size(0), F:size(1)
+    if acc.size and u ~= acc.size then
+      error(("metrics.anova add: F has %d columns, earlier batches had %d"):format(u, acc.size), 2)
+    end
+    local was = core.set_grad_enabled(false)
+    F = F:float()
+    if not acc.shift then
+      acc.shift = F:mean(0):reshape(1, u)
+      acc.s1, acc.s2 = core.zeros(u), core.zeros(u)
+      acc.size = u
+    end
+    local Fs = F - acc.shift
+    acc.n = acc.n + count
+    acc.s1 = acc.s1 + Fs:sum(0)
+    acc.s2 = acc.s2 + (Fs * Fs):sum(0)
+    for name, g in pairs(groupings) do
+      if not core.is_tensor(g) or g:numel() ~= count or g.dtype ~= "int64" then
+        core.set_grad_enabled(was)
+        error(("metrics.anova add: grouping '%s' must be an int64 vector of %d groups, got %s")
+          :format(tostring(name), count, core.is_tensor(g) and (g.dtype .. " " ..
+          shape_string(g)) or type(g)), 2)
+      end
+      local onehot = g:reshape(count, 1):eq(levels):float()
+      local st = acc.stats[name] or {sums = core.zeros(groups, u), counts = core.zeros(groups)}
+      st.sums = st.sums + onehot:transpose(0, 1):contiguous():matmul(Fs)
+      st.counts = st.counts + onehot:sum(0)
+      acc.stats[name] = st
+    end
+    core.set_grad_enabled(was)
+  end
+  function self.result(acc)
+    if acc.n == 0 then error("metrics.anova result: no data added", 2) end
+    local was = core.set_grad_enabled(false)
+    local n, u = acc.n, acc.size
+    local mean = acc.s1 / n
+    local sst = (acc.s2 - mean * mean * n):totable()
+    local s2 = acc.s2:totable()
+    local out = {size = u, constant = 0, n = n}
+    local live = {}
+    for k = 1, u do
+      -- variance under 1e-10 (or lost to rounding: under 1e-6 of Σf'²) is a constant column
+      live[k] = sst[k] > 1e-10 * n and sst[k] > 1e-6 * s2[k]
+      if not live[k] then out.constant = out.constant + 1 end
+    end
+    for name, st in pairs(acc.stats) do
+      local counts = st.counts:reshape(groups, 1)
+      local gm = st.sums / counts:clamp(1, math.huge)
+      local ssb = ((gm - mean:reshape(1, u)) ^ 2 * counts):sum(0):totable()
+      local per, sum, cnt, sb, sw = {}, 0, 0, 0, 0
+      for k = 1, u do
+        if live[k] then
+          per[k] = math.min(1, ssb[k] / sst[k])
+          sum, cnt, sb, sw = sum + per[k], cnt + 1, sb + ssb[k], sw + sst[k]
+        else
+          per[k] = 0 / 0
+        end
+      end
+      out[name] = {per = per, mean = cnt > 0 and sum / cnt or 0 / 0,
+        pooled = sw > 0 and sb / sw or 0 / 0}
+    end
+    core.set_grad_enabled(was)
+    return out
+  end
+  return self
 end
 
 return metrics

@@ -81,6 +81,7 @@ local function subset(set, n)
   end
   return s
 end
+study.subset = subset -- the first n samples of a set (the set itself when n ≥ its size)
 
 --- Builds the coloured sets described by opts (seed, rho, beta, data, data_dir, quick).
 function study.load_data(opts)

@@ -1,4 +1,13 @@
---- cnnlab.svg — small, dependency-free SVG charts for task outputs.
+--- cnnlab.svg — the one set of SVG primitives, and the charts built on them. Pictures made of
+-- tensors (heat colour maps, embedded PNGs, colour bars, captioned grids) are cnnlab.figure,
+-- built on these primitives too; no script writes SVG markup of its own.
+--
+--   Primitives, each returning a string: svg.text(x, y, s[, attrs]), svg.vtext (turned a
+--   quarter left), svg.rect(x, y, w, h[, attrs]), svg.line(x1, y1, x2, y2[, attrs]),
+--   svg.path(d[, attrs]), svg.polyline({{x, y}, ...}[, attrs]), svg.circle(cx, cy, r[, attrs]),
+--   svg.image(x, y, w, h, href), svg.swatch(x, y, size, {r, g, b}), svg.hex(r, g, b),
+--   svg.esc(s), svg.num(v); svg.doc(w, h, parts) → the document (a white page);
+--   svg.side_by_side(docs) → one document with the given ones left to right.
 --
 --   svg.heatmap{values = {{row 1}, {row 2}, ...}, row_labels = {...}, col_labels = {...},
 --               title =, xlabel =, ylabel =, fmt = "%d" (cell annotation, false for none),
@@ -19,28 +28,111 @@ local svg = {}
 svg.palette = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"}
 
-local function esc(s)
+-- ------------------------------------------------------------------ primitives
+-- Every SVG string of the library and the scripts comes from these.
+
+--- XML-escaped text.
+function svg.esc(s)
   return (tostring(s):gsub("[<>&\"']", {["<"] = "&lt;", [">"] = "&gt;", ["&"] = "&amp;",
                                          ['"'] = "&quot;", ["'"] = "&apos;"}))
 end
+local esc = svg.esc
 
-local function num(v)
+--- A coordinate: at most two decimals, no trailing zeros.
+function svg.num(v)
   return (string.format("%.2f", v):gsub("%.?0+$", ""))
 end
+local num = svg.num
 
-local function text(x, y, s, attrs)
+--- attrs: a string of attributes ('font-size="11" fill="#444"'), or nil.
+function svg.text(x, y, s, attrs)
   return string.format('<text x="%s" y="%s"%s>%s</text>', num(x), num(y),
     attrs and (" " .. attrs) or "", esc(s))
 end
+local text = svg.text
 
-local function doc(w, h, body)
+--- Text turned a quarter left about its anchor (axis labels).
+function svg.vtext(x, y, s, attrs)
+  return string.format('<text x="%s" y="%s"%s transform="rotate(-90 %s %s)">%s</text>', num(x),
+    num(y), attrs and (" " .. attrs) or "", num(x), num(y), esc(s))
+end
+
+function svg.rect(x, y, w, h, attrs)
+  return string.format('<rect x="%s" y="%s" width="%s" height="%s" %s/>', num(x), num(y), num(w),
+    num(h), attrs or 'fill="none" stroke="#444"')
+end
+local rect = svg.rect
+
+function svg.line(x1, y1, x2, y2, attrs)
+  return string.format('<line x1="%s" x2="%s" y1="%s" y2="%s" %s/>', num(x1), num(x2), num(y1),
+    num(y2), attrs or 'stroke="#444"')
+end
+local line = svg.line
+
+function svg.path(d, attrs)
+  return string.format('<path d="%s" %s/>', d, attrs or 'stroke="#222" fill="none"')
+end
+
+--- A line through points {{x, y}, ...}.
+function svg.polyline(points, attrs)
+  local pts = {}
+  for i, p in ipairs(points) do pts[i] = num(p[1]) .. "," .. num(p[2]) end
+  return string.format('<polyline %s points="%s"/>', attrs or 'fill="none" stroke="#444"',
+    table.concat(pts, " "))
+end
+
+function svg.circle(cx, cy, r, attrs)
+  return string.format('<circle cx="%s" cy="%s" r="%s" %s/>', num(cx), num(cy), num(r),
+    attrs or 'fill="#444"')
+end
+
+--- An embedded picture (href: a data URI, so that the SVG stands alone, also inside <img>).
+function svg.image(x, y, w, h, href)
+  return string.format('<image x="%s" y="%s" width="%s" height="%s" xlink:href="%s" '
+    .. 'style="image-rendering:pixelated" preserveAspectRatio="none"/>', num(x), num(y), num(w),
+    num(h), esc(href))
+end
+
+--- "#rrggbb" of r, g, b in [0,1].
+function svg.hex(r, g, b)
+  local function c(v) return math.floor(math.max(0, math.min(1, v)) * 255 + 0.5) end
+  return string.format("#%02x%02x%02x", c(r), c(g), c(b))
+end
+
+--- A square of colour rgb = {r, g, b} in [0,1].
+function svg.swatch(x, y, size, rgb)
+  return rect(x, y, size, size, string.format('fill="%s" stroke="#666"',
+    svg.hex(rgb[1], rgb[2], rgb[3])))
+end
+
+--- The document: a white page w×h around the parts (a list of strings).
+function svg.doc(w, h, parts)
+  w, h = math.ceil(w), math.ceil(h)
   return table.concat({
-    string.format('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-      .. 'viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">', w, h, w, h),
+    string.format('<svg xmlns="http://www.w3.org/2000/svg" '
+      .. 'xmlns:xlink="http://www.w3.org/1999/xlink" width="%d" height="%d" '
+      .. 'viewBox="0 0 %d %d" font-family="Helvetica, Arial, sans-serif" font-size="12">',
+      w, h, w, h),
     string.format('<rect width="%d" height="%d" fill="white"/>', w, h),
-    table.concat(body, "\n"),
+    table.concat(parts, "\n"),
     "</svg>\n"}, "\n")
 end
+local doc = svg.doc
+
+--- Documents (from svg.doc) placed side by side in one, left to right, tops aligned.
+function svg.side_by_side(docs)
+  local x, h, parts = 0, 0, {}
+  for _, d in ipairs(docs) do
+    local w, hh = d:match('width="(%d+)" height="(%d+)"')
+    w, hh = tonumber(w), tonumber(hh)
+    parts[#parts + 1] = (d:gsub('^<svg xmlns="http://www.w3.org/2000/svg" ',
+      ('<svg x="%d" y="0" '):format(x), 1))
+    x, h = x + w, math.max(h, hh)
+  end
+  return doc(x, h, parts)
+end
+
+-- ------------------------------------------------------------------ charts
 
 --- Round tick positions covering [lo, hi] ("nice numbers": steps of 1, 2 or 5 × 10^k).
 function svg.ticks(lo, hi, count)
@@ -100,8 +192,7 @@ function svg.heatmap(o)
       local x, y = left + (j - 1) * cell, top + (i - 1) * cell
       local fill, dark = blues((v - vmin) / span)
       if v ~= v then fill, dark = "#dddddd", false end
-      b[#b + 1] = string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="%s" stroke="white"/>',
-        x, y, cell, cell, fill)
+      b[#b + 1] = rect(x, y, cell, cell, ('fill="%s" stroke="white"'):format(fill))
       if fmt then
         local s = (v ~= v) and "–" or (fmt == "%d" and string.format("%d", math.floor(v + 0.5))
           or string.format(fmt, v))
@@ -111,8 +202,7 @@ function svg.heatmap(o)
       end
     end
   end
-  b[#b + 1] = string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>',
-    left, top, gw, gh)
+  b[#b + 1] = rect(left, top, gw, gh)
   for j = 1, nc do
     local l = o.col_labels and o.col_labels[j] or tostring(j - 1)
     b[#b + 1] = text(left + (j - 0.5) * cell, top + gh + 15, l, 'text-anchor="middle"')
@@ -123,21 +213,19 @@ function svg.heatmap(o)
   end
   if o.xlabel then b[#b + 1] = text(left + gw / 2, top + gh + 38, o.xlabel, 'text-anchor="middle" font-size="13"') end
   if o.ylabel then
-    b[#b + 1] = string.format('<text x="18" y="%s" text-anchor="middle" font-size="13" '
-      .. 'transform="rotate(-90 18 %s)">%s</text>', num(top + gh / 2), num(top + gh / 2), esc(o.ylabel))
+    b[#b + 1] = svg.vtext(18, top + gh / 2, o.ylabel, 'text-anchor="middle" font-size="13"')
   end
   -- colour scale
   local sx, steps = left + gw + 24, 40
   for k = 0, steps - 1 do
     local fill = blues(1 - k / (steps - 1))
-    b[#b + 1] = string.format('<rect x="%d" y="%s" width="16" height="%s" fill="%s"/>', sx,
-      num(top + k * gh / steps), num(gh / steps + 0.5), fill)
+    b[#b + 1] = rect(sx, top + k * gh / steps, 16, gh / steps + 0.5, ('fill="%s"'):format(fill))
   end
-  b[#b + 1] = string.format('<rect x="%d" y="%d" width="16" height="%d" fill="none" stroke="#444"/>', sx, top, gh)
+  b[#b + 1] = rect(sx, top, 16, gh)
   local ticks, step = svg.ticks(vmin, vmax, 4)
   for _, v in ipairs(ticks) do
     local y = top + gh - (v - vmin) / span * gh
-    b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%s" y2="%s" stroke="#444"/>', sx + 16, sx + 20, num(y), num(y))
+    b[#b + 1] = line(sx + 16, y, sx + 20, y)
     b[#b + 1] = text(sx + 23, y + 4, tick_label(v, step))
   end
   return doc(w, h, b)
@@ -149,17 +237,16 @@ local function frame(b, o, left, top, pw, ph, ymin, ymax)
   local function py(v) return top + ph - (v - ymin) / (ymax - ymin) * ph end
   for _, v in ipairs(ticks) do
     if v >= ymin - 1e-12 and v <= ymax + 1e-12 then
-      b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%s" y2="%s" stroke="#e5e5e5"/>', left, left + pw, num(py(v)), num(py(v)))
+      b[#b + 1] = line(left, py(v), left + pw, py(v), 'stroke="#e5e5e5"')
       b[#b + 1] = text(left - 6, py(v) + 4, tick_label(v, step), 'text-anchor="end"')
     end
   end
-  b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#444"/>', left, left, top, top + ph)
-  b[#b + 1] = string.format('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#444"/>', left, left + pw, top + ph, top + ph)
+  b[#b + 1] = line(left, top, left, top + ph)
+  b[#b + 1] = line(left, top + ph, left + pw, top + ph)
   if o.title then b[#b + 1] = text(left + pw / 2, 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"') end
   if o.xlabel then b[#b + 1] = text(left + pw / 2, top + ph + 40, o.xlabel, 'text-anchor="middle" font-size="13"') end
   if o.ylabel then
-    b[#b + 1] = string.format('<text x="16" y="%s" text-anchor="middle" font-size="13" '
-      .. 'transform="rotate(-90 16 %s)">%s</text>', num(top + ph / 2), num(top + ph / 2), esc(o.ylabel))
+    b[#b + 1] = svg.vtext(16, top + ph / 2, o.ylabel, 'text-anchor="middle" font-size="13"')
   end
   return py
 end
@@ -167,7 +254,7 @@ end
 local function legend(b, series, x, y)
   for i, s in ipairs(series) do
     local c = s.color or svg.palette[(i - 1) % #svg.palette + 1]
-    b[#b + 1] = string.format('<rect x="%d" y="%d" width="12" height="12" fill="%s"/>', x, y + (i - 1) * 18, c)
+    b[#b + 1] = rect(x, y + (i - 1) * 18, 12, 12, ('fill="%s"'):format(c))
     b[#b + 1] = text(x + 17, y + (i - 1) * 18 + 10, s.name or ("series " .. i))
   end
 end
@@ -209,16 +296,15 @@ function svg.bars(o)
       if v == v then
         local x = left + (i - 1) * gw + 4 + (si - 1) * bw
         local y0, y1 = py(math.max(ymin, math.min(0, ymax))), py(v)
-        b[#b + 1] = string.format('<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>', num(x),
-          num(math.min(y0, y1)), num(math.max(bw - 1, 1)), num(math.abs(y1 - y0)), c)
+        b[#b + 1] = rect(x, math.min(y0, y1), math.max(bw - 1, 1), math.abs(y1 - y0),
+          ('fill="%s"'):format(c))
         local top_y = math.min(y0, y1)
         local e = s.errors and s.errors[i]
         if e and e == e and e > 0 then -- error bar ± e (e.g. one standard deviation)
           local ya, yb = py(math.min(ymax, v + e)), py(math.max(ymin, v - e))
           local xc, cap = x + bw / 2, math.min(4, bw / 3)
-          b[#b + 1] = string.format('<path d="M%s %sV%sM%s %sH%sM%s %sH%s" stroke="#222" fill="none"/>',
-            num(xc), num(ya), num(yb), num(xc - cap), num(ya), num(xc + cap), num(xc - cap), num(yb),
-            num(xc + cap))
+          b[#b + 1] = svg.path(("M%s %sV%sM%s %sH%sM%s %sH%s"):format(num(xc), num(ya),
+            num(yb), num(xc - cap), num(ya), num(xc + cap), num(xc - cap), num(yb), num(xc + cap)))
           top_y = math.min(top_y, ya)
         end
         if fmt and #series * n <= 40 then
@@ -252,7 +338,7 @@ function svg.lines(o)
   local xt, xstep = svg.ticks(xmin, xmax, 6)
   for _, v in ipairs(xt) do
     if v >= xmin - 1e-12 and v <= xmax + 1e-12 then
-      b[#b + 1] = string.format('<line x1="%s" x2="%s" y1="%d" y2="%d" stroke="#444"/>', num(px(v)), num(px(v)), top + ph, top + ph + 4)
+      b[#b + 1] = line(px(v), top + ph, px(v), top + ph + 4)
       b[#b + 1] = text(px(v), top + ph + 16, tick_label(v, xstep), 'text-anchor="middle"')
     end
   end
@@ -262,17 +348,14 @@ function svg.lines(o)
     for i = 1, #s.x do
       local x, y = s.x[i], s.y[i]
       if y == y and x == x then
-        pts[#pts + 1] = num(px(x)) .. "," .. num(py(math.max(ymin, math.min(ymax, y))))
+        pts[#pts + 1] = {px(x), py(math.max(ymin, math.min(ymax, y)))}
       end
     end
     if #pts > 0 then
-      b[#b + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>', c,
-        s.dashed and ' stroke-dasharray="6 4"' or "", table.concat(pts, " "))
+      b[#b + 1] = svg.polyline(pts, ('fill="none" stroke="%s" stroke-width="2"%s'):format(c,
+        s.dashed and ' stroke-dasharray="6 4"' or ""))
       if o.markers or #pts == 1 then
-        for _, p in ipairs(pts) do
-          local x, y = p:match("([^,]+),(.+)")
-          b[#b + 1] = string.format('<circle cx="%s" cy="%s" r="3" fill="%s"/>', x, y, c)
-        end
+        for _, p in ipairs(pts) do b[#b + 1] = svg.circle(p[1], p[2], 3, ('fill="%s"'):format(c)) end
       end
     end
   end
