@@ -444,7 +444,13 @@ end
 
 -- ------------------------------------------------------------------ report
 
-local function pct(v) return v and string.format("%.1f%%", 100 * v) or "?" end
+-- A share over 100% cannot be a result: the peak probe under-read (too few FMA chains for the
+-- processor, or a moment of interference), so it is printed as the error it is.
+local function pct(v)
+  if not v then return "?" end
+  if v > 1 then return "probe err" end
+  return string.format("%.1f%%", 100 * v)
+end
 print()
 print("images/s: wall clock, median of " .. opt.rounds .. " blocks; % of peak: GFLOP/s over " ..
   "threads × the per-core peak; per CPU-s: the same per second of CPU time the process got")
