@@ -230,79 +230,11 @@ function gradcam.compute(model, x, opts)
   if opts and opts.plusplus then
     combines[2] = {"_pp", method("gradcampp").from_gradients}
   end
-  function gradcam.pick_examples(labels, colors, preds, kind, count)
-  local picked, used = {}, {}
-  local function add(i, key)
-    if #picked < count and not used[key] then
-      used[key] = true
-      picked[#picked + 1] = i
-    end
-  end
-  if kind == "easy" then
-    for round = 1, 2 do
-      for i = 1, #labels do
-        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
-      end
-    end
-    return picked
-  end
-  for i = 1, #labels do
-    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
-  end
-  for round = 1, 2 do
-    for i = 1, #labels do
-      if colors[i] ~= labels[i] and preds[i] == colors[i] then
-        add(i - 1, round == 1 and preds[i] or ("r" .. i))
-      end
-    end
-  end
-  if #picked == 0 then -- a model that does not follow colour: show misread digits
-    for i = 1, #labels do
-      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
-    end
-  end
-  return picked
-end
-
-return gradcam.layer_maps(fn, model, x, o, combines)
+  return gradcam.layer_maps(fn, model, x, o, combines)
 end
 
 function gradcam.gradcam_pp(model, x, opts)
-  function gradcam.pick_examples(labels, colors, preds, kind, count)
-  local picked, used = {}, {}
-  local function add(i, key)
-    if #picked < count and not used[key] then
-      used[key] = true
-      picked[#picked + 1] = i
-    end
-  end
-  if kind == "easy" then
-    for round = 1, 2 do
-      for i = 1, #labels do
-        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
-      end
-    end
-    return picked
-  end
-  for i = 1, #labels do
-    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
-  end
-  for round = 1, 2 do
-    for i = 1, #labels do
-      if colors[i] ~= labels[i] and preds[i] == colors[i] then
-        add(i - 1, round == 1 and preds[i] or ("r" .. i))
-      end
-    end
-  end
-  if #picked == 0 then -- a model that does not follow colour: show misread digits
-    for i = 1, #labels do
-      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
-    end
-  end
-  return picked
-end
-
-return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
+  return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
     {{"", method("gradcampp").from_gradients}})
 end
 
