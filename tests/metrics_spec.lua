@@ -90,3 +90,22 @@ describe("metrics.preferences", function()
     assert.is_nil(sel[3])
   end)
 end)
+
+describe("metrics.preference_order and metrics.preference_summary", function()
+  it("orders units by preferred group, dead last, then by peak; summarises them", function()
+    local means = {{0, 3, 1}, {5, 1, 1}, {0, 0, 0}, {0, 6, 1}, {2, 1, 1}}
+    local pref, sel = metrics.preferences(means)
+    -- groups: unit 1 → 2, 2 → 1, 3 dead, 4 → 2, 5 → 1; by peak within a group: 2 (5) before 5
+    -- (2), 4 (6) before 1 (3)
+    assert.same({2, 5, 4, 1, 3}, metrics.preference_order(pref, means))
+    local blank_pref = metrics.preferences({{0, 0, 0}, {1, 0, 0}, {1, 0, 0}, {0, 0, 0}, {0, 0, 2}})
+    local s = metrics.preference_summary(pref, sel, blank_pref, 5)
+    assert.equal(2, s.preferred)       -- groups 1 and 2
+    assert.equal(2, s.preferred_blank) -- groups 1 and 3
+    assert.equal(1, s.dead)
+    assert.is_true(near(s.selectivity, (sel[1] + sel[2] + sel[4] + sel[5]) / 4, 1e-12))
+    local none = metrics.preference_summary({}, {}, {}, 2)
+    assert.equal(2, none.dead)
+    assert.is_true(none.selectivity ~= none.selectivity) -- NaN: no unit lives
+  end)
+end)
