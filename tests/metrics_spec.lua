@@ -109,3 +109,16 @@ describe("metrics.preference_order and metrics.preference_summary", function()
     assert.is_true(none.selectivity ~= none.selectivity) -- NaN: no unit lives
   end)
 end)
+
+describe("metrics.mean_sd_table", function()
+  it("prints mean ± sd per method and rho, n=1 and missing values marked", function()
+    local lines = metrics.mean_sd_table({
+      {method = "erm", rho = 1, n = 3, hard_acc_mean = 41.234, hard_acc_sd = 3.1, hard_acc_n = 3},
+      {method = "lff", rho = 0.99, n = 1, hard_acc_mean = 50, hard_acc_sd = 0, hard_acc_n = 1}},
+      {{"hard_acc", "hard"}, {"val_acc", "validation"}})
+    assert.equal(3, #lines)
+    assert.equal(("%-22s %6s %5s %16s %16s"):format("method", "rho", "n", "hard", "validation"), lines[1])
+    assert.equal(("%-22s %6s %5d %16s %16s"):format("erm", "1", 3, "41.23 ± 3.10", "—"), lines[2])
+    assert.equal(("%-22s %6s %5d %16s %16s"):format("lff", "0.99", 1, "50.00 (n=1)", "—"), lines[3])
+  end)
+end)

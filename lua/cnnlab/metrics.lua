@@ -22,6 +22,9 @@
 --       group g (K groups, values ≥ 0 as after a ReLU); pref[c] the group it answers most (the
 --       first of equals; nil when no mean is > 0: a dead unit), selectivity[c] =
 --       (best − mean of the others) / (best + mean of the others) in [0, 1] (nil when dead)
+--   metrics.mean_sd_table(rows, keys) → lines: a table of mean ± sd over seeds, one line per
+--       row ({method, rho, n, <key>_mean, <key>_sd, <key>_n}), one column per {key, title} of
+--       keys: "—" without a mean, "x.xx (n=1)" for one seed
 --   metrics.preference_order(pref, means) → the units 1..#means by preferred group (dead
 --       units last), then by their highest mean response, highest first
 --   metrics.preference_summary(pref, selectivity, pref_blank, n) → {preferred, preferred_blank,
@@ -174,6 +177,24 @@ function metrics.preferences(means)
     end
   end
   return pref, sel
+end
+
+function metrics.mean_sd_table(rows, keys)
+  local function cell(row, key)
+    local mean = row[key .. "_mean"]
+    if not mean then return ("%16s"):format("—") end
+    if (row[key .. "_n"] or 0) < 2 then return ("%16s"):format(("%.2f (n=1)"):format(mean)) end
+    return ("%16s"):format(("%.2f ± %.2f"):format(mean, row[key .. "_sd"]))
+  end
+  local header = {("%-22s %6s %5s"):format("method", "rho", "n")}
+  for _, k in ipairs(keys) do header[#header + 1] = ("%16s"):format(k[2]) end
+  local lines = {table.concat(header, " ")}
+  for _, row in ipairs(rows) do
+    local line = {("%-22s %6s %5d"):format(row.method, ("%g"):format(row.rho), row.n)}
+    for _, k in ipairs(keys) do line[#line + 1] = cell(row, k[1]) end
+    lines[#lines + 1] = table.concat(line, " ")
+  end
+  return lines
 end
 
 function metrics.preference_order(pref, means)
