@@ -42,12 +42,7 @@ local function write_tmp(text)
   return path
 end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  util.mkdir_p(d)
-  return d
-end
+local tmpdir = require("tests.helpers").tmpdir
 
 -- Runs a shell command line; returns {code, out, err, seconds}.
 local function sh(cmd)

@@ -44,6 +44,8 @@
 --       ({name = int64 N}, 10 groups each), on each channel's spatial mean and on each unit;
 --       besides the model's layers, "input" (the images in [0,1]) and "fc" (the output);
 --       o = {batch}
+--   hooks.guarded(model, grad, cleanup, body) → body()'s results, run in evaluation mode with
+--       gradient recording set to grad; both restored and cleanup() run whatever happens
 --   hooks.attach(model, names, fn) → handle     low level: fn(name, module, input, output) as
 --       a forward hook on each named module; handle:remove() removes them all.
 local core = require "cnnlab.core"
@@ -183,9 +185,9 @@ function hooks.attach(model, names, fn)
   return attach_modules(names, resolve_all("hooks.attach", model, names), fn)
 end
 
--- Runs body() with the model in evaluation mode and gradient recording set to `grad`, then
--- restores both (and runs cleanup) whatever happens.
-local function guarded(model, grad, cleanup, body)
+--- Runs body() with the model in evaluation mode and gradient recording set to `grad`, then
+-- restores both (and runs cleanup) whatever happens (shared with ablation.lua).
+function hooks.guarded(model, grad, cleanup, body)
   local was_training = model.training
   model:eval()
   local was_grad = core.set_grad_enabled(grad)
@@ -196,6 +198,7 @@ local function guarded(model, grad, cleanup, body)
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
 end
+local guarded = hooks.guarded
 
 function hooks.capture(model, names, x, opts)
   check_model("hooks.capture", model)
