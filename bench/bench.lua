@@ -417,7 +417,7 @@ do
 end
 results.fixed_step_ms = fixed_step_cost() * 1e3
 results.startup_ms = startup_ms()
--- Task 0's data path (issue 3: "well under a second" each), when make data has run
+-- Task 0's data path (the target: "well under a second" each), when make data has run
 if util.exists("data/mnist/train-images-idx3-ubyte.gz") or util.exists("data/mnist/train-images-idx3-ubyte") then
   local reads, builds = {}, {}
   for i = 1, opt.quick and 1 or 5 do

@@ -24,9 +24,7 @@
 -- A one-process run with another thread count (--threads 2) is the yardstick: it changes the
 -- summation order inside the kernels exactly as splitting the batch does.
 local lab = require "cnnlab"
-local util = lab.util
-local study = lab.study
-local mpi = lab.mpi
+local util, study, mpi = lab.util, lab.study, lab.mpi
 
 local spec = {
   name = "mpi_compare", script = "scripts/mpi_compare.lua",
@@ -48,16 +46,6 @@ local opts = util.parse_args(arg, spec)
 local function fail(msg)
   io.stderr:write("mpi_compare: ", msg, "\n")
   os.exit(1)
-end
-
-local function snapshot_steps(dir)
-  local steps = {}
-  for _, f in ipairs(lab.listdir(dir) or {}) do
-    local s = f:match("^snapshot_(%d+)%.safetensors$")
-    if s then steps[#steps + 1] = math.tointeger(tonumber(s)) end
-  end
-  table.sort(steps)
-  return steps
 end
 
 -- ------------------------------------------------------------------ compare
@@ -85,19 +73,12 @@ if opts.compare ~= "" then
     local xs, ys = {}, {}
     print(("\n%s (%s) against the reference:"):format(dirs[i], label(results[i])))
     print(("  %6s  %22s  %16s  %s"):format("step", "max|a-b|/max|a| worst", "‖a-b‖/‖a‖ worst", "worst tensor"))
-    for _, step in ipairs(snapshot_steps(ref)) do
+    for _, step in ipairs(mpi.snapshot_steps(ref)) do
       local p = ("%s/snapshot_%d.safetensors"):format(dirs[i], step)
       if util.exists(p) then
         local a = lab.load_safetensors(("%s/snapshot_%d.safetensors"):format(ref, step))
         local b = lab.load_safetensors(p)
-        local worst, worst_l2, where = 0, 0, "-"
-        for name, t in pairs(a) do
-          local d = t - b[name]
-          local rel = d:abs():max():item() / math.max(t:abs():max():item(), 1e-30)
-          local l2 = math.sqrt(d:square():sum():item() / math.max(t:square():sum():item(), 1e-30))
-          if rel > worst then worst, where = rel, name end
-          worst_l2 = math.max(worst_l2, l2)
-        end
+        local worst, worst_l2, where = mpi.weight_difference(a, b)
         rows[#rows + 1] = {step = step, max_rel = worst, l2_rel = worst_l2, tensor = where}
         print(("  %6d  %22.3e  %16.3e  %s"):format(step, worst, worst_l2, where))
         xs[#xs + 1], ys[#ys + 1] = step, math.log(math.max(worst, 1e-12), 10)
@@ -162,7 +143,7 @@ end
 
 if root then
   util.mkdir_p(opts.out)
-  for _, st in ipairs(snapshot_steps(opts.out)) do os.remove(("%s/snapshot_%d.safetensors"):format(opts.out, st)) end
+  for _, st in ipairs(mpi.snapshot_steps(opts.out)) do os.remove(("%s/snapshot_%d.safetensors"):format(opts.out, st)) end
   util.progress("%d rank%s × %d thread%s: %d training digits, batch %d (%s per rank), %d steps",
     mpi.size(), mpi.size() > 1 and "s" or "", lab.get_threads(), lab.get_threads() > 1 and "s" or "",
     n, opts.batch, mpi.size() > 1 and ("%d"):format(opts.batch // mpi.size()) or "all", steps_total)

@@ -19,10 +19,8 @@
 -- hard-conflicting accuracies), summary.svg (hard-set accuracies with ± sd bars) and prints
 -- the table. Exit status 1 when a point failed.
 local lab = require "cnnlab"
-local util = lab.util
-local study = lab.study
+local util, study, mpi = lab.util, lab.study, lab.mpi
 local runs = require "cnnlab.runs"
-local mpi = lab.mpi
 
 local spec = {
   name = "sweep", script = "scripts/sweep.lua",
@@ -201,24 +199,10 @@ for _, method in ipairs(methods) do
   end
 end
 
-local function cell(row, key)
-  local mean = row[key .. "_mean"]
-  if not mean then return ("%16s"):format("—") end
-  if (row[key .. "_n"] or 0) < 2 then return ("%16s"):format(("%.2f (n=1)"):format(mean)) end
-  return ("%16s"):format(("%.2f ± %.2f"):format(mean, row[key .. "_sd"]))
-end
-
 print()
 print(("Mean ± sd over seeds (accuracy %%; %d seeds: %s; %s%s)"):format(#seeds,
   table.concat(seeds, ","), opts.data, opts.quick and ", quick subsets" or ""))
-local header = {("%-22s %6s %5s"):format("method", "rho", "n")}
-for _, k in ipairs(KEYS) do header[#header + 1] = ("%16s"):format(k[2]) end
-print(table.concat(header, " "))
-for _, row in ipairs(rows) do
-  local line = {("%-22s %6s %5d"):format(row.method, ("%g"):format(row.rho), row.n)}
-  for _, k in ipairs(KEYS) do line[#line + 1] = cell(row, k[1]) end
-  print(table.concat(line, " "))
-end
+print(table.concat(lab.metrics.mean_sd_table(rows, KEYS), "\n"))
 if #failed > 0 then
   print(("\n%d point%s missing:"):format(#failed, #failed > 1 and "s" or ""))
   for _, f in ipairs(failed) do print(("  %s: %s"):format(f.point, f.error)) end

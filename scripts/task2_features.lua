@@ -28,12 +28,8 @@
 -- features.safetensors (the three inputs' bytes, their activations and the colour-response
 -- table).
 local lab = require "cnnlab"
-local util = lab.util
-local study = lab.study
-local hooks = lab.hooks
-local metrics = lab.metrics
-local figure = require "cnnlab.figure"
-local svg = lab.svg
+local util, study, hooks, metrics, svg = lab.util, lab.study, lab.hooks, lab.metrics, lab.svg
+local figure, features = require "cnnlab.figure", require "cnnlab.features"
 
 local spec = {
   name = "task2_features", script = "scripts/task2_features.lua",
@@ -59,50 +55,7 @@ local GRID = {{ncol = 8, scale = 2}, {ncol = 16, scale = 2}, {ncol = 16, scale =
 -- Streams for the colorize calls of this script (docs/data.md: a stream number is any set).
 local STREAM_RECOLOUR, STREAM_BLANK, STREAM_DIGITS = 7200, 7300, 7400
 
-local names = lab.data.PALETTE_NAMES
-local channel_means = hooks.channel_means
-
-local function describe_input(s)
-  return ("true %d, painted %s%s"):format(s.label, names[s.color + 1],
-    s.color == s.label and "" or (" = colour of %d"):format(s.color))
-end
-
--- The three inputs: A an easy digit in its own colour, B the same grey digit recoloured, C a
--- hard digit of a third class in B's colour (read as that colour's class when one is).
-local function choose_inputs(model, sets)
-  local val, hard = sets.val, sets.hard
-  local vl, vc = val.labels:totable(), val.colors:totable()
-  local vp = lab.train.predict(model, val):totable()
-  local a_pos
-  for i = 1, #vl do
-    if vl[i] == opts.digit and vc[i] == opts.digit and vp[i] == opts.digit then a_pos = i - 1 break end
-  end
-  if not a_pos then
-    error(("no validation digit %d in its own colour is read correctly"):format(opts.digit), 0)
-  end
-  local a_grey = sets.source.train.images:index_select(0, val.index:narrow(0, a_pos, 1))
-  local b_img = lab.colorize(a_grey, lab.tensor({opts.color}, {dtype = "int64"}), opts.beta,
-    opts.seed, STREAM_RECOLOUR)
-  local hl, hc = hard.labels:totable(), hard.colors:totable()
-  local hp = lab.train.predict(model, hard):totable()
-  local c_pos, c_fallback
-  for i = 1, #hl do
-    if hc[i] == opts.color and hl[i] ~= opts.color and hl[i] ~= opts.digit then
-      c_fallback = c_fallback or i - 1
-      if hp[i] == opts.color then c_pos = i - 1 break end
-    end
-  end
-  c_pos = c_pos or c_fallback
-  if not c_pos then error(("no hard digit painted %s"):format(names[opts.color + 1]), 0) end
-  local images = lab.cat({val.images:narrow(0, a_pos, 1), b_img, hard.images:narrow(0, c_pos, 1)}, 0)
-  return images, {
-    {key = "A_easy", what = "A: easy digit", label = opts.digit, color = opts.digit,
-      index = val.index:get(a_pos), source = "training file"},
-    {key = "B_recoloured", what = "B: the same digit recoloured", label = opts.digit,
-      color = opts.color, index = val.index:get(a_pos), source = "training file"},
-    {key = "C_hard", what = "C: hard digit of another class", label = hl[c_pos + 1],
-      color = opts.color, index = hard.index:get(c_pos), source = "test file"}}
-end
+local channel_means, describe_input = hooks.channel_means, features.describe
 
 -- features_<input>.png, the channel-mean correlations and features.svg.
 local function feature_maps(acts, logits, images, inputs, m)
@@ -183,53 +136,21 @@ local function colour_response(model, sets, m)
     opts.response_n)
   local val = sets.val
   local nr = math.min(opts.response_n, val.n)
-  local digit_grey = sets.source.train.images:index_select(0, val.index:narrow(0, 0, nr))
-  local blank_grey = lab.zeros({nr, digit_grey:size(1), digit_grey:size(2)}, {dtype = "uint8"})
-  local blank_resp, digit_resp = {}, {}                        -- [colour][channel]
-  local reduce = function(_, t) return channel_means(t) end
-  for k = 0, 9 do
-    local colours = lab.full({nr}, k, {dtype = "int64"})
-    local b = lab.colorize(blank_grey, colours, opts.beta, opts.seed, STREAM_BLANK)
-    local d = lab.colorize(digit_grey, colours, opts.beta, opts.seed, STREAM_DIGITS)
-    blank_resp[k + 1] = hooks.collect(model, "relu1", b, {batch = opts.batch, reduce = reduce})
-      .relu1:mean(0):totable()
-    digit_resp[k + 1] = hooks.collect(model, "relu1", d, {batch = opts.batch, reduce = reduce})
-      .relu1:mean(0):totable()
-  end
-  local nch = #blank_resp[1]
-  local blank, digit = {}, {}                                   -- [channel][colour]
-  for ch = 1, nch do
-    blank[ch], digit[ch] = {}, {}
-    for k = 1, 10 do blank[ch][k], digit[ch][k] = blank_resp[k][ch], digit_resp[k][ch] end
-  end
+  local r = hooks.colour_response(model, "relu1", sets.source.train.images:index_select(0,
+    val.index:narrow(0, 0, nr)), {beta = opts.beta, seed = opts.seed, batch = opts.batch,
+    blank_stream = STREAM_BLANK, digit_stream = STREAM_DIGITS})
+  local blank, digit, nch = r.blank, r.digit, #r.blank
   local pref, selectivity = metrics.preferences(digit)
   local pref_blank = metrics.preferences(blank)
-  local order = {}
-  for ch = 1, nch do order[ch] = ch end
-  local function peak(ch) return math.max(table.unpack(digit[ch])) end
-  table.sort(order, function(x, y)
-    local px, py = pref[x] or 99, pref[y] or 99
-    if px ~= py then return px < py end
-    return peak(x) > peak(y)
-  end)
+  local order = metrics.preference_order(pref, digit)
   svg.save(opts.out .. "/color_response.svg", figure.response_table{blank = blank, digit = digit,
     order = order, pref = pref, palette = lab.data.PALETTE, n = opts.response_n})
   -- how colour-selective is conv1? preferred colours and the mean selectivity index
-  local distinct, distinct_b, dead, sel_sum, sel_n = {}, {}, 0, 0, 0
-  for ch = 1, nch do
-    if pref[ch] then
-      distinct[pref[ch]], sel_sum, sel_n = true, sel_sum + selectivity[ch], sel_n + 1
-    else
-      dead = dead + 1
-    end
-    if pref_blank[ch] then distinct_b[pref_blank[ch]] = true end
-  end
-  local function count(t) local c = 0 for _ in pairs(t) do c = c + 1 end return c end
-  m.conv1_colors_preferred_digit, m.conv1_colors_preferred_blank = count(distinct), count(distinct_b)
-  m.conv1_dead_channels = dead
-  m.conv1_color_selectivity = sel_n > 0 and sel_sum / sel_n or 0 / 0
+  local sum = metrics.preference_summary(pref, selectivity, pref_blank, nch)
+  m.conv1_colors_preferred_digit, m.conv1_colors_preferred_blank = sum.preferred, sum.preferred_blank
+  m.conv1_dead_channels, m.conv1_color_selectivity = sum.dead, sum.selectivity
   m.response_n = nr
-  return blank_resp, digit_resp
+  return r.blank_rows, r.digit_rows
 end
 
 -- η² of colour and of digit per layer over the hard set, and variance.svg.
@@ -238,19 +159,8 @@ local function variance_explained(model, hard, m)
   util.progress("variance explained: %d hard digits (colour independent of digit)", n)
   local labels, colors = hard.labels:narrow(0, 0, n), hard.colors:narrow(0, 0, n)
   local VLAYERS = {"input", "relu1", "relu2", "relu3", "fc"}
-  local acc = {}
-  for _, layer in ipairs(VLAYERS) do acc[layer] = {channel = metrics.anova(10), unit = metrics.anova(10)} end
-  for start = 0, n - 1, opts.batch do
-    local count = math.min(opts.batch, n - start)
-    local x = hard.images:narrow(0, start, count):float() / 255
-    local a, out = hooks.capture(model, LAYERS, x)
-    a.input, a.fc = x, out
-    local groups = {color = colors:narrow(0, start, count), digit = labels:narrow(0, start, count)}
-    for _, layer in ipairs(VLAYERS) do
-      acc[layer].channel:add(channel_means(a[layer]), groups)
-      acc[layer].unit:add(a[layer]:reshape(count, -1), groups)
-    end
-  end
+  local res = hooks.variance_explained(model, VLAYERS, hard.images:narrow(0, 0, n),
+    {color = colors, digit = labels}, {batch = opts.batch})
   print(("\nShare of activation variance explained (η², one-way ANOVA, %d hard digits), mean over "
     .. "channels (channel means) and over units (one value per channel and position):"):format(n))
   print(("  %-26s %9s %9s %9s %9s %10s %10s"):format("layer", "ch:colour", "ch:digit",
@@ -260,7 +170,7 @@ local function variance_explained(model, hard, m)
     {name = "colour (units)", values = {}, color = "#9ecae1"},
     {name = "digit (units)", values = {}, color = "#fdd0a2"}}
   for i, layer in ipairs(VLAYERS) do
-    local ch, un = acc[layer].channel:result(), acc[layer].unit:result()
+    local ch, un = res[layer].channel, res[layer].unit
     local row = {ch.color.mean, ch.digit.mean, un.color.mean, un.digit.mean}
     for k = 1, 4 do series[k].values[i] = row[k] end
     m["eta2_color_" .. layer], m["eta2_digit_" .. layer] = ch.color.mean, ch.digit.mean
@@ -291,7 +201,8 @@ study.main("task2_features", function()
   util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
     opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
-  local images, inputs = choose_inputs(model, sets)
+  local images, inputs = features.choose_inputs(model, sets, {digit = opts.digit,
+    color = opts.color, beta = opts.beta, seed = opts.seed, stream = STREAM_RECOLOUR})
   local acts, logits = hooks.capture(model, LAYERS, images:float() / 255)
   local conf, pred = logits:softmax(1):max(1)
   for i, s in ipairs(inputs) do

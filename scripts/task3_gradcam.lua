@@ -22,12 +22,8 @@
 -- panels), share.svg (the measure as bars) and gradcam.safetensors (the examples' input
 -- bytes, targets, raw maps at the layer's resolution and upsampled maps).
 local lab = require "cnnlab"
-local util = lab.util
-local study = lab.study
-local gradcam = lab.gradcam
-local metrics = lab.metrics
+local util, study, gradcam, metrics, svg = lab.util, lab.study, lab.gradcam, lab.metrics, lab.svg
 local figure = require "cnnlab.figure"
-local svg = lab.svg
 
 local spec = {
   name = "task3_gradcam", script = "scripts/task3_gradcam.lua",
@@ -67,46 +63,6 @@ local function setup(model)
   return methods, compare
 end
 
--- The first n samples of a set, with the grey digits behind them.
-local function take(set, grey_source, n, name)
-  n = (n > 0 and n < set.n) and n or set.n
-  local s = {name = name, n = n}
-  for _, k in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
-    s[k] = set[k]:narrow(0, 0, n)
-  end
-  s.grey = grey_source:index_select(0, s.index)
-  return s
-end
-
--- Every map of the study for one set, the stroke masks and the shares.
-local function analyse(model, set, methods, compare)
-  local r = {set = set, res = {}, share = {}}
-  r.mask = gradcam.stroke_mask(set.grey, opts.threshold)
-  r.area = r.mask:reshape(set.n, -1):mean(1)
-  for _, m in ipairs(methods) do
-    util.progress("%s: %s%s on %d digits", set.name, m.label, m.layered and (" at " .. opts.layer)
-      or "", set.n)
-    local res = m.compute(model, set.images, {layer = m.layered and opts.layer or nil,
-      batch = opts.batch})
-    r.res[m.name], r.share[m.name] = res, gradcam.mass_share(res.upsampled, r.mask)
-    r.main = r.main or (m.layered and res) or nil
-  end
-  local first = r.res[methods[1].name]
-  r.pred = first.target
-  r.conf = first.probs:gather(1, r.pred:unsqueeze(1)):squeeze(1)
-  if r.main then -- what any map at this layer's resolution could score
-    r.ceiling = gradcam.share_ceiling(r.mask, r.main.maps:size(1), r.main.maps:size(2))
-  end
-  for _, layer in ipairs(compare) do
-    util.progress("%s: Grad-CAM at %s", set.name, layer)
-    local c = gradcam.compute(model, set.images, {layer = layer, batch = opts.batch})
-    r.share["gradcam_" .. layer] = gradcam.mass_share(c.upsampled, r.mask)
-  end
-  r.correct, r.wrong = r.pred:eq(set.labels), r.pred:ne(set.labels)
-  r.follows = r.pred:eq(set.colors):mul(set.conflicting) -- misread as the colour's class
-  return r
-end
-
 -- The measure: shares per map and set into m, and the table on the terminal.
 local function measure(R, keys, m)
   print(("\nShare of map mass on the digit strokes (grey > %g), mean over digits, %%:"):format(
@@ -114,21 +70,7 @@ local function measure(R, keys, m)
   print(("  %-18s %8s %8s %10s %10s %12s"):format("map", "easy", "hard", "hard ok",
     "hard wrong", "hard=colour"))
   for _, kind in ipairs({"easy", "hard"}) do
-    local r = R[kind]
-    m[kind .. "_n"], m[kind .. "_n_correct"] = r.set.n, r.correct:sum():item()
-    m[kind .. "_acc"] = 100 * m[kind .. "_n_correct"] / r.set.n
-    m[kind .. "_n_misread"] = r.wrong:sum():item()
-    m[kind .. "_stroke_area"] = pct(metrics.masked_mean(r.area))
-    if r.main then
-      -- mass of the raw maps at positions the gradient never reaches (outside every window of
-      -- the next pooling): Grad-CAM still weighs their activations in
-      local unreached, raw = 1 - r.main.reached:float(), r.main.maps
-      m[kind .. "_gradcam_unreached_mass"] = pct((raw * unreached):sum():item()
-        / math.max(raw:sum():item(), 1e-30))
-      m[kind .. "_gradcam_unreached_area"] = pct(unreached:mean():item())
-      m[kind .. "_share_ceiling"] = pct(r.ceiling.best:mean():item())
-      m[kind .. "_share_stroke_detector"] = pct(r.ceiling.density:mean():item())
-    end
+    for k, v in pairs(gradcam.set_measures(R[kind])) do m[kind .. "_" .. k] = v end
   end
   m.hard_n_follows_colour = R.hard.follows:sum():item()
   m.hard_stroke_area_misread = pct(metrics.masked_mean(R.hard.area, R.hard.wrong))
@@ -164,22 +106,6 @@ local function measure(R, keys, m)
   end
 end
 
--- One colour scale per method, shared by both figures (raw values are comparable): the
--- examples' maximum, or a quantile for spiky maps (brighter pixels clip).
-local function colour_scales(R, picks, methods)
-  local scales = {}
-  for _, meth in ipairs(methods) do
-    local values = {}
-    for _, kind in ipairs({"easy", "hard"}) do
-      if #picks[kind].list > 0 then
-        values[#values + 1] = R[kind].res[meth.name].maps:index_select(0, picks[kind].idx)
-      end
-    end
-    scales[meth.name] = figure.scale_top(values, meth.clip_quantile)
-  end
-  return scales
-end
-
 -- The text beside each example of a figure.
 local function row_texts(r, pos, methods)
   local names = lab.data.PALETTE_NAMES
@@ -209,7 +135,7 @@ local function draw_overlays(R, methods, m)
       r.pred:totable(), kind, opts.examples)
     picks[kind] = {list = list_, idx = lab.tensor(list_, {dtype = "int64"})}
   end
-  local scales = colour_scales(R, picks, methods)
+  local scales = gradcam.colour_scales(R, picks, methods) -- raw values: one scale per method
   local titles = {easy = "Easy set (validation): correctly read digits, one per class",
     hard = "Hard set: digits misread as the class their colour belongs to"}
   local saved, files = {}, {}
@@ -291,11 +217,13 @@ study.main("task3_gradcam", function()
   util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
     opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
-  local easy = take(sets.val, sets.source.train.images, opts.n, "easy")
-  local hard = take(sets.hard, sets.source.test.images, opts.n, "hard")
+  local easy = gradcam.first_digits(sets.val, sets.source.train.images, opts.n, "easy")
+  local hard = gradcam.first_digits(sets.hard, sets.source.test.images, opts.n, "hard")
   util.progress("easy (validation) %d digits, hard %d digits; %d threads", easy.n, hard.n,
     lab.get_threads())
-  local R = {easy = analyse(model, easy, methods, compare), hard = analyse(model, hard, methods, compare)}
+  local o = {layer = opts.layer, compare = compare, threshold = opts.threshold,
+    batch = opts.batch, progress = util.progress}
+  local R = {easy = gradcam.analyse(model, easy, methods, o), hard = gradcam.analyse(model, hard, methods, o)}
   local m = {layer = opts.layer, stroke_threshold = opts.threshold, seed = opts.seed,
     rho = opts.rho, beta = opts.beta, quick = opts.quick, data = opts.data, model = opts.model,
     threads = lab.get_threads()}

@@ -20,8 +20,7 @@
 --   ./cnnlab scripts/task6_ablation.lua [--model runs/task1/model.safetensors --out runs/task6
 --       --layers relu1,relu3 --demo_layers relu1,relu2,relu3 --demo_label 3 --n_easy 2000
 --       --n_hard 2000 --random_repeats 3 --quick --data generated]
--- Writes into --out: metrics.json, demo.svg, demo.png, curves_<conv>.svg (curves_conv1.svg, ...),
--- selectivity.svg.
+-- Writes into --out: metrics.json, demo.svg, demo.png, curves_<conv>.svg, selectivity.svg.
 local lab = require "cnnlab"
 local util = lab.util
 local study = lab.study
@@ -54,24 +53,7 @@ local PROBE_STREAM = 61 -- colour stream of the probe set (SPEC §2 streams 1–
 local NAMES = lab.data.PALETTE_NAMES
 
 local function conv_name(layer) return A.CONV[layer] or layer end
-
 local function pick(set, n) return n > 0 and study.subset(set, n) or set end
-
--- The layers recorded (conv1–conv3's, then any other named), each checked against the model.
-local function layer_lists(model)
-  local layers, demo_layers = study.list(opts.layers, "layers"), study.list(opts.demo_layers, "demo_layers")
-  local record, seen = {}, {}
-  for _, list in ipairs({A.LAYERS, layers, demo_layers}) do
-    for _, name in ipairs(list) do
-      if not seen[name] then seen[name], record[#record + 1] = true, name end
-    end
-  end
-  for _, name in ipairs(record) do
-    local found, msg = lab.hooks.find(model, name, "--layers")
-    if not found then error(msg, 0) end
-  end
-  return layers, demo_layers, record
-end
 
 -- 1. Selectivity of every recorded channel on the probe set; selectivity.svg.
 local function selectivity(model, probe, record, m)
@@ -81,17 +63,11 @@ local function selectivity(model, probe, record, m)
     "colour > class (count)"))
   for _, name in ipairs(record) do
     local s, key = stats.layers[name], conv_name(name)
-    local mc, mk, more, dead = 0, 0, 0, 0
-    for c = 1, s.channels do
-      mc, mk = mc + s.color_selectivity[c], mk + s.class_selectivity[c]
-      if s.color_selectivity[c] > s.class_selectivity[c] then more = more + 1 end
-      if s.mean[c] == 0 then dead = dead + 1 end
-    end
-    mc, mk = mc / s.channels, mk / s.channels
-    print(("  %-8s %8d %14.3f %14.3f %15d of %d%s"):format(key, s.channels, mc, mk, more,
-      s.channels, dead > 0 and (" (%d dead)"):format(dead) or ""))
-    m[key .. "_mean_color_selectivity"], m[key .. "_mean_class_selectivity"] = mc, mk
-    m[key .. "_color_more_selective_count"], m[key .. "_dead_channels"] = more, dead
+    local v = C.selectivity_summary(s)
+    print(("  %-8s %8d %14.3f %14.3f %15d of %d%s"):format(key, s.channels, v.color, v.class,
+      v.color_more, s.channels, v.dead > 0 and (" (%d dead)"):format(v.dead) or ""))
+    m[key .. "_mean_color_selectivity"], m[key .. "_mean_class_selectivity"] = v.color, v.class
+    m[key .. "_color_more_selective_count"], m[key .. "_dead_channels"] = v.color_more, v.dead
     for field, values in pairs({color_selectivity = s.color_selectivity, class_selectivity =
       s.class_selectivity, preferred_color = s.color_preferred, preferred_class = s.class_preferred,
       mean_activation = s.mean}) do study.flatten(key .. "_" .. field, values, m) end
@@ -99,23 +75,6 @@ local function selectivity(model, probe, record, m)
   util.mkdir_p(opts.out)
   svg.save(opts.out .. "/selectivity.svg", C.selectivity_chart(stats, record, conv_name))
   return stats
-end
-
--- The easy digit of the demonstration: --demo_index, or the first --demo_label read right.
-local function demo_digit(easy, val_preds, val)
-  local index = opts.demo_index
-  if index < 0 then
-    for i = 0, easy.n - 1 do
-      if easy.labels:get(i) == opts.demo_label and val_preds:get(i) == opts.demo_label then
-        return i
-      end
-    end
-    error(("no validation digit %d among the first %d is classified correctly; choose "
-      .. "another --demo_label or --demo_index"):format(opts.demo_label, easy.n), 0)
-  elseif index >= val.n then
-    error(("--demo_index %d is beyond the validation set (%d digits)"):format(index, val.n), 0)
-  end
-  return index
 end
 
 -- 2. Top-attributed channels of one easy digit zeroed one by one; demo.svg and demo.png.
@@ -189,14 +148,9 @@ local function flip_statistic(model, easy, val_preds, stats, demo_layers, m)
   local per_layer, used = C.flips(model, easy, val_preds, stats, demo_layers, n_flip)
   print(("\nOver the first %d easy digits (%d classified right): top-attributed channels "
     .. "zeroed until the answer changes"):format(n_flip, used))
-  print(("  %-6s %8s %5s %6s %7s %6s %5s %8s %6s %15s %15s %15s"):format("layer", "channels",
-    "min", "q1", "median", "q3", "max", "≤ 3", "never", "top-1 own col.", "top-3 own col.",
-    "any channel"))
-  for _, layer in ipairs(demo_layers) do
-    local key, row = conv_name(layer), C.flip_summary(per_layer[layer], used)
-    print(("  %-6s %8d %5d %6.1f %7.1f %6.1f %5d %7.1f%% %6d %14.1f%% %14.1f%% %14.1f%%"):format(
-      key, stats.layers[layer].channels, row.min, row.q1, row.median, row.q3, row.max,
-      row.within3, row.never, row.top1_own_colour, row.top3_own_colour, row.any_own_colour))
+  local lines, rows = C.flip_rows(per_layer, used, stats, demo_layers, conv_name)
+  print(table.concat(lines, "\n"))
+  for key, row in pairs(rows) do
     for name, v in pairs(row) do m[("flip_%s_%s"):format(key, name)] = v end
   end
   m.flip_digits = used
@@ -256,16 +210,7 @@ local function verdicts(curves, layers, n_hard, m)
   for _, name in ipairs(layers) do
     local key, lc = conv_name(name), curves[name]
     print(("  %s — channels zeroed:"):format(key))
-    local header = {("    %-26s"):format("order / set")}
-    for _, k in ipairs(lc.x) do header[#header + 1] = ("%6d"):format(k) end
-    print(table.concat(header))
-    for _, id in ipairs({"color", "class", "attribution", "random"}) do
-      for _, kind in ipairs(lc.orders[id] and {"easy", "hard"} or {}) do
-        local row = {("    %-26s"):format(id .. " / " .. kind)}
-        for i = 1, #lc.x do row[#row + 1] = ("%6.1f"):format(lc.orders[id][kind][i]) end
-        print(table.concat(row))
-      end
-    end
+    print(table.concat(C.curve_rows(lc), "\n"))
     local v, text = C.verdict(lc, n_hard, key)
     for k, x in pairs(v) do m[key .. "_" .. k] = x end
     lines[#lines + 1] = text
@@ -282,7 +227,8 @@ study.main("task6_ablation", function()
     opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
   local model = study.load_model(opts.model)
-  local layers, demo_layers, record = layer_lists(model)
+  local layers, demo_layers = study.list(opts.layers, "layers"), study.list(opts.demo_layers, "demo_layers")
+  local record = C.record_layers(model, A.LAYERS, layers, demo_layers) -- conv1–conv3, then any other
   local easy, hard = pick(sets.val, opts.n_easy), pick(sets.hard, opts.n_hard)
   local probe = C.probe_set(pick(sets.val, opts.n_probe), sets.source.train.images,
     {seed = opts.seed, beta = opts.beta, stream = PROBE_STREAM})
@@ -295,7 +241,8 @@ study.main("task6_ablation", function()
     layers = table.concat(layers, ","), demo_layers = table.concat(demo_layers, ",")}
   local stats = selectivity(model, probe, record, m)
   local val_preds = lab.train.predict(model, easy, {batch = opts.batch})
-  demonstration(model, sets.val, demo_digit(easy, val_preds, sets.val), stats, demo_layers, m)
+  local index = C.demo_digit(easy.labels, val_preds, opts.demo_label, opts.demo_index, sets.val.n)
+  demonstration(model, sets.val, index, stats, demo_layers, m)
   flip_statistic(model, easy, val_preds, stats, demo_layers, m)
   verdicts(ablation_curves(model, sets, easy, hard, stats, layers, m), layers, hard.n, m)
   m.total_seconds = lab.now() - t0

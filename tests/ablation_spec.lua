@@ -307,4 +307,50 @@ describe("what Task 6 measures (cnnlab.ablation_curves)", function()
     assert.is_true(math.abs(v.hard_standard_error - 4) < 1e-12) -- 100·√(0.2·0.8/100)
     assert.truthy(text:find("conv1: hard accuracy 20.00% with nothing zeroed", 1, true))
   end)
+
+  it("records each named layer once, in order of first mention, and names unknown ones",
+    function()
+      local net = lab.models.seed_cnn{generator = lab.Generator(1)}
+      assert.same({"relu1", "relu2", "relu3", "pool1"},
+        C.record_layers(net, A.LAYERS, {"relu3", "pool1"}, {"relu1"}))
+      local ok, err = pcall(C.record_layers, net, {"relu1"}, {"nope"})
+      assert.is_false(ok)
+      assert.truthy(err:find("nope", 1, true))
+    end)
+
+  it("summarises a layer's selectivity: means, colour > class count, dead channels", function()
+    local v = C.selectivity_summary{channels = 4, color_selectivity = {0.8, 0.2, 0.5, 0},
+      class_selectivity = {0.1, 0.4, 0.5, 0}, mean = {1, 2, 3, 0}}
+    assert.equal(0.375, v.color)
+    assert.equal(0.25, v.class)
+    assert.equal(1, v.color_more) -- channel 3 ties: not more colour-selective
+    assert.equal(1, v.dead)
+  end)
+
+  it("picks the demonstration digit: the first right label, or the index given", function()
+    local labels = lab.tensor({3, 5, 3, 3}, {dtype = "int64"})
+    local preds = lab.tensor({5, 5, 3, 3}, {dtype = "int64"})
+    assert.equal(2, C.demo_digit(labels, preds, 3, -1, 10))
+    assert.equal(7, C.demo_digit(labels, preds, 3, 7, 10))
+    local ok, err = pcall(C.demo_digit, labels, preds, 4, -1, 10)
+    assert.truthy(err:find("no validation digit 4 among the first 4", 1, true))
+    ok, err = pcall(C.demo_digit, labels, preds, 3, 10, 10)
+    assert.truthy(err:find("--demo_index 10 is beyond the validation set (10 digits)", 1, true))
+  end)
+
+  it("tabulates the curves (orders present only) and the flip rows", function()
+    local lc = {x = {0, 2}, orders = {color = {easy = {99, 90}, hard = {20, 30.25}},
+      random = {easy = {99, 98}, hard = {20, 19}}}}
+    local rows = C.curve_rows(lc)
+    assert.equal(5, #rows) -- header, colour easy/hard, random easy/hard
+    assert.equal(("    %-26s%6d%6d"):format("order / set", 0, 2), rows[1])
+    assert.equal(("    %-26s%6.1f%6.1f"):format("color / hard", 20, 30.25), rows[3])
+    assert.truthy(rows[5]:find("random / hard", 1, true))
+    local lines, sums = C.flip_rows({relu1 = {counts = {1, 2}, never = 0, top1_own_colour = 1,
+      top3_own_colour = 2, chance = 0.5}}, 2, {layers = {relu1 = {channels = 8}}}, {"relu1"},
+      function() return "conv1" end)
+    assert.equal(2, #lines)
+    assert.truthy(lines[2]:find("^  conv1 +8 +1 "))
+    assert.equal(50, sums.conv1.top1_own_colour)
+  end)
 end)

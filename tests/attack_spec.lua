@@ -8,23 +8,9 @@ local lab = require "cnnlab"
 local nn = lab.nn
 local attack = lab.attack
 
--- The one-pixel model: input N×1×1×1 holding v; logits z3 = 40·(v − 0.5), z7 = 0, every other
--- class −100. So p(3) = σ(40(v − 0.5)) and p(3) ≥ 0.9 ⟺ v ≥ 0.5 + ln 9 / 40 = 0.55493.
--- The gradient of CE(·, 3) with respect to v is 40·(p3 − 1) < 0, so a targeted step moves v
--- up by exactly α; an untargeted step against label 7 moves v up as well (∂CE(·,7)/∂v =
--- 40·p3 > 0).
-local function pixel_model()
-  local lin = nn.Linear(1, 10)
-  lab.no_grad(function()
-    local w, b = {}, {}
-    for k = 0, 9 do w[k + 1], b[k + 1] = {0}, -100 end
-    w[4], b[4] = {40}, -20
-    b[8] = 0
-    lin.weight:copy_(lab.tensor(w))
-    lin.bias:copy_(lab.tensor(b))
-  end)
-  return nn.Sequential {nn.Flatten(), lin}
-end
+-- The one-pixel model (tests/helpers.lua): p(3) = σ(40(v − 0.5)), so p(3) ≥ 0.9 ⟺ v ≥ 0.55493;
+-- a targeted step, and an untargeted one against label 7, moves v up by exactly α.
+local pixel_model = require("tests.helpers").pixel_model
 
 local function pixels(list)
   return lab.tensor(list):reshape(#list, 1, 1, 1)

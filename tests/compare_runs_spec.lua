@@ -5,12 +5,7 @@ local lab = require "cnnlab"
 local util = lab.util
 local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  util.mkdir_p(d)
-  return d
-end
+local tmpdir = require("tests.helpers").tmpdir
 
 local function make_run(root, o)
   util.mkdir_p(root .. "/task1")

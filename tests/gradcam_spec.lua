@@ -204,3 +204,65 @@ describe("the examples Task 3 shows", function()
     assert.same({1}, gradcam.pick_examples({2, 5}, {3, 3}, {2, 6}, "hard", 4))
   end)
 end)
+
+describe("Task 3's steps on a set (first_digits, analyse, set_measures, colour_scales)", function()
+  local g = lab.Generator(11)
+  local grey = (lab.rand({6, 28, 28}, {generator = g}) * 255):byte()
+  local set = {n = 6, images = (lab.rand({6, 3, 28, 28}, {generator = g}) * 255):byte(),
+    labels = lab.tensor({0, 1, 2, 3, 4, 5}, {dtype = "int64"}),
+    colors = lab.tensor({0, 1, 5, 3, 4, 2}, {dtype = "int64"}),
+    index = lab.tensor({5, 4, 3, 2, 1, 0}, {dtype = "int64"}),
+    conflicting = lab.tensor({0, 0, 1, 0, 0, 1}, {dtype = "int64"})}
+  local net = lab.models.seed_cnn{generator = lab.Generator(12)}
+  local methods = {lab.attributions.load("gradcam"), lab.attributions.load("saliency")}
+
+  it("takes the first n digits and the grey ones behind them", function()
+    local s = gradcam.first_digits(set, grey, 4, "easy")
+    assert.equal(4, s.n)
+    assert.equal("easy", s.name)
+    assert.same({0, 1, 2, 3}, s.labels:totable())
+    assert.equal(0, max_abs_diff(s.grey:float(), grey:index_select(0, s.index):float()))
+    assert.equal(6, gradcam.first_digits(set, grey, 0, "all").n)
+    assert.equal(6, gradcam.first_digits(set, grey, 99, "all").n)
+  end)
+
+  it("computes every map, its stroke share and what the model said", function()
+    local s = gradcam.first_digits(set, grey, 0, "hard")
+    local said = {}
+    local r = gradcam.analyse(net, s, methods, {layer = "relu3", compare = {"relu2"},
+      threshold = 0.5, batch = 4, progress = function(fmt, ...) said[#said + 1] = fmt:format(...) end})
+    local cam = gradcam.compute(net, s.images, {layer = "relu3"})
+    local mask = gradcam.stroke_mask(s.grey, 0.5)
+    assert.equal(0, max_abs_diff(r.mask, mask))
+    assert.is_true(max_abs_diff(r.res.gradcam.maps, cam.maps) < 1e-6)
+    assert.same(cam.target:totable(), r.pred:totable())
+    assert.equal(r.res.gradcam, r.main)
+    local share = gradcam.mass_share(cam.upsampled, mask):totable()
+    for i, v in ipairs(r.share.gradcam:totable()) do
+      assert.is_true(v ~= v and share[i] ~= share[i] or math.abs(v - share[i]) < 1e-6)
+    end
+    assert.equal(6, r.share.gradcam_relu2:size(0))
+    assert.equal(6, r.share.saliency:size(0))
+    assert.same(r.pred:eq(s.labels):totable(), r.correct:totable())
+    local follows = r.pred:eq(s.colors):mul(s.conflicting):totable()
+    assert.same(follows, r.follows:totable())
+    assert.equal("hard: Grad-CAM at relu3 on 6 digits", said[1])
+    assert.equal("hard: Grad-CAM at relu2", said[#said])
+
+    local v = gradcam.set_measures(r)
+    assert.equal(6, v.n)
+    assert.equal(r.correct:sum():item(), v.n_correct)
+    assert.equal(6 - v.n_correct, v.n_misread)
+    assert.is_true(close(100 * v.n_correct / 6, v.acc, 1e-12))
+    assert.is_true(close(100 * r.area:mean():item(), v.stroke_area, 1e-4))
+    assert.is_true(close(100 * r.ceiling.best:mean():item(), v.share_ceiling, 1e-9))
+    assert.is_true(v.gradcam_unreached_area > 0) -- relu3's last row and column (6×6 → pool)
+
+    local picks = {easy = {list = {}}, hard = {list = {0, 2}, idx = lab.tensor({0, 2}, {dtype = "int64"})}}
+    local scales = gradcam.colour_scales({hard = r}, picks, methods)
+    local figure = require "cnnlab.figure"
+    assert.equal(figure.scale_top({r.res.gradcam.maps:index_select(0, picks.hard.idx)}), scales.gradcam)
+    assert.equal(figure.scale_top({r.res.saliency.maps:index_select(0, picks.hard.idx)}, 0.99),
+      scales.saliency)
+  end)
+end)

@@ -219,3 +219,53 @@ describe("hooks.anova", function()
     assert.is_true(math.abs(a:result().g.mean - 1) < 1e-6)
   end)
 end)
+
+describe("Task 2's measures through hooks (colour_response, variance_explained)", function()
+  local source = lab.data.generated{n = 60, seed = 5}
+  local net = lab.models.seed_cnn{generator = lab.Generator(6)}
+  local grey = source.train.images:narrow(0, 0, 12)
+
+  it("gives each channel's mean response to each colour, on blanks and on digits", function()
+    local o = {beta = 0.25, seed = 1, blank_stream = 7300, digit_stream = 7400, batch = 5}
+    local r = lab.hooks.colour_response(net, "relu1", grey, o)
+    assert.equal(10, #r.digit_rows)
+    local nch = #r.digit_rows[1]
+    assert.equal(nch, #r.digit)
+    assert.equal(10, #r.digit[1])
+    -- colour 3 on the digits, by hand: paint, forward, spatial and batch mean
+    local x = lab.colorize(grey, lab.full({12}, 3, {dtype = "int64"}), 0.25, 1, 7400)
+    local acts = lab.hooks.capture(net, "relu1", x:float() / 255)
+    local want = lab.hooks.channel_means(acts.relu1):mean(0):totable()
+    for ch = 1, nch do
+      assert.is_true(math.abs(r.digit[ch][4] - want[ch]) < 1e-5)
+      assert.equal(r.digit_rows[4][ch], r.digit[ch][4])
+      assert.equal(r.blank_rows[7][ch], r.blank[ch][7])
+    end
+    -- blanks carry no digit: their response differs from the digits'
+    assert.is_true(math.abs(r.blank[1][1] - r.digit[1][1]) + math.abs(r.blank[2][1] - r.digit[2][1]) > 0)
+  end)
+
+  it("gives η² per layer, input and logits included, whatever the batch size", function()
+    local images = source.train.images:narrow(0, 0, 40)
+    local colours = lab.tensor((function() local t = {} for i = 1, 40 do t[i] = i % 10 end return t end)(),
+      {dtype = "int64"})
+    local x = lab.colorize(images, colours, 0.25, 1, 1)
+    local digits = source.train.labels:narrow(0, 0, 40)
+    local groups = {color = colours, digit = digits}
+    local a = lab.hooks.variance_explained(net, {"input", "relu2", "fc"}, x, groups, {batch = 7})
+    local b = lab.hooks.variance_explained(net, {"input", "relu2", "fc"}, x, groups, {batch = 40})
+    for _, layer in ipairs({"input", "relu2", "fc"}) do
+      assert.is_true(math.abs(a[layer].channel.color.mean - b[layer].channel.color.mean) < 1e-4)
+      assert.is_true(math.abs(a[layer].unit.digit.mean - b[layer].unit.digit.mean) < 1e-4)
+    end
+    -- the input's channel means by hand
+    local acc = lab.metrics.anova(10)
+    acc:add(lab.hooks.channel_means(x:float() / 255), groups)
+    local want = acc:result()
+    assert.is_true(math.abs(want.color.mean - a.input.channel.color.mean) < 1e-6)
+    assert.equal(3, a.input.channel.size)
+    assert.equal(10, a.fc.unit.size)
+    -- colour decides the input's channel means far more than the digit does
+    assert.is_true(a.input.channel.color.mean > a.input.channel.digit.mean)
+  end)
+end)

@@ -90,3 +90,35 @@ describe("metrics.preferences", function()
     assert.is_nil(sel[3])
   end)
 end)
+
+describe("metrics.preference_order and metrics.preference_summary", function()
+  it("orders units by preferred group, dead last, then by peak; summarises them", function()
+    local means = {{0, 3, 1}, {5, 1, 1}, {0, 0, 0}, {0, 6, 1}, {2, 1, 1}}
+    local pref, sel = metrics.preferences(means)
+    -- groups: unit 1 → 2, 2 → 1, 3 dead, 4 → 2, 5 → 1; by peak within a group: 2 (5) before 5
+    -- (2), 4 (6) before 1 (3)
+    assert.same({2, 5, 4, 1, 3}, metrics.preference_order(pref, means))
+    local blank_pref = metrics.preferences({{0, 0, 0}, {1, 0, 0}, {1, 0, 0}, {0, 0, 0}, {0, 0, 2}})
+    local s = metrics.preference_summary(pref, sel, blank_pref, 5)
+    assert.equal(2, s.preferred)       -- groups 1 and 2
+    assert.equal(2, s.preferred_blank) -- groups 1 and 3
+    assert.equal(1, s.dead)
+    assert.is_true(near(s.selectivity, (sel[1] + sel[2] + sel[4] + sel[5]) / 4, 1e-12))
+    local none = metrics.preference_summary({}, {}, {}, 2)
+    assert.equal(2, none.dead)
+    assert.is_true(none.selectivity ~= none.selectivity) -- NaN: no unit lives
+  end)
+end)
+
+describe("metrics.mean_sd_table", function()
+  it("prints mean ± sd per method and rho, n=1 and missing values marked", function()
+    local lines = metrics.mean_sd_table({
+      {method = "erm", rho = 1, n = 3, hard_acc_mean = 41.234, hard_acc_sd = 3.1, hard_acc_n = 3},
+      {method = "lff", rho = 0.99, n = 1, hard_acc_mean = 50, hard_acc_sd = 0, hard_acc_n = 1}},
+      {{"hard_acc", "hard"}, {"val_acc", "validation"}})
+    assert.equal(3, #lines)
+    assert.equal(("%-22s %6s %5s %16s %16s"):format("method", "rho", "n", "hard", "validation"), lines[1])
+    assert.equal(("%-22s %6s %5d %16s %16s"):format("erm", "1", 3, "41.23 ± 3.10", "—"), lines[2])
+    assert.equal(("%-22s %6s %5d %16s %16s"):format("lff", "0.99", 1, "50.00 (n=1)", "—"), lines[3])
+  end)
+end)

@@ -42,12 +42,7 @@ local function write_tmp(text)
   return path
 end
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  util.mkdir_p(d)
-  return d
-end
+local tmpdir = require("tests.helpers").tmpdir
 
 -- Runs a shell command line; returns {code, out, err, seconds}.
 local function sh(cmd)
@@ -145,6 +140,29 @@ end)
 -- ------------------------------------------------------------------ part 2: MPI jobs
 
 local ready, why = mpi_ready()
+
+describe("what mpi_compare compares (snapshot_steps, weight_difference)", function()
+  it("lists the saved steps in order, ignoring other files", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    lab.util.mkdir_p(dir)
+    for _, f in ipairs({"snapshot_10.safetensors", "snapshot_2.safetensors", "snapshot_1.safetensors",
+      "result.json", "snapshot_x.safetensors"}) do lab.util.write_file(dir .. "/" .. f, "") end
+    assert.same({1, 2, 10}, lab.mpi.snapshot_steps(dir))
+    assert.same({}, lab.mpi.snapshot_steps(dir .. "/none"))
+    os.execute("rm -rf " .. lab.util.shell_quote(dir))
+  end)
+
+  it("gives the worst relative differences and the tensor they come from", function()
+    local a = {w = lab.tensor({1, -2, 4}), b = lab.tensor({10, 0})}
+    local b = {w = lab.tensor({1, -2, 3}), b = lab.tensor({10, 0.5})}
+    local rel, l2, where = lab.mpi.weight_difference(a, b)
+    assert.equal("w", where)                            -- 1/4 beats 0.5/10
+    assert.is_true(math.abs(rel - 0.25) < 1e-7)
+    assert.is_true(math.abs(l2 - 1 / math.sqrt(21)) < 1e-7) -- w: 1/√21 > b: 0.05
+    assert.same({0, 0, "-"}, {lab.mpi.weight_difference(a, a)})
+  end)
+end)
 
 describe("MPI (2 ranks)", function()
   if not ready then

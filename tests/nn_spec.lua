@@ -266,8 +266,11 @@ describe("misuse", function()
       core.adam_step(core.zeros(2), core.zeros(2), core.zeros(2), core.zeros(2), 1, 0.1, 1)
     end, "adam_step: beta1 must be in [0, 1), got 1"},
     {"adam_step", function()
-      core.adam_step(core.zeros(2), core.zeros(2), core.zeros(3), core.zeros(2), 1)
+      core.adam_step(core.zeros(2), core.zeros(2), core.zeros(3), core.zeros(2), 1, 0.1)
     end, "adam_step: first moment m has shape 3 but the parameter has shape 2"},
+    {"adam_step", function() -- no default of its own: cnnlab.defaults holds the one
+      core.adam_step(core.zeros(2), core.zeros(2), core.zeros(2), core.zeros(2), 1)
+    end, "adam_step: lr must be a number, got no value"},
   }
   for i, case in ipairs(cases) do
     it(("%d. %s: %s"):format(i, case[1], case[3]), function()

@@ -3,30 +3,11 @@
 -- file written into a temporary folder, are picked up by path with no other change — through
 -- the registry, and through the task scripts' --attack and --methods options.
 local lab = require "cnnlab"
-local nn = lab.nn
 
 local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
 
--- The one-pixel model of attack_spec: p(3) = σ(40(v − 0.5)), every class but 3 and 7 at −100.
-local function pixel_model()
-  local lin = nn.Linear(1, 10)
-  lab.no_grad(function()
-    local w, b = {}, {}
-    for k = 0, 9 do w[k + 1], b[k + 1] = {0}, -100 end
-    w[4], b[4] = {40}, -20
-    b[8] = 0
-    lin.weight:copy_(lab.tensor(w))
-    lin.bias:copy_(lab.tensor(b))
-  end)
-  return nn.Sequential {nn.Flatten(), lin}
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(lab.util.mkdir_p(d) ~= false)
-  return d
-end
+local helpers = require "tests.helpers"
+local pixel_model, tmpdir = helpers.pixel_model, helpers.tmpdir -- the one-pixel model of attack_spec
 
 local function write(path, text)
   local f = assert(io.open(path, "w"))
@@ -34,12 +15,22 @@ local function write(path, text)
   f:close()
 end
 
+-- The names in a folder (hidden ones left out), sorted.
 local function files_in(dir)
-  local n = 0
+  local names = {}
   for _, name in ipairs(lab.listdir(dir) or {}) do
-    if not name:match("^%.") then n = n + 1 end
+    if not name:match("^%.") then names[#names + 1] = name end
   end
-  return n
+  table.sort(names)
+  return names
+end
+
+-- Every file of the library and the scripts with its checksum: what "no other change" means.
+local function source_tree()
+  local p = io.popen("find lua/cnnlab scripts -type f | sort | xargs cksum")
+  local text = p:read("a")
+  p:close()
+  return text
 end
 
 -- A toy attack: half-size signed steps, so it needs twice PGD's steps.
@@ -109,16 +100,18 @@ describe("the registries", function()
 end)
 
 describe("a toy plug-in in a temporary folder: one file, no other change", function()
-  local dir
+  local dir, tree, shipped
   setup(function()
+    tree = source_tree()
+    shipped = {lab.attacks.available(), lab.attributions.available()}
     dir = tmpdir()
     write(dir .. "/halfstep.lua", TOY_ATTACK)
     write(dir .. "/activation_sum.lua", TOY_ATTRIBUTION)
   end)
   teardown(function() os.execute("rm -rf " .. lab.util.shell_quote(dir)) end)
 
-  it("the folder holds exactly the two plug-in files", function()
-    assert.equal(2, files_in(dir))
+  it("the folder holds exactly the two plug-in files, one each", function()
+    assert.same({"activation_sum.lua", "halfstep.lua"}, files_in(dir))
   end)
 
   it("an attack file is loaded by path and run by the engine with its own step", function()
@@ -173,6 +166,14 @@ describe("a toy plug-in in a temporary folder: one file, no other change", funct
       out)), lab.util.read_file(out .. "/log.txt"))
     local m5 = lab.util.json_decode(lab.util.read_file(out .. "/t5/metrics.json"))
     assert.equal("halfstep", m5.attack)
-    assert.equal(2, files_in(dir) - 1) -- only the runs folder was added beside them
+    assert.same({"activation_sum.lua", "halfstep.lua", "runs"}, files_in(dir)) -- only the runs
+  end)
+
+  it("nothing else changed: the library, the scripts and the shipped registries", function()
+    assert.truthy(tree:find("lua/cnnlab/attacks/pgd.lua", 1, true))
+    assert.equal(tree, source_tree())
+    assert.same(shipped, {lab.attacks.available(), lab.attributions.available()})
+    assert.same({"fgsm", "pgd"}, shipped[1])
+    assert.same({"gradcam", "gradcampp", "saliency"}, shipped[2])
   end)
 end)

@@ -6,12 +6,7 @@ local runs = require "cnnlab.runs"
 local evidence = require "cnnlab.evidence"
 local util = lab.util
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  util.mkdir_p(d)
-  return d
-end
+local tmpdir = require("tests.helpers").tmpdir
 
 describe("runs.seeds", function()
   it("counts up from the first seed and refuses a count below 1", function()

@@ -5,12 +5,7 @@ local study = lab.study
 local util = lab.util
 local nn = lab.nn
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  util.mkdir_p(d)
-  return d
-end
+local tmpdir = require("tests.helpers").tmpdir
 
 local function option(list, name)
   for _, o in ipairs(list) do if o[1] == name then return o end end

@@ -121,15 +121,9 @@ end
 --- Runs fn with the model in evaluation mode and gradient recording as asked; restores both
 -- and removes the hooks in `handles` whatever happens.
 local function guarded(model, grad, handles, fn)
-  local was_training = model.training
-  model:eval()
-  local was_grad = core.set_grad_enabled(grad)
-  local results = table.pack(pcall(fn))
-  core.set_grad_enabled(was_grad)
-  for _, h in ipairs(handles) do h.remove() end
-  model:train(was_training)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
+  return require("cnnlab.hooks").guarded(model, grad, function()
+    for _, h in ipairs(handles) do h.remove() end
+  end, fn)
 end
 
 --- Per-image channel means: N×C×H×W → N×C (spatial mean); N×C stays.

@@ -32,6 +32,19 @@
 --   curves.verdict(lc, n_hard, key) → numbers (baseline, best point of the colour order,
 --       random orders there and overall, standard error, conflicting digits and colour
 --       following before and there) and the sentence the script prints
+--   curves.record_layers(model, lists...) → the layers named in the lists, each once, in
+--       order of first mention, each checked against the model (an error names what exists)
+--   curves.selectivity_summary(s) → {color, class, color_more, dead}: one layer's mean colour-
+--       and class-selectivity over its channels, how many channels are more colour- than
+--       class-selective, and how many never fire (s: a layer of ablation.selectivity)
+--   curves.demo_digit(labels, preds, label, index, n) → the position of the demonstration's
+--       digit: index when ≥ 0 (checked against n), else the first position whose label and
+--       prediction are both label (labels, preds: int64 tensors); errors say what to change
+--   curves.flip_rows(per_layer, used, stats, layers, label_of) → the lines of the flip table
+--       (a header, then one row per layer of curves.flip_summary) and per layer label its
+--       summary row (per_layer, used from curves.flips)
+--   curves.curve_rows(lc) → the lines of a table of the curves: one per order (colour,
+--       class, attribution, random) and set, the accuracy at each channel count of lc.x
 --   curves.selectivity_chart(stats, names, label_of) → SVG: each layer's colour- and
 --       class-selectivity indices sorted, most selective first, side by side
 --   curves.chart(lc, key, c, repeats) → SVG: easy accuracy, hard accuracy and how often hard
@@ -250,6 +263,73 @@ function curves.verdict(lc, n_hard, key)
     rnd_hi, col.hard_conflicting[1], col.hard_conflicting[best_i], col.hard_follows_colour[1],
     col.hard_follows_colour[best_i], col.easy[1], col.easy[best_i])
   return v, text
+end
+
+function curves.record_layers(model, ...)
+  local record, seen = {}, {}
+  for _, list in ipairs({...}) do
+    for _, name in ipairs(list) do
+      if not seen[name] then seen[name], record[#record + 1] = true, name end
+    end
+  end
+  for _, name in ipairs(record) do
+    local found, msg = require("cnnlab.hooks").find(model, name, "--layers")
+    if not found then error(msg, 0) end
+  end
+  return record
+end
+
+function curves.selectivity_summary(s)
+  local mc, mk, more, dead = 0, 0, 0, 0
+  for c = 1, s.channels do
+    mc, mk = mc + s.color_selectivity[c], mk + s.class_selectivity[c]
+    if s.color_selectivity[c] > s.class_selectivity[c] then more = more + 1 end
+    if s.mean[c] == 0 then dead = dead + 1 end
+  end
+  return {color = mc / s.channels, class = mk / s.channels, color_more = more, dead = dead}
+end
+
+function curves.demo_digit(labels, preds, label, index, n)
+  if index < 0 then
+    for i = 0, labels:size(0) - 1 do
+      if labels:get(i) == label and preds:get(i) == label then return i end
+    end
+    error(("no validation digit %d among the first %d is classified correctly; choose "
+      .. "another --demo_label or --demo_index"):format(label, labels:size(0)), 0)
+  elseif index >= n then
+    error(("--demo_index %d is beyond the validation set (%d digits)"):format(index, n), 0)
+  end
+  return index
+end
+
+function curves.flip_rows(per_layer, used, stats, layers, label_of)
+  local lines = {("  %-6s %8s %5s %6s %7s %6s %5s %8s %6s %15s %15s %15s"):format("layer",
+    "channels", "min", "q1", "median", "q3", "max", "≤ 3", "never", "top-1 own col.",
+    "top-3 own col.", "any channel")}
+  local summaries = {}
+  for _, layer in ipairs(layers) do
+    local key, row = label_of(layer), curves.flip_summary(per_layer[layer], used)
+    lines[#lines + 1] = ("  %-6s %8d %5d %6.1f %7.1f %6.1f %5d %7.1f%% %6d %14.1f%% %14.1f%% "
+      .. "%14.1f%%"):format(key, stats.layers[layer].channels, row.min, row.q1, row.median,
+      row.q3, row.max, row.within3, row.never, row.top1_own_colour, row.top3_own_colour,
+      row.any_own_colour)
+    summaries[key] = row
+  end
+  return lines, summaries
+end
+
+function curves.curve_rows(lc)
+  local header = {("    %-26s"):format("order / set")}
+  for _, k in ipairs(lc.x) do header[#header + 1] = ("%6d"):format(k) end
+  local rows = {table.concat(header)}
+  for _, id in ipairs({"color", "class", "attribution", "random"}) do
+    for _, kind in ipairs(lc.orders[id] and {"easy", "hard"} or {}) do
+      local row = {("    %-26s"):format(id .. " / " .. kind)}
+      for i = 1, #lc.x do row[#row + 1] = ("%6.1f"):format(lc.orders[id][kind][i]) end
+      rows[#rows + 1] = table.concat(row)
+    end
+  end
+  return rows
 end
 
 -- ------------------------------------------------------------------ pictures

@@ -51,6 +51,23 @@
 --       class, then more correct ones; "hard" → digits misread as their colour's class, the
 --       seed's "red 1 read as 0" first, then one per predicted class, then any (misread
 --       digits when none follows its colour)
+--   The study's steps (Task 3), on sets as cnnlab.data builds them:
+--   gradcam.first_digits(set, grey, n, name) → {name, n, images, labels, colors, index,
+--       conflicting, grey}: the first n samples of set (all when n is 0 or more than it has)
+--       and the grey digits behind them (grey[index])
+--   gradcam.analyse(model, s, methods, o) → r: every map of the study for the digits s (from
+--       first_digits): r.res[name] each method's result, r.share[name] its stroke shares,
+--       r.mask, r.area (stroke area per digit), r.main (the first layered result), r.ceiling,
+--       r.pred, r.conf, r.correct, r.wrong, r.follows (conflicting digits read as their
+--       colour's class) and r.share["gradcam_" .. layer] for each layer of o.compare;
+--       o = {layer, compare = {}, threshold, batch, progress = fn(fmt, ...)}; methods from
+--       cnnlab.attributions
+--   gradcam.set_measures(r) → {n, n_correct, acc, n_misread, stroke_area (%), and with a
+--       layered method gradcam_unreached_mass, gradcam_unreached_area, share_ceiling,
+--       share_stroke_detector (%)}: one set's numbers of the study
+--   gradcam.colour_scales(R, picks, methods) → per method name the top of its colour scale,
+--       shared by the sets of R (kind → r) over the examples picks[kind].idx (figure.scale_top
+--       with the method's clip_quantile)
 local core = require "cnnlab.core"
 local hooks = require "cnnlab.hooks"
 
@@ -230,79 +247,11 @@ function gradcam.compute(model, x, opts)
   if opts and opts.plusplus then
     combines[2] = {"_pp", method("gradcampp").from_gradients}
   end
-  function gradcam.pick_examples(labels, colors, preds, kind, count)
-  local picked, used = {}, {}
-  local function add(i, key)
-    if #picked < count and not used[key] then
-      used[key] = true
-      picked[#picked + 1] = i
-    end
-  end
-  if kind == "easy" then
-    for round = 1, 2 do
-      for i = 1, #labels do
-        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
-      end
-    end
-    return picked
-  end
-  for i = 1, #labels do
-    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
-  end
-  for round = 1, 2 do
-    for i = 1, #labels do
-      if colors[i] ~= labels[i] and preds[i] == colors[i] then
-        add(i - 1, round == 1 and preds[i] or ("r" .. i))
-      end
-    end
-  end
-  if #picked == 0 then -- a model that does not follow colour: show misread digits
-    for i = 1, #labels do
-      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
-    end
-  end
-  return picked
-end
-
-return gradcam.layer_maps(fn, model, x, o, combines)
+  return gradcam.layer_maps(fn, model, x, o, combines)
 end
 
 function gradcam.gradcam_pp(model, x, opts)
-  function gradcam.pick_examples(labels, colors, preds, kind, count)
-  local picked, used = {}, {}
-  local function add(i, key)
-    if #picked < count and not used[key] then
-      used[key] = true
-      picked[#picked + 1] = i
-    end
-  end
-  if kind == "easy" then
-    for round = 1, 2 do
-      for i = 1, #labels do
-        if preds[i] == labels[i] then add(i - 1, round == 1 and labels[i] or i) end
-      end
-    end
-    return picked
-  end
-  for i = 1, #labels do
-    if labels[i] == 1 and colors[i] == 0 and preds[i] == 0 then add(i - 1, 0) break end
-  end
-  for round = 1, 2 do
-    for i = 1, #labels do
-      if colors[i] ~= labels[i] and preds[i] == colors[i] then
-        add(i - 1, round == 1 and preds[i] or ("r" .. i))
-      end
-    end
-  end
-  if #picked == 0 then -- a model that does not follow colour: show misread digits
-    for i = 1, #labels do
-      if preds[i] ~= labels[i] then add(i - 1, "w" .. i) end
-    end
-  end
-  return picked
-end
-
-return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
+  return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
     {{"", method("gradcampp").from_gradients}})
 end
 
@@ -424,6 +373,78 @@ function gradcam.pick_examples(labels, colors, preds, kind, count)
     end
   end
   return picked
+end
+
+
+function gradcam.first_digits(set, grey_source, n, name)
+  n = (n > 0 and n < set.n) and n or set.n
+  local s = {name = name, n = n}
+  for _, k in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
+    s[k] = set[k]:narrow(0, 0, n)
+  end
+  s.grey = grey_source:index_select(0, s.index)
+  return s
+end
+
+function gradcam.analyse(model, set, methods, o)
+  local progress = o.progress or function() end
+  local r = {set = set, res = {}, share = {}}
+  r.mask = gradcam.stroke_mask(set.grey, o.threshold)
+  r.area = r.mask:reshape(set.n, -1):mean(1)
+  for _, m in ipairs(methods) do
+    progress("%s: %s%s on %d digits", set.name, m.label, m.layered and (" at " .. o.layer)
+      or "", set.n)
+    local res = m.compute(model, set.images, {layer = m.layered and o.layer or nil,
+      batch = o.batch})
+    r.res[m.name], r.share[m.name] = res, gradcam.mass_share(res.upsampled, r.mask)
+    r.main = r.main or (m.layered and res) or nil
+  end
+  local first = r.res[methods[1].name]
+  r.pred = first.target
+  r.conf = first.probs:gather(1, r.pred:unsqueeze(1)):squeeze(1)
+  if r.main then -- what any map at this layer's resolution could score
+    r.ceiling = gradcam.share_ceiling(r.mask, r.main.maps:size(1), r.main.maps:size(2))
+  end
+  for _, layer in ipairs(o.compare or {}) do
+    progress("%s: Grad-CAM at %s", set.name, layer)
+    local c = gradcam.compute(model, set.images, {layer = layer, batch = o.batch})
+    r.share["gradcam_" .. layer] = gradcam.mass_share(c.upsampled, r.mask)
+  end
+  r.correct, r.wrong = r.pred:eq(set.labels), r.pred:ne(set.labels)
+  r.follows = r.pred:eq(set.colors):mul(set.conflicting) -- misread as the colour's class
+  return r
+end
+
+function gradcam.set_measures(r)
+  local v = {n = r.set.n, n_correct = r.correct:sum():item()}
+  v.acc = 100 * v.n_correct / r.set.n
+  v.n_misread = r.wrong:sum():item()
+  v.stroke_area = 100 * require("cnnlab.metrics").masked_mean(r.area)
+  if r.main then
+    -- mass of the raw maps at positions the gradient never reaches (outside every window of
+    -- the next pooling): Grad-CAM still weighs their activations in
+    local unreached, raw = 1 - r.main.reached:float(), r.main.maps
+    v.gradcam_unreached_mass = 100 * ((raw * unreached):sum():item()
+      / math.max(raw:sum():item(), 1e-30))
+    v.gradcam_unreached_area = 100 * unreached:mean():item()
+    v.share_ceiling = 100 * r.ceiling.best:mean():item()
+    v.share_stroke_detector = 100 * r.ceiling.density:mean():item()
+  end
+  return v
+end
+
+function gradcam.colour_scales(R, picks, methods)
+  local scales = {}
+  for _, meth in ipairs(methods) do
+    local values = {}
+    for _, kind in ipairs({"easy", "hard"}) do
+      if #picks[kind].list > 0 then
+        values[#values + 1] = R[kind].res[meth.name].maps:index_select(0, picks[kind].idx)
+      end
+    end
+    scales[meth.name] = require("cnnlab.figure").scale_top(values, meth.clip_quantile)
+  end
+  return scales
 end
 
 return gradcam

@@ -34,6 +34,18 @@
 --       flags are restored even when something raises.
 --   hooks.anova(groups)                metrics.anova: η² of activations on groupings
 --   hooks.channel_means(t)             N×C×H×W activations → N×C spatial means (N×C passes)
+--   hooks.colour_response(model, layer, grey, o) → {blank, digit, blank_rows, digit_rows}: the
+--       mean activation of each channel of layer to each of the 10 palette colours, on blank
+--       inputs (zeros painted: background noise only) and on the grey digits painted in that
+--       colour; blank[channel][colour] and digit[...] (Lua lists), *_rows [colour][channel];
+--       o = {beta, seed, blank_stream, digit_stream, batch}
+--   hooks.variance_explained(model, layers, images, groups, o) → layer → {channel, unit}:
+--       metrics.anova's results per layer over images (uint8 N×3×H×W) grouped by groups
+--       ({name = int64 N}, 10 groups each), on each channel's spatial mean and on each unit;
+--       besides the model's layers, "input" (the images in [0,1]) and "fc" (the output);
+--       o = {batch}
+--   hooks.guarded(model, grad, cleanup, body) → body()'s results, run in evaluation mode with
+--       gradient recording set to grad; both restored and cleanup() run whatever happens
 --   hooks.attach(model, names, fn) → handle     low level: fn(name, module, input, output) as
 --       a forward hook on each named module; handle:remove() removes them all.
 local core = require "cnnlab.core"
@@ -173,9 +185,9 @@ function hooks.attach(model, names, fn)
   return attach_modules(names, resolve_all("hooks.attach", model, names), fn)
 end
 
--- Runs body() with the model in evaluation mode and gradient recording set to `grad`, then
--- restores both (and runs cleanup) whatever happens.
-local function guarded(model, grad, cleanup, body)
+--- Runs body() with the model in evaluation mode and gradient recording set to `grad`, then
+-- restores both (and runs cleanup) whatever happens (shared with ablation.lua).
+function hooks.guarded(model, grad, cleanup, body)
   local was_training = model.training
   model:eval()
   local was_grad = core.set_grad_enabled(grad)
@@ -186,6 +198,7 @@ local function guarded(model, grad, cleanup, body)
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
 end
+local guarded = hooks.guarded
 
 function hooks.capture(model, names, x, opts)
   check_model("hooks.capture", model)
@@ -367,6 +380,55 @@ end
 function hooks.channel_means(t)
   if t:dim() == 2 then return t end
   return t:reshape(t:size(0), t:size(1), -1):mean(2)
+end
+
+function hooks.colour_response(model, layer, grey, o)
+  local nr = grey:size(0)
+  local blank_grey = core.zeros({nr, grey:size(1), grey:size(2)}, {dtype = "uint8"})
+  local blank_rows, digit_rows = {}, {}
+  local reduce = function(_, t) return hooks.channel_means(t) end
+  for k = 0, 9 do
+    local colours = core.full({nr}, k, {dtype = "int64"})
+    local b = core.colorize(blank_grey, colours, o.beta, o.seed, o.blank_stream)
+    local d = core.colorize(grey, colours, o.beta, o.seed, o.digit_stream)
+    blank_rows[k + 1] = hooks.collect(model, layer, b, {batch = o.batch, reduce = reduce})
+      [layer]:mean(0):totable()
+    digit_rows[k + 1] = hooks.collect(model, layer, d, {batch = o.batch, reduce = reduce})
+      [layer]:mean(0):totable()
+  end
+  local blank, digit = {}, {}
+  for ch = 1, #blank_rows[1] do
+    blank[ch], digit[ch] = {}, {}
+    for k = 1, 10 do blank[ch][k], digit[ch][k] = blank_rows[k][ch], digit_rows[k][ch] end
+  end
+  return {blank = blank, digit = digit, blank_rows = blank_rows, digit_rows = digit_rows}
+end
+
+function hooks.variance_explained(model, layers, images, groups, o)
+  local metrics = require "cnnlab.metrics"
+  local n, batch, inner = images:size(0), o and o.batch or 256, {}
+  local acc = {}
+  for _, layer in ipairs(layers) do
+    acc[layer] = {channel = metrics.anova(10), unit = metrics.anova(10)}
+    if layer ~= "input" and layer ~= "fc" then inner[#inner + 1] = layer end
+  end
+  for start = 0, n - 1, batch do
+    local count = math.min(batch, n - start)
+    local x = images:narrow(0, start, count):float() / 255
+    local a, out = hooks.capture(model, inner, x)
+    a.input, a.fc = x, out
+    local g = {}
+    for name, t in pairs(groups) do g[name] = t:narrow(0, start, count) end
+    for _, layer in ipairs(layers) do
+      acc[layer].channel:add(hooks.channel_means(a[layer]), g)
+      acc[layer].unit:add(a[layer]:reshape(count, -1), g)
+    end
+  end
+  local r = {}
+  for _, layer in ipairs(layers) do
+    r[layer] = {channel = acc[layer].channel:result(), unit = acc[layer].unit:result()}
+  end
+  return r
 end
 
 --- The streaming one-way ANOVA lives with the statistics (cnnlab.metrics); this name stays

@@ -22,6 +22,15 @@
 --       group g (K groups, values ≥ 0 as after a ReLU); pref[c] the group it answers most (the
 --       first of equals; nil when no mean is > 0: a dead unit), selectivity[c] =
 --       (best − mean of the others) / (best + mean of the others) in [0, 1] (nil when dead)
+--   metrics.mean_sd_table(rows, keys) → lines: a table of mean ± sd over seeds, one line per
+--       row ({method, rho, n, <key>_mean, <key>_sd, <key>_n}), one column per {key, title} of
+--       keys: "—" without a mean, "x.xx (n=1)" for one seed
+--   metrics.preference_order(pref, means) → the units 1..#means by preferred group (dead
+--       units last), then by their highest mean response, highest first
+--   metrics.preference_summary(pref, selectivity, pref_blank, n) → {preferred, preferred_blank,
+--       dead, selectivity}: over n units (from metrics.preferences, on digits and on blanks),
+--       how many distinct groups are preferred on each, how many units are dead, and the mean
+--       selectivity of the live ones (NaN when none lives)
 --   metrics.anova(groups) → acc          streaming one-way ANOVA on groupings:
 --       acc:add(F, {color = g1, digit = g2}) with F N×U (one row per input, one column per
 --       unit or channel) and each g an int64 N of groups 0..groups−1, batch after batch;
@@ -168,6 +177,51 @@ function metrics.preferences(means)
     end
   end
   return pref, sel
+end
+
+function metrics.mean_sd_table(rows, keys)
+  local function cell(row, key)
+    local mean = row[key .. "_mean"]
+    if not mean then return ("%16s"):format("—") end
+    if (row[key .. "_n"] or 0) < 2 then return ("%16s"):format(("%.2f (n=1)"):format(mean)) end
+    return ("%16s"):format(("%.2f ± %.2f"):format(mean, row[key .. "_sd"]))
+  end
+  local header = {("%-22s %6s %5s"):format("method", "rho", "n")}
+  for _, k in ipairs(keys) do header[#header + 1] = ("%16s"):format(k[2]) end
+  local lines = {table.concat(header, " ")}
+  for _, row in ipairs(rows) do
+    local line = {("%-22s %6s %5d"):format(row.method, ("%g"):format(row.rho), row.n)}
+    for _, k in ipairs(keys) do line[#line + 1] = cell(row, k[1]) end
+    lines[#lines + 1] = table.concat(line, " ")
+  end
+  return lines
+end
+
+function metrics.preference_order(pref, means)
+  local order = {}
+  for c = 1, #means do order[c] = c end
+  local function peak(c) return math.max(table.unpack(means[c])) end
+  table.sort(order, function(x, y)
+    local px, py = pref[x] or 99, pref[y] or 99
+    if px ~= py then return px < py end
+    return peak(x) > peak(y)
+  end)
+  return order
+end
+
+function metrics.preference_summary(pref, selectivity, pref_blank, n)
+  local distinct, distinct_b, dead, sel_sum, sel_n = {}, {}, 0, 0, 0
+  for c = 1, n do
+    if pref[c] then
+      distinct[pref[c]], sel_sum, sel_n = true, sel_sum + selectivity[c], sel_n + 1
+    else
+      dead = dead + 1
+    end
+    if pref_blank[c] then distinct_b[pref_blank[c]] = true end
+  end
+  local function count(t) local k = 0 for _ in pairs(t) do k = k + 1 end return k end
+  return {preferred = count(distinct), preferred_blank = count(distinct_b), dead = dead,
+    selectivity = sel_n > 0 and sel_sum / sel_n or 0 / 0}
 end
 
 function metrics.quantile(sorted, q)

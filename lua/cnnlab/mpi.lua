@@ -22,6 +22,12 @@
 --   lab.mpi.split(t) → t:narrow(0, start, count) or nil when the share is empty
 --   lab.mpi.points(n) → {i, ...}            the positions (1-based) of n independent jobs this
 --                                           rank takes: rank, rank + K, rank + 2K, ...
+--   What scripts/mpi_compare.lua compares (no communication involved):
+--   lab.mpi.snapshot_steps(dir) → sorted steps of the dir/snapshot_<step>.safetensors files
+--   lab.mpi.weight_difference(a, b) → max_rel, l2_rel, name: for two state dicts with the
+--       same names, the worst tensor's max |a − b| / max |a|, the worst ‖a − b‖ / ‖a‖ (each
+--       over the tensors), and the name of the tensor with the worst max_rel ("-" when none
+--       differs)
 --
 -- Without MPI (the default build, or the MPI build started without mpirun) everything still
 -- works: rank 0 of 1, every reduction and broadcast returns its input unchanged, so scripts
@@ -328,6 +334,28 @@ function Comm.points(c, n)
   local out = {}
   for i = c.rank() + 1, n, c.size() do out[#out + 1] = i end
   return out
+end
+
+function mpi.snapshot_steps(dir)
+  local steps = {}
+  for _, f in ipairs(core.listdir(dir) or {}) do
+    local s = f:match("^snapshot_(%d+)%.safetensors$")
+    if s then steps[#steps + 1] = math.tointeger(tonumber(s)) end
+  end
+  table.sort(steps)
+  return steps
+end
+
+function mpi.weight_difference(a, b)
+  local worst, worst_l2, where = 0, 0, "-"
+  for name, t in pairs(a) do
+    local d = t - b[name]
+    local rel = d:abs():max():item() / math.max(t:abs():max():item(), 1e-30)
+    local l2 = math.sqrt(d:square():sum():item() / math.max(t:square():sum():item(), 1e-30))
+    if rel > worst then worst, where = rel, name end
+    worst_l2 = math.max(worst_l2, l2)
+  end
+  return worst, worst_l2, where
 end
 
 mpi.world, mpi.self = World, Self

@@ -155,7 +155,7 @@ static int l_sgd_step(lua_State *L) {
   return 0;
 }
 
-/* adam_step(p, g, m, v, step, lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
+/* adam_step(p, g, m, v, step, lr, beta1 = 0.9, beta2 = 0.999, eps = 1e-8,
  *           weight_decay = 0, decoupled = false) */
 static int l_adam_step(lua_State *L) {
   const char *fn = "adam_step";
@@ -164,7 +164,7 @@ static int l_adam_step(lua_State *L) {
   cl_tensor *m = clb_arg_tensor(L, 3, fn, "first moment m");
   cl_tensor *v = clb_arg_tensor(L, 4, fn, "second moment v");
   int step = clb_arg_int(L, 5, fn, "step", 1, 0);
-  double lr = clb_arg_optnumber(L, 6, fn, "lr", 1e-3);
+  double lr = clb_arg_number(L, 6, fn, "lr"); /* the default is cnnlab.defaults' */
   double beta1 = clb_arg_optnumber(L, 7, fn, "beta1", 0.9);
   double beta2 = clb_arg_optnumber(L, 8, fn, "beta2", 0.999);
   double eps = clb_arg_optnumber(L, 9, fn, "eps", 1e-8);

@@ -22,6 +22,15 @@ static int check_passed, check_failed;
     }                                                                                              \
   } while (0)
 
+/* "dir/name" in one of 8 rotating buffers, so that one call may use several paths at once. */
+static inline const char *check_path(const char *dir, const char *name) {
+  static char buf[8][600];
+  static int k;
+  k = (k + 1) % 8;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+  return buf[k];
+}
+
 /* |a - b| <= atol + rtol·|b| */
 #define CHECK_NEAR(a, b, atol, rtol, what)                                                         \
   do {                                                                                             \

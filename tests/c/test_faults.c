@@ -20,13 +20,7 @@
 
 static char dir[512];
 
-static const char *file(const char *name) {
-  static char buf[4][600];
-  static int k;
-  k = (k + 1) % 4;
-  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-  return buf[k];
-}
+static const char *file(const char *name) { return check_path(dir, name); }
 
 /* Everything the scenario makes, released together whatever happened. */
 typedef struct {
