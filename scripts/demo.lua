@@ -21,6 +21,7 @@ local spec = {
     {"only", "", "comma-separated steps to run (others are reused or skipped)"},
     {"runs", "runs", "folder for every output"},
     {"threads", 0, "threads for the C kernels (0: all cores)"},
+    {"top_height", 1500, "height of report_top.png, the top of the page (docs/img/report.png)"},
   },
 }
 local opts = util.parse_args(arg, spec)
@@ -191,7 +192,8 @@ for _, step in ipairs(steps) do
         status, seconds, dir(step.name)))
       manifest.steps[step.name] = nil
     else
-      manifest.steps[step.name] = {key = key, seconds = seconds, finished = os.date("%Y-%m-%d %H:%M")}
+      manifest.steps[step.name] = {key = key, seconds = seconds, finished = os.date("%Y-%m-%d %H:%M"),
+        command = ("./cnnlab %s %s"):format(step.script, table.concat(step.args, " "))}
       timings[#timings + 1] = {step.name, seconds, "ran"}
     end
     util.write_json(manifest_path, manifest)
@@ -206,10 +208,18 @@ if not ok then
   print("report: " .. tostring(report_path))
   failed = failed or "report"
 else
-  -- A picture of the page, when Debian's chromium is there (the report itself needs nothing).
-  local png = root .. "/report.png"
-  local dom, why = lab.report.render(report_path, {screenshot = png, height = 4000})
-  if dom then print("screenshot: " .. png) else print("no screenshot: " .. why) end
+  -- Pictures of the page, when Debian's chromium is there (the report itself needs nothing):
+  -- the whole page, and its top (the findings) at a README's width.
+  local png, top = root .. "/report.png", root .. "/report_top.png"
+  local height, why = lab.report.screenshot(report_path, png)
+  if height then
+    print(("screenshot: %s (1280 × %d)"):format(png, height))
+    if lab.report.screenshot(report_path, top, {width = 1000, height = opts.top_height}) then
+      print(("top of the page: %s (1000 × %d)"):format(top, opts.top_height))
+    end
+  else
+    print("no screenshot: " .. why)
+  end
 end
 print("\nTime per step:")
 for _, t in ipairs(timings) do
