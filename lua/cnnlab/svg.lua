@@ -45,7 +45,7 @@ end
 local num = svg.num
 
 -- Advance widths of Helvetica/Arial (1/1000 em) for ASCII 32..126; the width estimate scales
--- them by 1.13 so that wider stand-ins (DejaVu Sans, the usual fallback) still fit.
+-- them by 1.15 (bold: 1.16 more) so that wider stand-ins (DejaVu Sans, the usual fallback) still fit.
 local WIDTHS = {278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278,
   278, 556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015,
   667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778, 667, 778, 722,
@@ -61,7 +61,7 @@ function svg.text_width(s, size, bold)
   for _, c in utf8.codes(tostring(s)) do
     em = em + (c >= 32 and c <= 126 and WIDTHS[c - 31] or 750) / 1000
   end
-  return em * (size or 12) * 1.13 * (bold and 1.1 or 1)
+  return em * (size or 12) * 1.15 * (bold and 1.16 or 1)
 end
 local text_width = svg.text_width
 
