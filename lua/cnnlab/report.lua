@@ -182,9 +182,9 @@ report.CAPTIONS = {
       .. "measure cannot tell colour from shape on this data."},
   },
   task4 = {
-    {"comparison.svg", "Accuracy of every debias method on the training, validation and hard "
-      .. "sets: compare each method's hard bar with erm (the colour reader) and with the seed "
-      .. "study's figures."},
+    {"comparison.svg", "Hard-set accuracy of every debias method (blue), on the hard digits "
+      .. "whose colour is not their own (orange), beside the seed study's published figures "
+      .. "(grey): a method level with erm still reads colour."},
     {"evidence.svg", "How much colour a grey image still carries: readers that see only grey "
       .. "brightness predict the label far above chance, the leak that keeps the seed's grey "
       .. "consistency from working here."},
@@ -195,11 +195,13 @@ report.CAPTIONS = {
       .. "the models read alike)."},
   },
   task5 = {
-    {"grid.svg", "7s before and after the attack, with the perturbation below them (grey: no "
-      .. "change): at the seed's ε the answers barely move, because repainting orange as "
-      .. "yellow takes a far larger change."},
-    {"curve.svg", "Share of 7s turned into confident 3s as ε grows: the curve rises only once "
-      .. "ε is large enough to change the colour."},
+    {"grid.svg", "Validation and hard-set 7s before and after the attack at the seed's ε, each "
+      .. "with its perturbation (grey: no change), and the validation 7s again at a larger ε: "
+      .. "compare the answers under the rows — the hard 7s that fall are those already painted "
+      .. "close to yellow."},
+    {"curve.svg", "Share of 7s turned into 3s read with ≥ 90% confidence as ε grows, for the "
+      .. "Task 1 network and a debiased one, the seed's budget dashed: the curves rise only once ε "
+      .. "is large enough to change the colour or the shape."},
     {"matrix.svg", "Attack success for every source → target pair at ε: success comes where "
       .. "the two classes' colours are close, not where their shapes are."},
   },
