@@ -146,10 +146,11 @@ local function complete(dir)
   return true
 end
 
-local function check(path)
+local function check(path, hint)
   local t0 = lab.now()
   local result = assert(report.check(path))
-  assert.same({}, result.problems, "problems in headless Chromium:\n  " .. table.concat(result.problems, "\n  "))
+  assert.same({}, result.problems, "problems in headless Chromium:\n  "
+    .. table.concat(result.problems, "\n  ") .. (hint or ""))
   local wide = result.pages["1280"]
   assert.is_true(wide.figures >= 20, ("only %d figures"):format(wide.figures))
   assert.equal(wide.figures, result.pages["390"].figures)
@@ -199,7 +200,9 @@ describe("report in headless Chromium", function()
     end
     local manifest = util.exists(root .. "/manifest.json") and util.json_decode(util.read_file(root .. "/manifest.json"))
     local path = report.write{runs = root, manifest = manifest, quick = root == "runs/quick"}
-    local result, seconds = check(path)
+    local result, seconds = check(path, not fixture_root and ("\n(the pictures are those of %s/; "
+      .. "if they were drawn by older code, rerun the demo: make demo%s)"):format(root,
+      root == "runs/quick" and " QUICK=1" or "") or nil)
     local height = result.pages["1280"].height
     util.mkdir_p("runs")
     local shot = "runs/report.png"

@@ -18,8 +18,13 @@
 --            title =, xlabel =, ylabel =, ymin =, ymax =, fmt = "%.1f" (value labels or false)}
 --       grouped bar chart; a series' optional errors draw ± error bars (e.g. one standard deviation).
 --   svg.lines{series = {{name =, x = {...}, y = {...}, dashed = bool}, ...}, title =, xlabel =,
---             ylabel =, xmin =, xmax =, ymin =, ymax =, markers = bool, width =, height =}
+--             ylabel =, xmin =, xmax =, ymin =, ymax =, markers = bool, width =, height =,
+--             value_fmt = "%.4g" (values of single points)}
 --       line chart (training curves, accuracy versus ε, ...).
+--       (every series a single point, e.g. a one-epoch run: large markers, each value in the
+--       legend; a single x value is centred).
+--   svg.text_width(s[, size[, bold]]) → estimated width in pixels; charts size their legends,
+--       titles and axis labels from it so that no text runs out of the picture.
 --   svg.save(path, text)        atomic write (cnnlab.util.write_file)
 -- Each chart function returns the SVG document as a string. Series colours follow
 -- svg.palette; all text is XML-escaped.
