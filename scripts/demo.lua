@@ -1,6 +1,7 @@
 -- The whole study in one command: Tasks 0–6 in order, then the report.
 --
 --   ./cnnlab scripts/demo.lua [--quick] [--force] [--only task3,task5] [--runs runs]
+--   (--only report: no step runs; the report and its pictures are rewritten from the folders)
 --   (make demo, make demo QUICK=1)
 --
 -- Each step runs its task script as a separate process with progress on the terminal and a
@@ -8,7 +9,9 @@
 -- whose inputs have not changed — the script, its arguments, the cnnlab library and binary,
 -- and the steps it depends on — is reused; its key lives in <runs>/manifest.json. --force
 -- redoes everything. --quick runs every task on a subset (a first look in about a minute)
--- into <runs>/quick/.
+-- into <runs>/quick/. The report is <root>/report.html; with Chromium installed, report.png
+-- is a screenshot of the whole page and report_top.png its top with the findings (the
+-- README's picture, docs/img/report.png, is the quick run's).
 local lab = require "cnnlab"
 local util = lab.util
 
@@ -21,6 +24,7 @@ local spec = {
     {"only", "", "comma-separated steps to run (others are reused or skipped)"},
     {"runs", "runs", "folder for every output"},
     {"threads", 0, "threads for the C kernels (0: all cores)"},
+    {"top_height", 1150, "height of report_top.png, the top of the page with the findings (docs/img/report.png)"},
   },
 }
 local opts = util.parse_args(arg, spec)
@@ -191,7 +195,8 @@ for _, step in ipairs(steps) do
         status, seconds, dir(step.name)))
       manifest.steps[step.name] = nil
     else
-      manifest.steps[step.name] = {key = key, seconds = seconds, finished = os.date("%Y-%m-%d %H:%M")}
+      manifest.steps[step.name] = {key = key, seconds = seconds, finished = os.date("%Y-%m-%d %H:%M"),
+        command = ("./cnnlab %s %s"):format(step.script, table.concat(step.args, " "))}
       timings[#timings + 1] = {step.name, seconds, "ran"}
     end
     util.write_json(manifest_path, manifest)
@@ -206,10 +211,18 @@ if not ok then
   print("report: " .. tostring(report_path))
   failed = failed or "report"
 else
-  -- A picture of the page, when Debian's chromium is there (the report itself needs nothing).
-  local png = root .. "/report.png"
-  local dom, why = lab.report.render(report_path, {screenshot = png, height = 4000})
-  if dom then print("screenshot: " .. png) else print("no screenshot: " .. why) end
+  -- Pictures of the page, when Debian's chromium is there (the report itself needs nothing):
+  -- the whole page, and its top with the findings (the README's picture, docs/img/report.png).
+  local png, top = root .. "/report.png", root .. "/report_top.png"
+  local height, why = lab.report.screenshot(report_path, png)
+  if height then
+    print(("screenshot: %s (1280 × %d)"):format(png, height))
+    if lab.report.screenshot(report_path, top, {width = 1280, height = opts.top_height}) then
+      print(("top of the page: %s (1280 × %d)"):format(top, opts.top_height))
+    end
+  else
+    print("no screenshot: " .. why)
+  end
 end
 print("\nTime per step:")
 for _, t in ipairs(timings) do

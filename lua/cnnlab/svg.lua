@@ -18,8 +18,13 @@
 --            title =, xlabel =, ylabel =, ymin =, ymax =, fmt = "%.1f" (value labels or false)}
 --       grouped bar chart; a series' optional errors draw ± error bars (e.g. one standard deviation).
 --   svg.lines{series = {{name =, x = {...}, y = {...}, dashed = bool}, ...}, title =, xlabel =,
---             ylabel =, xmin =, xmax =, ymin =, ymax =, markers = bool, width =, height =}
+--             ylabel =, xmin =, xmax =, ymin =, ymax =, markers = bool, width =, height =,
+--             value_fmt = "%.4g" (values of single points)}
 --       line chart (training curves, accuracy versus ε, ...).
+--       (every series a single point, e.g. a one-epoch run: large markers, each value in the
+--       legend; a single x value is centred).
+--   svg.text_width(s[, size[, bold]]) → estimated width in pixels; charts size their legends,
+--       titles and axis labels from it so that no text runs out of the picture.
 --   svg.save(path, text)        atomic write (cnnlab.util.write_file)
 -- Each chart function returns the SVG document as a string. Series colours follow
 -- svg.palette; all text is XML-escaped.
@@ -43,6 +48,27 @@ function svg.num(v)
   return (string.format("%.2f", v):gsub("%.?0+$", ""))
 end
 local num = svg.num
+
+-- Advance widths of Helvetica/Arial (1/1000 em) for ASCII 32..126; the width estimate scales
+-- them by 1.15 (bold: 1.16 more) so that wider stand-ins (DejaVu Sans, the usual fallback) still fit.
+local WIDTHS = {278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278,
+  278, 556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015,
+  667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778, 667, 778, 722,
+  667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, 333, 556, 556, 500, 556,
+  556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500,
+  722, 500, 500, 500, 334, 260, 334, 584}
+
+--- Estimated width in pixels of text s at font size `size` (default 12), bold or not: a
+-- slight overestimate for the sans-serif fonts browsers use, so that layouts computed from
+-- it (legends, titles) keep their text inside the picture.
+function svg.text_width(s, size, bold)
+  local em = 0
+  for _, c in utf8.codes(tostring(s)) do
+    em = em + (c >= 32 and c <= 126 and WIDTHS[c - 31] or 750) / 1000
+  end
+  return em * (size or 12) * 1.15 * (bold and 1.16 or 1)
+end
+local text_width = svg.text_width
 
 --- attrs: a string of attributes ('font-size="11" fill="#444"'), or nil.
 function svg.text(x, y, s, attrs)
@@ -166,6 +192,22 @@ local function blues(t)
   return string.format("#%02x%02x%02x", r, g, b), t > 0.55
 end
 
+-- x of a centred title (or axis label) over [left, left + pw] that keeps it inside the picture, and the
+-- width the picture needs for it.
+local function title_place(title, left, pw, w, size, bold)
+  local tw = text_width(title, size or 15, bold ~= false)
+  local x = math.max(left + pw / 2, tw / 2 + 8)
+  return x, math.max(w, x + tw / 2 + 8)
+end
+svg.title_place = title_place
+
+-- Width of a legend block (swatch, gap, the longest name).
+local function legend_width(series)
+  local wmax = 0
+  for i, s in ipairs(series) do wmax = math.max(wmax, text_width(s.name or ("series " .. i))) end
+  return 17 + wmax
+end
+
 function svg.heatmap(o)
   local values = assert(o.values, "svg.heatmap: values (a table of rows) required")
   local nr, nc = #values, #(values[1] or {})
@@ -185,7 +227,13 @@ function svg.heatmap(o)
   local gw, gh = nc * cell, nr * cell
   local w, h = left + gw + 110, top + gh + 56
   local b = {}
-  if o.title then b[#b + 1] = text(left + gw / 2, 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"') end
+  if o.title then
+    local tx
+    tx, w = title_place(o.title, left, gw, w)
+    b[#b + 1] = text(tx, 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"')
+  end
+  local xlabel_x = left + gw / 2
+  if o.xlabel then xlabel_x, w = title_place(o.xlabel, left, gw, w, 13, false) end
   local fmt = o.fmt == nil and "%d" or o.fmt
   for i, row in ipairs(values) do
     for j, v in ipairs(row) do
@@ -211,7 +259,7 @@ function svg.heatmap(o)
     local l = o.row_labels and o.row_labels[i] or tostring(i - 1)
     b[#b + 1] = text(left - 6, top + (i - 0.5) * cell + 4, l, 'text-anchor="end"')
   end
-  if o.xlabel then b[#b + 1] = text(left + gw / 2, top + gh + 38, o.xlabel, 'text-anchor="middle" font-size="13"') end
+  if o.xlabel then b[#b + 1] = text(xlabel_x, top + gh + 38, o.xlabel, 'text-anchor="middle" font-size="13"') end
   if o.ylabel then
     b[#b + 1] = svg.vtext(18, top + gh / 2, o.ylabel, 'text-anchor="middle" font-size="13"')
   end
@@ -232,7 +280,7 @@ function svg.heatmap(o)
 end
 
 -- Shared frame for charts with numeric y: axes, grid, ticks, labels. Returns a y → pixel map.
-local function frame(b, o, left, top, pw, ph, ymin, ymax)
+local function frame(b, o, left, top, pw, ph, ymin, ymax, title_x, xlabel_x)
   local ticks, step = svg.ticks(ymin, ymax, 5)
   local function py(v) return top + ph - (v - ymin) / (ymax - ymin) * ph end
   for _, v in ipairs(ticks) do
@@ -243,8 +291,8 @@ local function frame(b, o, left, top, pw, ph, ymin, ymax)
   end
   b[#b + 1] = line(left, top, left, top + ph)
   b[#b + 1] = line(left, top + ph, left + pw, top + ph)
-  if o.title then b[#b + 1] = text(left + pw / 2, 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"') end
-  if o.xlabel then b[#b + 1] = text(left + pw / 2, top + ph + 40, o.xlabel, 'text-anchor="middle" font-size="13"') end
+  if o.title then b[#b + 1] = text(title_x or (left + pw / 2), 22, o.title, 'text-anchor="middle" font-size="15" font-weight="bold"') end
+  if o.xlabel then b[#b + 1] = text(xlabel_x or (left + pw / 2), top + ph + 40, o.xlabel, 'text-anchor="middle" font-size="13"') end
   if o.ylabel then
     b[#b + 1] = svg.vtext(16, top + ph / 2, o.ylabel, 'text-anchor="middle" font-size="13"')
   end
@@ -284,9 +332,14 @@ function svg.bars(o)
   local left, top = 64, o.title and 40 or 20
   local group = math.max(24, 14 * #series + 12)
   local pw, ph = o.width or math.max(260, n * group), o.height or 260
-  local w, h = left + pw + (#series > 1 and 130 or 24), top + ph + 60
+  -- the legend's width comes from its longest name, so that no name is cut at the edge
+  local w, h = left + pw + (#series > 1 and 14 + legend_width(series) + 10 or 24), top + ph + 60
+  local title_x
+  if o.title then title_x, w = title_place(o.title, left, pw, w) end
+  local xlabel_x
+  if o.xlabel then xlabel_x, w = title_place(o.xlabel, left, pw, w, 13, false) end
   local b = {}
-  local py = frame(b, o, left, top, pw, ph, ymin, ymax)
+  local py = frame(b, o, left, top, pw, ph, ymin, ymax, title_x, xlabel_x)
   local gw = pw / math.max(n, 1)
   local bw = (gw - 8) / #series
   local fmt = o.fmt == nil and "%.1f" or o.fmt
@@ -329,11 +382,33 @@ function svg.lines(o)
   end
   local ymin, ymax = range(o, ys)
   local xmin, xmax = range({ymin = o.xmin, ymax = o.xmax}, xs)
+  if not o.xmin and not o.xmax and #xs > 0 then
+    -- one x value (a single epoch): centre it rather than pin it to the y axis
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(xs) do if v == v then lo, hi = math.min(lo, v), math.max(hi, v) end end
+    if lo == hi then xmin, xmax = lo - 1, lo + 1 end
+  end
+  -- Every series a single point (a one-epoch run): the legend gives each point's value.
+  local single = #series > 0
+  for _, s in ipairs(series) do single = single and #s.y == 1 end
+  if single then
+    local named = {}
+    for i, s in ipairs(series) do
+      named[i] = setmetatable({name = ("%s: %s"):format(s.name or ("series " .. i),
+        (o.value_fmt or "%.4g"):format(s.y[1]))}, {__index = s})
+    end
+    series = named
+  end
   local left, top = 64, o.title and 40 or 20
   local pw, ph = o.width or 420, o.height or 260
-  local w, h = left + pw + 150, top + ph + 60
+  -- the legend's width comes from its longest name, so that no name is cut at the edge
+  local w, h = left + pw + 14 + legend_width(series) + 10, top + ph + 60
+  local title_x
+  if o.title then title_x, w = title_place(o.title, left, pw, w) end
+  local xlabel_x
+  if o.xlabel then xlabel_x, w = title_place(o.xlabel, left, pw, w, 13, false) end
   local b = {}
-  local py = frame(b, o, left, top, pw, ph, ymin, ymax)
+  local py = frame(b, o, left, top, pw, ph, ymin, ymax, title_x, xlabel_x)
   local function px(v) return left + (v - xmin) / (xmax - xmin) * pw end
   local xt, xstep = svg.ticks(xmin, xmax, 6)
   for _, v in ipairs(xt) do
@@ -354,9 +429,12 @@ function svg.lines(o)
     if #pts > 0 then
       b[#b + 1] = svg.polyline(pts, ('fill="none" stroke="%s" stroke-width="2"%s'):format(c,
         s.dashed and ' stroke-dasharray="6 4"' or ""))
-      if o.markers or #pts == 1 then
-        for _, p in ipairs(pts) do b[#b + 1] = svg.circle(p[1], p[2], 3, ('fill="%s"'):format(c)) end
+      -- few points (a one-epoch run): large markers, so the chart shows something
+      local few = #pts <= 3
+      if o.markers or few then
+        for _, p in ipairs(pts) do b[#b + 1] = svg.circle(p[1], p[2], few and 4 or 3, ('fill="%s"'):format(c)) end
       end
+
     end
   end
   legend(b, series, left + pw + 14, top)
