@@ -10,7 +10,8 @@
 --   adversarial.summary(run, source, target) → flat metrics of a run (success, steps,
 --       confidences, norms, checks), for keys prefixed by the caller
 --   adversarial.settings_of(r) → the settings worth recording (no generator, no batch)
---   adversarial.save(path, run, source, target, meta) → safetensors of a run
+--   adversarial.save(path, run, source, target, meta[, extra]) → safetensors of a run (extra:
+--       more tensors by name, e.g. the per-sample minimal ε)
 --   adversarial.matrix(atk, model, set, per_digit, make_opts[, progress]) → values (10×10,
 --       NaN on the diagonal), counts per source: success (%) of every source → target pair,
 --       each source's digits attacked towards the nine other targets in one batch;
@@ -98,11 +99,11 @@ function adversarial.settings_of(r)
     confidence = s.confidence, early_stop = s.early_stop, loss = s.loss}
 end
 
-function adversarial.save(path, run, source, target, meta)
+function adversarial.save(path, run, source, target, meta, extra)
   local r, n = run.r, run.n
   local strings = {}
   for k, v in pairs(meta) do strings[k] = tostring(v) end
-  core.save_safetensors(path, {
+  local tensors = {
     originals = run.x, adversarial = r.adversarial,
     sources = core.full({n}, source, {dtype = "int64"}),
     targets = core.full({n}, target, {dtype = "int64"}),
@@ -110,7 +111,9 @@ function adversarial.save(path, run, source, target, meta)
     success = r.success, steps = r.steps, confidence = r.confidence, predictions = r.pred,
     clean_predictions = run.clean_pred, clean_confidence = run.clean_conf, linf = r.linf,
     l2 = r.l2,
-  }, strings)
+  }
+  for k, v in pairs(extra or {}) do tensors[k] = v end
+  core.save_safetensors(path, tensors, strings)
 end
 
 function adversarial.matrix(atk, model, set, per_digit, make_opts, progress)
