@@ -478,3 +478,68 @@ describe("argument errors", function()
     end)
   end)
 end)
+
+describe("Task 5's measurement on a small run (scripts/task5_attack.lua)", function()
+  local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
+
+  it("every saved success is real: a separate pass confirms it, inside ε and [0,1]", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    lab.util.mkdir_p(dir)
+    -- a seed network trained for one epoch on generated Colored digits (the script's data)
+    local sets = lab.study.load_data({seed = 1, rho = 1, beta = 0.25, data = "generated",
+      generated_n = 3000, quick = true})
+    local net = lab.models.seed_cnn{generator = lab.Generator(5)}
+    local opt = lab.optim.Adam(net:parameters(), {lr = 3e-3})
+    for xb, yb in lab.data.batches(sets.train, 64, {generator = lab.Generator(4)}) do
+      opt:zero_grad()
+      lab.cross_entropy(net(xb), yb):backward()
+      opt:step()
+    end
+    net:eval()
+    lab.save_safetensors(dir .. "/model.safetensors", net:state_dict())
+    local eps = 0.2
+    local ok = os.execute(("%s scripts/task5_attack.lua --data generated --quick --threads 1 "
+      .. "--model %s/model.safetensors --eps %g --no-matrix --no-curve --grid-eps 0 --min-n 6 "
+      .. "--min-steps 10 --pair-n 0 --compare-n 3 --compare-eps 0.1 --steps 10 --out %s/t5 "
+      .. ">%s/log.txt 2>&1"):format(BIN, dir, eps, dir, dir))
+    assert.is_true(ok, lab.util.read_file(dir .. "/log.txt"))
+    local t, meta = lab.load_safetensors(dir .. "/t5/adversarial.safetensors")
+    for _, key in ipairs({"originals", "adversarial", "targets", "labels", "success", "min_eps",
+      "confirmed", "confirmed_bytes", "min_eps_adversarial"}) do
+      assert.is_not_nil(t[key], key)
+    end
+    assert.equal("apgd", meta.attack)
+    assert.is_not_nil(meta.min_eps_method)
+    local x, a, succ = t.originals, t.adversarial, column(t.success)
+    local p = lab.no_grad(function() return net(a):softmax(1) end)
+    local pmax, pred = p:max(1)
+    local p3, pr = column(p:select(1, 3)), column(pred)
+    local n_success = 0
+    for i, s in ipairs(succ) do
+      if s == 1 then
+        n_success = n_success + 1
+        assert.equal(3, pr[i])
+        assert.is_true(p3[i] >= 0.9)
+      end
+    end
+    assert.is_true(n_success > 0, "the run must find successes to check")
+    assert_in_ball(x, a, eps)
+    -- the minimal-ε images: within each sample's own ε and confirmed
+    local me, ma = column(t.min_eps), t.min_eps_adversarial
+    local q = lab.no_grad(function() return net(ma):softmax(1) end)
+    local q3 = column(q:select(1, 3))
+    for i = 1, ma:size(0) do
+      if me[i] < math.huge then
+        assert.is_true(q3[i] >= 0.9)
+        assert_in_ball(x:narrow(0, i - 1, 1), ma:narrow(0, i - 1, 1), me[i])
+      end
+    end
+    local table_txt = lab.util.read_file(dir .. "/t5/table.txt")
+    assert.truthy(table_txt:find("baseline", 1, true))
+    assert.truthy(table_txt:find("APGD-100", 1, true))
+    assert.is_true(lab.util.exists(dir .. "/t5/min_eps_cdf.svg"))
+    assert.is_true(lab.util.exists(dir .. "/t5/grid_median.png"))
+    os.execute("rm -rf " .. dir)
+  end)
+end)
