@@ -51,6 +51,7 @@ local spec = {
     {"step_size", 0.0, "step α (0: the attack's own, APGD 2ε then halved, PGD ε/4)"},
     {"loss", "ce", "ce (cross-entropy of the target); margin (PGD) or dlr (APGD's targeted DLR)"},
     {"restarts", 1, "APGD restarts (the later ones from random points of the ball)"},
+    {"n", 0, "source digits of each set attacked at ε (0: all)"},
     {"min_n", 300, "validation sources whose minimal ε is measured per model (0: all; --quick: 20)"},
     {"min_hi", 0.3, "upper end of the minimal-ε bisection bracket [0, hi]"},
     {"min_tol", 0.001, "tolerance of the minimal-ε bisection"},
@@ -119,7 +120,7 @@ local function attack_sets(atk, model, sets, m)
   for _, name in ipairs({"val", "hard"}) do
     local file = name == "val" and "adversarial.safetensors" or "adversarial_hard.safetensors"
     local run = adv.attack_digits(atk, model, sets[name], opts.source,
-      attack_opts(opts.target, opts.eps, opts.steps, opts.step_size))
+      attack_opts(opts.target, opts.eps, opts.steps, opts.step_size), opts.n)
     local r = run.r
     util.progress("%s: %d %ds → %d: %.2f%% reach p(%d) ≥ %g within ε = %g (mean %.2f steps, "
       .. "%.1f s, %.0f digits/s); max |δ| = %.6f", name, run.n, opts.source, opts.target,
@@ -331,7 +332,7 @@ local function measure(entry, index, atk, sets, runs, compare_eps, m, t1)
   m[key .. "_clean_acc"] = out.clean_acc
   -- the source digits at ε (the seed's claim)
   local run = index == 1 and runs.val or adv.attack_digits(atk, model, sets.val, opts.source,
-    attack_opts(opts.target, opts.eps, opts.steps, opts.step_size))
+    attack_opts(opts.target, opts.eps, opts.steps, opts.step_size), opts.n)
   local cc = confirmed_counts(model, run.x, run.r.success, run.r.adversarial, opts.eps,
     opts.target, name .. " at ε")
   out.n, out.success = run.n, pct(cc.confirmed, run.n)
@@ -508,11 +509,12 @@ local function write_tables(results, compare_eps)
       r.pairs and ("%.1f"):format(r.pairs.share_le_01) or "–")
   end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = ("%d→%d at ε: all validation %ds (%s). Minimal ε: first %d %ds, bisection "
+  lines[#lines + 1] = ("%d→%d at ε: %s validation %ds (%s). Minimal ε: first %d %ds, bisection "
     .. "in [0, %g] to %g with APGD (%d iterations, one restart). Pairs: first %d validation "
     .. "digits of each source towards each of the 9 other targets (90 pairs); 'pairs@ε' = share "
     .. "with minimal ε ≤ ε. 8-bit: still a success after rounding the saved image to bytes.")
-    :format(opts.source, opts.target, opts.source, ATTACK.name:upper(), results[1].n_min,
+    :format(opts.source, opts.target, opts.n > 0 and ("the first " .. results[1].n) or "all",
+      opts.source, ATTACK.name:upper(), results[1].n_min,
       opts.source, opts.min_hi, opts.min_tol, opts.min_steps, opts.pair_n)
   lines[#lines + 1] = "minimal ε per model: median [quartiles], ≤ 0.05, ≤ 0.1"
   for _, r in ipairs(results) do

@@ -3,8 +3,8 @@
 --
 --   adversarial.positions_of(set, digit[, limit]) → int64 positions of the set's samples of
 --       that label (the first `limit`), count
---   adversarial.attack_digits(atk, model, set, digit, aopts) → run: every `digit` of the set
---       attacked with the attack options aopts; run = {x, y, colors, index, n, r (the attack's
+--   adversarial.attack_digits(atk, model, set, digit, aopts[, limit]) → run: every `digit` of
+--       the set (the first `limit`) attacked with the attack options aopts; run = {x, y, colors, index, n, r (the attack's
 --       result), clean_pred, clean_conf, seconds, check (attack.verify)}; raises when an
 --       element left the ε-ball or [0,1]
 --   adversarial.summary(run, source, target) → flat metrics of a run (success, steps,
@@ -54,8 +54,8 @@ function adversarial.positions_of(set, digit, limit)
   return core.tensor(pos, {dtype = "int64"}), #pos
 end
 
-function adversarial.attack_digits(atk, model, set, digit, aopts)
-  local pos, n = adversarial.positions_of(set, digit)
+function adversarial.attack_digits(atk, model, set, digit, aopts, limit)
+  local pos, n = adversarial.positions_of(set, digit, limit)
   if n == 0 then error(("the %s set has no %d"):format(set.name or "given", digit), 0) end
   local b = require("cnnlab.train").batch_of(set, pos)
   local clean = core.no_grad(function() return model(b.x):softmax(1) end)
