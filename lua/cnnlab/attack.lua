@@ -1,7 +1,8 @@
 --- cnnlab.attack — the engine of adversarial attacks under an L∞ budget, for any model that
 -- maps N×C×H×W inputs in [0,1] to N×K logits. Each attack is one file of lua/cnnlab/attacks/
--- (pgd, fgsm; the registry cnnlab.attacks finds them by name or path) that sets its defaults
--- and its step; this file does the rest, targeted or untargeted.
+-- (pgd, fgsm, apgd; the registry cnnlab.attacks finds them by name or path) that sets its
+-- defaults and its step; this file does the rest, targeted or untargeted. APGD has its own
+-- engine (its `run`), which reuses attack.check and attack.judge from here.
 --
 --   local r = attack.pgd(model, x, {target = 3, eps = 0.05, confidence = 0.9})
 --   local r = attack.pgd(model, x, {labels = y, eps = 0.03})          -- untargeted
