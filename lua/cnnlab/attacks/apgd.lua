@@ -214,11 +214,13 @@ local function run_once(model, st, s, out, attack)
     if is_ckpt[k] then
       local width = k - prev_ckpt[k]
       for j = 1, n do
+        -- condition 2 compares the step in effect before the last checkpoint's decision
+        -- with the one in effect now: equal unless that checkpoint halved it
         local cond1 = st.incr[j] < s.rho * width
         local cond2 = st.eta_ck[j] == st.eta[j] and st.fmax_ck[j] == st.fmax[j]
         halve[j] = cond1 or cond2
-        if halve[j] then st.eta[j] = st.eta[j] / 2 end
         st.eta_ck[j], st.fmax_ck[j], st.incr[j] = st.eta[j], st.fmax[j], 0
+        if halve[j] then st.eta[j] = st.eta[j] / 2 end
       end
       x, g = pick(x, st.xmax, halve), pick(g, st.gmax, halve)
       st.xprev = pick(st.xprev, st.xmax, halve)
