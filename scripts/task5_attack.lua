@@ -277,12 +277,14 @@ local function model_list(model)
   local function add(path, name, net)
     if seen[path] then return end
     seen[path] = true
-    name = name or (path == opts.model and "baseline") or path:match("([^/]+)/[^/]+$") or path
+    local folder = path:match("([^/]+)/[^/]+$")
+    name = name or ((folder or ""):match("^task1") and "baseline") or folder or path
     for _, e in ipairs(list) do if e.name == name then name = name .. "_" .. (#list + 1) end end
     list[#list + 1] = {path = path, name = name, key = name:gsub("[^%w]", "_"), model = net}
   end
   if opts.models ~= "" then
     for path in opts.models:gmatch("[^,]+") do add(path, nil, path == opts.model and model or nil) end
+    -- (opts.model is the first of --models here; a task1 folder is named "baseline")
   else
     add(opts.model, "baseline", model)
     local dir = opts.compare_dir ~= "" and opts.compare_dir
