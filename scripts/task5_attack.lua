@@ -57,7 +57,7 @@ local spec = {
     {"n", 0, "source digits of each set attacked at ε (0: all)"},
     {"min_n", 300, "validation sources whose minimal ε is measured per model (0: all; --quick: 20)"},
     {"min_hi", 0.3, "upper end of the minimal-ε bisection bracket [0, hi]"},
-    {"min_tol", 0.001, "tolerance of the minimal-ε bisection"},
+    {"min_tol", 0.001, "tolerance of the minimal-ε bisection (--quick: 0.004)"},
     {"min_steps", 100, "APGD iterations at every bisection point (--quick: 20)"},
     {"pair_n", 5, "validation digits per (source, target) pair for the all-pairs figures (0: none; --quick: 1)"},
     {"compare_pgd", true, "measure APGD against PGD with the same passes at --compare-eps"},
@@ -96,6 +96,7 @@ local function check_options()
     -- the measurement's defaults shrink too (a value given on the command line is kept)
     if opts.min_n == 300 then opts.min_n = 20 end
     if opts.min_steps == 100 then opts.min_steps = 20 end
+    if opts.min_tol == 0.001 then opts.min_tol = 0.004 end
     if opts.pair_n == 5 then opts.pair_n = 1 end
     if opts.compare_n == 100 then opts.compare_n = 5 end
     if opts.steps == 0 then opts.steps = 20 end
