@@ -1,42 +1,48 @@
 -- Task 5: targeted adversarial attacks — a 7 read as a 3 with 90% confidence, L∞ ≤ 0.05.
 --
--- The baseline reads colour, not shape. How little must a 7 change before the network calls
--- it a 3, and is sure of it? The attack (--attack, default PGD: lua/cnnlab/attacks/pgd.lua)
--- moves every pixel of a validation 7 by at most ε = 0.05 (under 13 grey levels of 255)
--- against the gradient of the cross-entropy of class 3, clipping into the ε-ball and [0,1]
--- after every step, and stops each digit as soon as the model gives 3 at least 90% softmax
--- probability. The same attack runs on every 7 of the hard set. Beyond the seed: the success
--- matrix over every (source, target) pair at ε, and success against ε for the baseline and,
--- when given, a debiased model. What it finds is in docs/attacks.md.
+-- The seed study claimed that a 7 becomes a confident 3 when each pixel moves by at most
+-- 0.05. This script measures that claim the way robustness papers do, on every model it is
+-- given (--models, or the Task 1 baseline and Task 4's grey_invariant and colour_augment when
+-- present): APGD (lua/cnnlab/attacks/apgd.lua, --attack pgd for PGD) at ε on the validation
+-- 7s; the smallest ε per digit by bisection with APGD; the same over all (source, target)
+-- pairs on a few digits each; APGD against PGD with the same passes. Every success counted is
+-- confirmed by a separate forward pass on the saved images (float32, and rounded to bytes)
+-- and lies within ε and [0,1]. The first model's hard-set 7s, the success matrix and the ε
+-- curve are drawn as before. What it finds is in docs/attacks.md.
 --
---   ./cnnlab scripts/task5_attack.lua [--model runs/task1/model.safetensors] [--attack pgd |
---       path/to/attack.lua] [--source 7 --target 3 --eps 0.05 --confidence 0.9 --steps 20
---       --step-size 0 --loss ce] [--random-start --attack-seed 1]
+--   ./cnnlab scripts/task5_attack.lua [--model runs/task1/model.safetensors | --models a,b]
+--       [--attack apgd | pgd | path/to/attack.lua] [--source 7 --target 3 --eps 0.05
+--       --confidence 0.9 --steps 0 --step-size 0 --loss ce|dlr|margin --restarts 1]
+--       [--n 0 --min-n 300 --min-hi 0.3 --min-tol 0.001 --min-steps 100 --pair-n 5
+--       --compare-eps 0.03,0.05,0.08,0.1 --compare-n 100 --no-compare-pgd]
 --       [--compare-model runs/task4/<method>/model.safetensors | --compare-dir runs/task4]
 --       [--matrix-per-digit 100 --curve-n 300 --curve-eps 0,0.01,...] [--grid-eps 0.1]
 --       [--no-matrix --no-curve --quick] [--out runs/task5]
--- Writes into --out: metrics.json; grid.png (rows: originals / adversarial / perturbation as
--- 0.5 + δ·0.5/ε, for the first validation and hard-set 7s, and the validation ones again at
--- --grid-eps); grid.svg (grid.png embedded, captioned with the model's answers); the attacked
--- digits with per-digit results in adversarial.safetensors (validation) and
--- adversarial_hard.safetensors; matrix.svg (success over every source → target pair at ε);
--- curve.svg (success against ε).
+-- Writes into --out: metrics.json; table.txt (model × clean accuracy, success at ε, median
+-- minimal ε, share ≤ 0.1, for 7 → 3 and all pairs; APGD vs PGD); min_eps_cdf.svg (the minimal
+-- ε's empirical CDF per model); grid_median.png/svg (7s at each model's median minimal ε);
+-- grid.png/grid.svg (the first model's validation and hard-set 7s at ε and --grid-eps);
+-- adversarial.safetensors (first model, with min_eps per sample), adversarial_<model>.safetensors,
+-- adversarial_hard.safetensors; matrix.svg; curve.svg.
 local lab = require "cnnlab"
 local util = lab.util
 local study = lab.study
 local svg = lab.svg
 local figure = require "cnnlab.figure"
 local adv = require "cnnlab.adversarial"
+local function core_list(t) return t:totable() end
 
 local DEFAULT_CURVE_EPS = "0,0.01,0.02,0.03,0.04,0.05,0.06,0.07,0.08,0.09,0.1,0.12"
 local QUICK_CURVE_EPS = "0,0.03,0.05,0.07,0.09,0.12"
 local SEED_THRESHOLD = 99 -- the seed study expected ≥ 99% of the 7s turned at ε = 0.05
+local ATTACK -- the attack table of --attack
 
 local spec = {
   name = "task5_attack", script = "scripts/task5_attack.lua",
   description = "Task 5: targeted attacks on the baseline (a 7 read as a 3), success matrix and ε curve.",
   options = study.options({{"model", nil, "the attacked model (seed CNN weights)"},
-    {"attack", "pgd", "the attack: a name of lua/cnnlab/attacks/ or a path to a .lua file"},
+    {"models", "", "comma list of models to measure (default: --model, and Task 4's grey_invariant and colour_augment when present)"},
+    {"attack", "apgd", "the attack: a name of lua/cnnlab/attacks/ (apgd, pgd, fgsm) or a path to a .lua file"},
     {"compare_model", "", "a debiased model for the ε curve, e.g. runs/task4/<method>/model.safetensors"},
     {"compare_name", "", "its name in the legend (default: the folder name)"},
     {"compare_dir", "", "a Task 4 output folder: compare with its best debiased method (highest hard accuracy, erm excluded)"},
@@ -44,9 +50,19 @@ local spec = {
     {"target", 3, "digit the model must answer"},
     {"eps", 0.05, "L∞ budget ε (pixels in [0,1])"},
     {"confidence", 0.9, "softmax probability of the target that counts as success"},
-    {"steps", 20, "attack steps at most (each digit stops as soon as it succeeds)"},
-    {"step_size", 0.0, "step α (0: ε/4)"},
-    {"loss", "ce", "ce (cross-entropy of the target) or margin (max other logit − target logit)"},
+    {"steps", 0, "attack steps at most, each digit stops as soon as it succeeds (0: the attack's own, APGD 100, PGD 20)"},
+    {"step_size", 0.0, "step α (0: the attack's own, APGD 2ε then halved, PGD ε/4)"},
+    {"loss", "ce", "ce (cross-entropy of the target); margin (PGD) or dlr (APGD's targeted DLR)"},
+    {"restarts", 1, "APGD restarts (the later ones from random points of the ball)"},
+    {"n", 0, "source digits of each set attacked at ε (0: all)"},
+    {"min_n", 300, "validation sources whose minimal ε is measured per model (0: all; --quick: 20)"},
+    {"min_hi", 0.3, "upper end of the minimal-ε bisection bracket [0, hi]"},
+    {"min_tol", 0.001, "tolerance of the minimal-ε bisection (--quick: 0.004)"},
+    {"min_steps", 100, "APGD iterations at every bisection point (--quick: 20)"},
+    {"pair_n", 5, "validation digits per (source, target) pair for the all-pairs figures (0: none; --quick: 1)"},
+    {"compare_pgd", true, "measure APGD against PGD with the same passes at --compare-eps"},
+    {"compare_eps", "0.03,0.05,0.08,0.1", "ε values of the APGD/PGD comparison"},
+    {"compare_n", 100, "validation sources of the APGD/PGD comparison (--quick: 10)"},
     {"random_start", false, "start from a uniform random point of the ε-ball"},
     {"attack_seed", 1, "seed of the random start's generator"},
     {"batch", 512, "digits per forward/backward pass"},
@@ -77,6 +93,13 @@ local function check_options()
   if opts.examples < 1 then error(("--examples must be ≥ 1, got %d"):format(opts.examples), 0) end
   if opts.quick then -- a first look: smaller matrix and curve too
     opts.matrix_per_digit = math.min(opts.matrix_per_digit, 10)
+    -- the measurement's defaults shrink too (a value given on the command line is kept)
+    if opts.min_n == 300 then opts.min_n = 20 end
+    if opts.min_steps == 100 then opts.min_steps = 20 end
+    if opts.min_tol == 0.001 then opts.min_tol = 0.004 end
+    if opts.pair_n == 5 then opts.pair_n = 1 end
+    if opts.compare_n == 100 then opts.compare_n = 5 end
+    if opts.steps == 0 then opts.steps = 20 end
     opts.curve_n = opts.curve_n > 0 and math.min(opts.curve_n, 30) or 30
     if opts.curve_eps == DEFAULT_CURVE_EPS then opts.curve_eps = QUICK_CURVE_EPS end
   end
@@ -84,20 +107,24 @@ local function check_options()
 end
 
 -- The attack's options for a target (a class or an int64 tensor), a budget, steps and α.
-local function attack_opts(target, eps, steps, step)
-  local o = {target = target, eps = eps, confidence = opts.confidence, steps = steps,
-    step_size = step, batch = opts.batch, loss = opts.loss}
+local function attack_opts(target, eps, steps, step, atk)
+  local o = {target = target, eps = eps, confidence = opts.confidence,
+    steps = steps and steps > 0 and steps or nil, step_size = step and step > 0 and step or nil,
+    batch = opts.batch, loss = opts.loss}
+  if (atk or ATTACK).name == "apgd" and opts.restarts > 1 then
+    o.restarts, o.generator = opts.restarts, lab.Generator(opts.attack_seed)
+  end
   if opts.random_start then o.random_start, o.generator = true, lab.Generator(opts.attack_seed) end
   return o
 end
 
 -- The seed's attack on every source digit of the validation and the hard set.
-local function attack_sets(atk, model, sets, step_size, m)
+local function attack_sets(atk, model, sets, m)
   local runs = {}
   for _, name in ipairs({"val", "hard"}) do
     local file = name == "val" and "adversarial.safetensors" or "adversarial_hard.safetensors"
     local run = adv.attack_digits(atk, model, sets[name], opts.source,
-      attack_opts(opts.target, opts.eps, opts.steps, step_size))
+      attack_opts(opts.target, opts.eps, opts.steps, opts.step_size), opts.n)
     local r = run.r
     util.progress("%s: %d %ds → %d: %.2f%% reach p(%d) ≥ %g within ε = %g (mean %.2f steps, "
       .. "%.1f s, %.0f digits/s); max |δ| = %.6f", name, run.n, opts.source, opts.target,
@@ -128,7 +155,7 @@ local function draw_grid(atk, model, runs, m)
   end
   if opts.grid_eps > 0 and opts.grid_eps ~= opts.eps then -- what a larger budget takes
     local r = lab.attacks.run(atk, model, blocks[1].x, attack_opts(opts.target, opts.grid_eps,
-      opts.steps, opts.grid_eps / 4))
+      opts.steps, opts.step_size))
     blocks[#blocks + 1] = {label = ("validation, ε = %g"):format(opts.grid_eps), k = blocks[1].k,
       x = blocks[1].x, r = r, eps = opts.grid_eps, originals = false}
     m.grid_eps, m.grid_eps_success_rate = opts.grid_eps, r.success_rate
@@ -152,9 +179,9 @@ end
 
 -- Success over every source → target pair at ε.
 local function success_matrix(atk, model, sets, m)
-  local t1, step = lab.now(), opts.eps / 4
+  local t1 = lab.now()
   local values, counts = adv.matrix(atk, model, sets.val, opts.matrix_per_digit, function(targets)
-    return attack_opts(targets, opts.eps, opts.matrix_steps, step)
+    return attack_opts(targets, opts.eps, opts.matrix_steps, opts.step_size)
   end, function(s, n)
     util.progress("matrix: source %d (%d digits × 9 targets) done, %.0f s", s, n, lab.now() - t1)
   end)
@@ -170,15 +197,14 @@ local function success_matrix(atk, model, sets, m)
     end
   end
   m.matrix_mean = total / 90
-  m.matrix_per_digit, m.matrix_steps, m.matrix_step_size = opts.matrix_per_digit,
-    opts.matrix_steps, step
+  m.matrix_per_digit, m.matrix_steps = opts.matrix_per_digit, opts.matrix_steps
   m.matrix_seconds = lab.now() - t1
   svg.save(opts.out .. "/matrix.svg", svg.heatmap{values = values, row_labels = labels,
     col_labels = labels, vmin = 0, vmax = 100, fmt = "%.0f", cell = 40,
     title = ("Targeted %s success (%%), ε = %g, p(target) ≥ %g"):format(atk.name:upper(),
       opts.eps, opts.confidence),
-    xlabel = ("target digit — first %d validation digits per source, %d steps of %g")
-      :format(opts.matrix_per_digit, opts.matrix_steps, step),
+    xlabel = ("target digit — first %d validation digits per source, %d %s steps")
+      :format(opts.matrix_per_digit, opts.matrix_steps, atk.name:upper()),
     ylabel = "source digit"})
 end
 
@@ -216,7 +242,7 @@ local function success_curve(atk, model, sets, curve_eps, m)
   local models, series, top = curve_models(model, m), {}, 0
   for mi, entry in ipairs(models) do
     local ys = adv.curve(atk, entry.model, x, curve_eps, function(e)
-      return attack_opts(opts.target, e, opts.matrix_steps, e > 0 and e / 4 or 1e-3)
+      return attack_opts(opts.target, e, opts.matrix_steps, opts.step_size)
     end)
     local shown = {}
     for i, y in ipairs(ys) do
@@ -238,14 +264,311 @@ local function success_curve(atk, model, sets, curve_eps, m)
     ymax = 100, xmin = 0,
     title = ("%d → %d: success (p(%d) ≥ %g) against ε%s"):format(opts.source, opts.target,
       opts.target, opts.confidence, #models == 1 and " — baseline only" or ""),
-    xlabel = ("ε (L∞ budget) — first %d validation %ds, %d %s steps of ε/4"):format(n,
+    xlabel = ("ε (L∞ budget) — first %d validation %ds, %d %s steps"):format(n,
       opts.source, opts.matrix_steps, atk.name:upper()),
     ylabel = "success rate (%)"})
 end
 
+
+-- ------------------------------------------------------------------ every model, measured
+-- The models: --models, or --model and Task 4's grey_invariant and colour_augment when present
+-- (in --compare-dir, else in the folder beside --model's: runs/task4), and --compare-model.
+local function model_list(model)
+  local list, seen = {}, {}
+  local function add(path, name, net)
+    if seen[path] then return end
+    seen[path] = true
+    local folder = path:match("([^/]+)/[^/]+$")
+    name = name or ((folder or ""):match("^task1") and "baseline") or folder or path
+    for _, e in ipairs(list) do if e.name == name then name = name .. "_" .. (#list + 1) end end
+    list[#list + 1] = {path = path, name = name, key = name:gsub("[^%w]", "_"), model = net}
+  end
+  if opts.models ~= "" then
+    for path in opts.models:gmatch("[^,]+") do add(path, nil, path == opts.model and model or nil) end
+    -- (opts.model is the first of --models here; a task1 folder is named "baseline")
+  else
+    add(opts.model, "baseline", model)
+    local dir = opts.compare_dir ~= "" and opts.compare_dir
+      or ((opts.model:match("^(.*)/[^/]+/[^/]+$") or ".") .. "/task4")
+    for _, method in ipairs({"grey_invariant", "colour_augment"}) do
+      local path = dir .. "/" .. method .. "/model.safetensors"
+      if util.exists(path) then add(path, method) end
+    end
+    if opts.compare_model ~= "" then add(opts.compare_model, opts.compare_name ~= "" and opts.compare_name or nil) end
+  end
+  for _, e in ipairs(list) do e.model = e.model or study.load_model(e.path) end
+  return list
+end
+
+local function count(list, f) local c = 0 for i = 1, #list do if f(i) then c = c + 1 end end return c end
+local function pct(a, n) return n > 0 and 100 * a / n or 0 end
+local function fmt_eps(e) return e == nil and "–" or (e == math.huge and ("> %g"):format(opts.min_hi) or ("%.3f"):format(e)) end
+
+-- Confirms a run's successes with a separate forward pass; a success the pass does not see is
+-- an error. Returns {confirmed, bytes (still target with p ≥ confidence after rounding to
+-- 8 bits), bytes_within (… and still within ε after rounding)} counts.
+local function confirmed_counts(model, x, r_success, adversarial, eps, target, what)
+  local c = adv.confirm(model, x, adversarial, eps, target, opts.confidence)
+  local succ = core_list(r_success)
+  for i = 1, #succ do
+    if succ[i] == 1 and not (c.confirmed[i] and c.within[i]) then
+      error(("%s: sample %d counted as a success but the separate forward pass says p(target) = "
+        .. "%.4f, |δ| = %.6g"):format(what, i, c.p_target[i], c.norm[i]), 0)
+    end
+  end
+  return {confirmed = count(succ, function(i) return succ[i] == 1 and c.confirmed[i] end),
+    bytes = count(succ, function(i) return succ[i] == 1 and c.confirmed_bytes[i] end),
+    bytes_within = count(succ, function(i) return succ[i] == 1 and c.confirmed_bytes[i] and c.within_bytes[i] end),
+    detail = c}
+end
+
+local function min_opts(target)
+  return {target = target, confidence = opts.confidence, lo = 0, hi = opts.min_hi,
+    tol = opts.min_tol, steps = opts.min_steps, loss = opts.loss == "dlr" and "dlr" or "ce",
+    batch = opts.batch}
+end
+
+-- One model: clean accuracy, the 7s at ε (all), minimal ε (first --min-n 7s), all pairs,
+-- APGD against PGD; everything into m under the model's key, rows for the tables.
+local function measure(entry, index, atk, sets, runs, compare_eps, m, t1)
+  local model, key, name = entry.model, entry.key, entry.name
+  local out = {name = name, key = key}
+  m["model_" .. index .. "_name"], m["model_" .. index .. "_path"] = name, entry.path
+  out.clean_acc = lab.metrics.evaluate(model, sets.val).acc
+  m[key .. "_clean_acc"] = out.clean_acc
+  -- the source digits at ε (the seed's claim)
+  local run = index == 1 and runs.val or adv.attack_digits(atk, model, sets.val, opts.source,
+    attack_opts(opts.target, opts.eps, opts.steps, opts.step_size), opts.n)
+  local cc = confirmed_counts(model, run.x, run.r.success, run.r.adversarial, opts.eps,
+    opts.target, name .. " at ε")
+  out.n, out.success = run.n, pct(cc.confirmed, run.n)
+  out.success_bytes, out.success_bytes_within = pct(cc.bytes, run.n), pct(cc.bytes_within, run.n)
+  m[key .. "_n"], m[key .. "_success"], m[key .. "_success_bytes"],
+    m[key .. "_success_bytes_within_eps"] = run.n, out.success, out.success_bytes,
+    out.success_bytes_within
+  util.progress("%s: clean accuracy %.2f%%; %d→%d at ε = %g: %.2f%% of %d validation %ds "
+    .. "(confirmed by a separate pass; %.2f%% after rounding to 8 bits), %.0f s", name,
+    out.clean_acc, opts.source, opts.target, opts.eps, out.success, run.n, opts.source,
+    out.success_bytes, lab.now() - t1)
+  -- the minimal ε of the first --min-n source digits
+  local nmin = opts.min_n > 0 and math.min(opts.min_n, run.n) or run.n
+  local xm = run.x:narrow(0, 0, nmin)
+  local me = adv.minimal_eps(model, xm, min_opts(opts.target))
+  local mc = confirmed_counts(model, xm, me.success, me.adversarial, me.eps, opts.target,
+    name .. " minimal ε")
+  local eps_list = me.eps:totable()
+  out.min, out.min_eps, out.n_min = adv.distribution(eps_list), eps_list, nmin
+  out.min_bytes = pct(mc.bytes, nmin)
+  for k, v in pairs(out.min) do m[key .. "_min_eps_" .. k] = v == math.huge and -1 or v end
+  m[key .. "_min_eps_success_bytes"] = out.min_bytes
+  m[key .. "_min_eps_passes_forward"], m[key .. "_min_eps_passes_backward"] = me.passes.forward,
+    me.passes.backward
+  util.progress("%s: minimal ε of %d %ds (bisection, APGD %d iterations, tol %g): median %s, "
+    .. "quartiles %s–%s, ≤ 0.05: %.1f%%, ≤ 0.1: %.1f%%, %.0f s", name, nmin, opts.source,
+    opts.min_steps, opts.min_tol, fmt_eps(out.min.median), fmt_eps(out.min.q1),
+    fmt_eps(out.min.q3), out.min.share_le_005, out.min.share_le_01, lab.now() - t1)
+  -- the saved run, with the minimal ε per sample (NaN beyond the first --min-n)
+  local full = {}
+  for i = 1, run.n do full[i] = eps_list[i] or 0 / 0 end
+  local conf_list = {}
+  for i = 1, run.n do conf_list[i] = cc.detail.confirmed[i] and 1 or 0 end
+  local bytes_list = {}
+  for i = 1, run.n do bytes_list[i] = cc.detail.confirmed_bytes[i] and 1 or 0 end
+  local settings = adv.settings_of(run.r)
+  settings.model, settings.set, settings.seed, settings.rho, settings.beta = entry.path, "val",
+    opts.seed, opts.rho, opts.beta
+  settings.restarts, settings.norm = run.r.settings.restarts, run.r.settings.norm
+  settings.min_eps_method = ("bisection over ε in [0, %g] to %g with APGD (%d iterations, %s loss) "
+    .. "at per-sample budgets; first %d samples, NaN beyond"):format(opts.min_hi, opts.min_tol,
+    opts.min_steps, min_opts().loss, nmin)
+  adv.save(opts.out .. "/" .. (index == 1 and "adversarial.safetensors"
+    or ("adversarial_%s.safetensors"):format(key)), run, opts.source, opts.target, settings, {
+    min_eps = lab.tensor(full), confirmed = lab.tensor(conf_list, {dtype = "uint8"}),
+    confirmed_bytes = lab.tensor(bytes_list, {dtype = "uint8"}),
+    min_eps_adversarial = me.adversarial})
+  -- every (source, target) pair: --pair-n digits each
+  if opts.pair_n > 0 then
+    local xs, ts = {}, {}
+    for src = 0, 9 do
+      local pos = adv.positions_of(sets.val, src, opts.pair_n)
+      local x = lab.train.batch_of(sets.val, pos).x
+      for t = 0, 9 do
+        if t ~= src then
+          xs[#xs + 1] = x
+          for _ = 1, x:size(0) do ts[#ts + 1] = t end
+        end
+      end
+    end
+    local x, targets = lab.cat(xs, 0), lab.tensor(ts, {dtype = "int64"})
+    local pe = adv.minimal_eps(model, x, min_opts(targets))
+    confirmed_counts(model, x, pe.success, pe.adversarial, pe.eps, targets, name .. " pairs")
+    out.pairs = adv.distribution(pe.eps:totable())
+    for k, v in pairs(out.pairs) do m[key .. "_pairs_min_eps_" .. k] = v == math.huge and -1 or v end
+    out.pairs_eps = pe.eps:totable()
+    util.progress("%s: all 90 pairs, %d digits each: median minimal ε %s, ≤ 0.05: %.1f%%, "
+      .. "≤ 0.1: %.1f%%, %.0f s", name, opts.pair_n, fmt_eps(out.pairs.median),
+      out.pairs.share_le_005, out.pairs.share_le_01, lab.now() - t1)
+  end
+  -- APGD against PGD with the same passes (APGD N iterations: N + 1 forward, N backward)
+  if opts.compare_pgd then
+    local nc = math.min(opts.compare_n, run.n)
+    local xc = run.x:narrow(0, 0, nc)
+    out.compare, out.n_compare = {}, nc
+    local apgd = lab.attacks.load("apgd")
+    for i, e in ipairs(compare_eps) do
+      local row = {eps = e}
+      local a = apgd.run(model, xc, {target = opts.target, eps = e, confidence = opts.confidence,
+        steps = 100, batch = opts.batch})
+      local p100 = lab.attack.pgd(model, xc, {target = opts.target, eps = e,
+        confidence = opts.confidence, steps = 100, batch = opts.batch})
+      local p20 = lab.attack.pgd(model, xc, {target = opts.target, eps = e,
+        confidence = opts.confidence, steps = 20, batch = opts.batch})
+      for tag, r in pairs({apgd = a, pgd100 = p100, pgd20 = p20}) do
+        local c = confirmed_counts(model, xc, r.success, r.adversarial, e, opts.target,
+          name .. " " .. tag)
+        row[tag] = pct(c.confirmed, nc)
+        row[tag .. "_passes"] = r.passes.forward + r.passes.backward
+        m[("%s_compare_%s_%d"):format(key, tag, i - 1)] = row[tag]
+        m[("%s_compare_%s_passes_%d"):format(key, tag, i - 1)] = row[tag .. "_passes"]
+      end
+      m[("%s_compare_eps_%d"):format(key, i - 1)] = e
+      out.compare[i] = row
+      util.progress("%s: ε = %g, first %d %ds: APGD-100 %.1f%%, PGD-100 (ε/4) %.1f%%, PGD-20 "
+        .. "(ε/4) %.1f%%, %.0f s", name, e, nc, opts.source, row.apgd, row.pgd100, row.pgd20,
+        lab.now() - t1)
+    end
+    m[key .. "_compare_n"] = nc
+  end
+  out.run = run
+  return out
+end
+
+-- The picture at each model's median minimal ε: originals, adversarial, perturbation.
+local function draw_median_grid(atk, results)
+  local ncol, blocks = opts.examples, {}
+  local apgd = lab.attacks.load("apgd")
+  for _, res in ipairs(results) do
+    local run = res.run
+    local k = math.min(ncol, run.n)
+    local e = res.min.median
+    if e == nil or e == math.huge then e = opts.min_hi end
+    local x = run.x:narrow(0, 0, k)
+    local r = apgd.run(res.model, x, {target = opts.target, eps = e,
+      confidence = opts.confidence, steps = opts.min_steps, batch = opts.batch})
+    blocks[#blocks + 1] = {label = ("%s, ε = %.3f"):format(res.name, e), k = k, x = x, r = r,
+      eps = e, originals = true, clean_pred = run.clean_pred:narrow(0, 0, k),
+      clean_conf = run.clean_conf:narrow(0, 0, k)}
+  end
+  local images, captions, row_names = adv.grid(blocks, ncol, opts.target)
+  local scale, pad = 4, 30
+  local grid = lab.image_grid(images, {ncol = ncol, pad = pad, scale = scale, pad_value = 1})
+  lab.write_png(opts.out .. "/grid_median.png", grid)
+  svg.save(opts.out .. "/grid_median.svg", figure.captioned_grid{png = opts.out .. "/grid_median.png",
+    width = grid:size(2), height = grid:size(1), left = 190, top = 74, cell = 28 * scale,
+    pad = pad, rows = row_names, captions = captions, lines = {
+      {("%d → %d at each model's median minimal ε (APGD, %d iterations, success = p(%d) ≥ %g)")
+        :format(opts.source, opts.target, opts.min_steps, opts.target, opts.confidence),
+        'font-size="15" font-weight="bold"'},
+      {("first %d validation %ds; captions: answer and p(%d), then L∞ of the change and steps; "
+        .. "perturbation shown as 0.5 + δ·0.5/ε per channel"):format(ncol, opts.source,
+        opts.target), 'fill="#444"'}}})
+end
+
+-- The empirical CDF of the minimal ε per model.
+local function draw_cdf(results)
+  local series = {}
+  for i, res in ipairs(results) do
+    local xs, ys = adv.ecdf(res.min_eps, opts.min_hi)
+    series[#series + 1] = {name = ("%s: %d→%d (%d)"):format(res.name, opts.source, opts.target,
+      res.n_min), x = xs, y = ys, color = svg.palette[i]}
+    if res.pairs_eps then
+      local px, py = adv.ecdf(res.pairs_eps, opts.min_hi)
+      series[#series + 1] = {name = ("%s: all pairs (%d each)"):format(res.name, opts.pair_n),
+        x = px, y = py, color = svg.palette[i], dashed = true}
+    end
+  end
+  for _, e in ipairs({0.05, 0.1}) do
+    series[#series + 1] = {name = ("ε = %g"):format(e), x = {e, e}, y = {0, 100}, dashed = true,
+      color = "#888888"}
+  end
+  svg.save(opts.out .. "/min_eps_cdf.svg", svg.lines{series = series, xmin = 0,
+    xmax = opts.min_hi, ymin = 0, ymax = 100,
+    title = ("Smallest L∞ ε turning a digit into a confident target (p ≥ %g), per model")
+      :format(opts.confidence),
+    xlabel = ("minimal ε (bisection with APGD, tolerance %g; > %g: not reached)"):format(
+      opts.min_tol, opts.min_hi),
+    ylabel = "share of digits reached (%)"})
+end
+
+-- table.txt: the model table and the APGD/PGD table.
+local function write_tables(results, compare_eps)
+  local lines = {("Task 5 — %d → %d, success = answer %d with p ≥ %g; every success confirmed by a "
+    .. "separate forward pass"):format(opts.source, opts.target, opts.target, opts.confidence), "",
+    ("%-16s %8s %10s %10s %12s %10s | %10s %10s %10s"):format("model", "clean %",
+      ("%d→%d@%g"):format(opts.source, opts.target, opts.eps), "8-bit", "median ε", "≤0.1 %",
+      "pairs@" .. opts.eps, "pairs med", "pairs≤0.1")}
+  for _, r in ipairs(results) do
+    lines[#lines + 1] = ("%-16s %8.2f %9.1f%% %9.1f%% %12s %9.1f%% | %9s%% %10s %9s%%"):format(
+      r.name, r.clean_acc, r.success, r.success_bytes, fmt_eps(r.min.median), r.min.share_le_01,
+      r.pairs and ("%.1f"):format(r.pairs.share_le_005) or "–",
+      r.pairs and fmt_eps(r.pairs.median) or "–",
+      r.pairs and ("%.1f"):format(r.pairs.share_le_01) or "–")
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = ("%d→%d at ε: %s validation %ds (%s). Minimal ε: first %d %ds, bisection "
+    .. "in [0, %g] to %g with APGD (%d iterations, one restart). Pairs: first %d validation "
+    .. "digits of each source towards each of the 9 other targets (90 pairs); 'pairs@ε' = share "
+    .. "with minimal ε ≤ ε. 8-bit: still a success after rounding the saved image to bytes.")
+    :format(opts.source, opts.target, opts.n > 0 and ("the first " .. results[1].n) or "all",
+      opts.source, ATTACK.name:upper(), results[1].n_min,
+      opts.source, opts.min_hi, opts.min_tol, opts.min_steps, opts.pair_n)
+  lines[#lines + 1] = "minimal ε per model: median [quartiles], ≤ 0.05, ≤ 0.1"
+  for _, r in ipairs(results) do
+    lines[#lines + 1] = ("  %-16s %s [%s, %s], %.1f%%, %.1f%% (n = %d)"):format(r.name,
+      fmt_eps(r.min.median), fmt_eps(r.min.q1), fmt_eps(r.min.q3), r.min.share_le_005,
+      r.min.share_le_01, r.min.n)
+  end
+  if opts.compare_pgd then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = ("APGD (100 iterations) vs PGD (100 and 20 steps of ε/4), success %%, "
+      .. "first %d validation %ds; budget per digit ≤ 101 forward + 100 backward (PGD-20: 21 + 20)")
+      :format(results[1].n_compare or 0, opts.source)
+    local head = ("%-16s %6s"):format("model", "ε")
+    lines[#lines + 1] = head .. ("%10s %10s %10s"):format("APGD-100", "PGD-100", "PGD-20")
+    for _, r in ipairs(results) do
+      for _, row in ipairs(r.compare or {}) do
+        lines[#lines + 1] = ("%-16s %6g %9.1f%% %9.1f%% %9.1f%%"):format(r.name, row.eps,
+          row.apgd, row.pgd100, row.pgd20)
+      end
+    end
+  end
+  util.write_file(opts.out .. "/table.txt", table.concat(lines, "\n") .. "\n")
+  io.stderr:write(table.concat(lines, "\n"), "\n")
+end
+
+local function measure_models(atk, sets, model, runs, compare_eps, m)
+  local t1 = lab.now()
+  local list = model_list(model)
+  local results = {}
+  for i, entry in ipairs(list) do
+    results[i] = measure(entry, i, atk, sets, runs, compare_eps, m, t1)
+    results[i].model = entry.model
+  end
+  m.n_models = #list
+  m.min_n, m.min_hi, m.min_tol, m.min_steps, m.pair_n = opts.min_n, opts.min_hi, opts.min_tol,
+    opts.min_steps, opts.pair_n
+  draw_cdf(results)
+  draw_median_grid(atk, results)
+  write_tables(results, compare_eps)
+  m.measure_seconds = lab.now() - t1
+end
+
 study.main("task5_attack", function()
   local curve_eps = check_options()
+  local compare_eps = study.list(opts.compare_eps, "compare-eps", study.number_in(0, 1))
+  if opts.models ~= "" then opts.model = opts.models:match("^[^,]+") end
   local atk = lab.attacks.load(opts.attack)
+  ATTACK = atk
   util.progress("building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.seed, opts.rho,
     opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
@@ -255,14 +578,14 @@ study.main("task5_attack", function()
   local m = {model = opts.model, source = opts.source, target = opts.target, seed = opts.seed,
     rho = opts.rho, beta = opts.beta, quick = opts.quick, data = opts.data,
     attack_seed = opts.attack_seed, threads = lab.get_threads()}
-  m.step_size = opts.step_size > 0 and opts.step_size or opts.eps / 4
-  local runs = attack_sets(atk, model, sets, m.step_size, m)
+  local runs = attack_sets(atk, model, sets, m)
   draw_grid(atk, model, runs, m)
   if opts.matrix then success_matrix(atk, model, sets, m) end
   if opts.curve then success_curve(atk, model, sets, curve_eps, m) end
+  measure_models(atk, sets, model, runs, compare_eps, m)
   m.total_seconds = lab.now() - t0
   study.write_metrics(opts.out, m)
   util.progress("wrote %s/{metrics.json, grid.png, grid.svg, adversarial.safetensors, "
-    .. "adversarial_hard.safetensors%s%s} in %.0f s", opts.out, opts.matrix and ", matrix.svg" or "",
+    .. "adversarial_hard.safetensors, table.txt, min_eps_cdf.svg, grid_median.png, grid_median.svg%s%s} in %.0f s", opts.out, opts.matrix and ", matrix.svg" or "",
     opts.curve and ", curve.svg" or "", m.total_seconds)
 end)

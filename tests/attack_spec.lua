@@ -189,6 +189,124 @@ describe("what Task 5 measures (cnnlab.adversarial)", function()
   end)
 end)
 
+-- A linear model on a 4×4 one-channel image: z3 = w·x, z7 = 2, every other class −100. For a
+-- targeted 7 → 3 with p(3) ≥ 0.9 the margin w·x − 2 must reach ln 9. Under an L∞ budget ε the
+-- best change raises each pixel i (w_i > 0) or lowers it (w_i < 0) by min(ε, room_i), room_i
+-- the distance to 1 (or to 0): the gain Σ|w_i|·min(ε, room_i) is increasing in ε and the
+-- smallest ε reaching ln 9 is found by bisection on paper's formula (closed form per piece).
+-- Under L2 with every pixel at 0.5 and a small ε the best change is ε·w/‖w‖₂: ε* = need/‖w‖₂.
+local function linear_model(w)
+  local d = w:numel()
+  local m3 = lab.tensor({0, 0, 0, 1, 0, 0, 0, 0, 0, 0}):reshape(1, 10)
+  local m7 = lab.tensor({0, 0, 0, 0, 0, 0, 0, 1, 0, 0}):reshape(1, 10)
+  return function(x)
+    local n = x:size(0)
+    local z3 = x:flatten(1):matmul(w:reshape(d, 1))
+    return lab.full({n, 10}, -100.0) * (1 - m3 - m7) + z3 * m3 + lab.full({n, 1}, 2.0) * m7
+  end
+end
+
+local function linear_eps_star(w, xi)
+  local wl, xl = column(w), column(xi)
+  local margin = -2
+  for j = 1, #wl do margin = margin + wl[j] * xl[j] end
+  local need = math.log(9) - margin
+  if need <= 0 then return 0 end
+  local function gain(e)
+    local g = 0
+    for j = 1, #wl do
+      local room = wl[j] > 0 and 1 - xl[j] or xl[j]
+      g = g + math.abs(wl[j]) * math.min(e, room)
+    end
+    return g
+  end
+  if gain(1) < need then return math.huge end
+  local a, b = 0, 1
+  for _ = 1, 60 do
+    local m = (a + b) / 2
+    if gain(m) >= need then b = m else a = m end
+  end
+  return b
+end
+
+describe("APGD (Croce & Hein 2020)", function()
+  local apgd = lab.attacks.load("apgd")
+  local adv = require "cnnlab.adversarial"
+  local g = lab.Generator(3)
+  local w = lab.randn({16}, {generator = g}) * 3
+  local model = linear_model(w)
+  local x = lab.rand({6, 1, 4, 4}, {generator = g})
+
+  it("has the paper's checkpoints for 100 iterations", function()
+    local ws, ps = apgd.checkpoints(100)
+    assert.same({0, 22, 41, 57, 70, 80, 87, 93, 99}, ws)
+    local want = {0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99}
+    for i, p in ipairs(want) do assert.is_true(math.abs(ps[i] - p) < 1e-9) end
+    assert.same({0, 5, 9, 12, 14, 16, 18, 19, 20}, (apgd.checkpoints(20)))
+    assert.equal("apgd", lab.attacks.load("apgd").name)
+  end)
+
+  it("succeeds just above the smallest ε on paper and never below it (L∞, CE and DLR)", function()
+    for i = 0, 5 do
+      local xi = x:narrow(0, i, 1)
+      local star = linear_eps_star(w, xi)
+      assert.is_true(star > 0 and star < 0.3, "a sample needs 0 < ε* < 0.3, got " .. star)
+      for _, loss in ipairs({"ce", "dlr"}) do
+        local above = attack.apgd(model, xi, {target = 3, eps = star * 1.002 + 1e-5,
+          loss = loss, steps = 20})
+        assert.equal(1, above.n_success, ("sample %d %s: ε* = %g"):format(i, loss, star))
+        local below = attack.apgd(model, xi, {target = 3, eps = star * 0.998, loss = loss,
+          steps = 20, restarts = 2})
+        assert.equal(0, below.n_success)
+        assert.is_true(below.confidence:get(0) < 0.9)
+      end
+    end
+  end)
+
+  it("bisection finds the smallest ε to the tolerance, never below it", function()
+    local r = adv.minimal_eps(model, x, {target = 3, confidence = 0.9, steps = 20, tol = 1e-3})
+    for i, e in ipairs(column(r.eps)) do
+      local star = linear_eps_star(w, x:narrow(0, i - 1, 1))
+      assert.is_true(e >= star and e <= star + 1e-3, ("sample %d: %g vs ε* %g"):format(i, e, star))
+    end
+    assert.equal(9, r.iterations) -- ⌈log2(0.3 / 0.001)⌉
+    -- every reported success confirmed by a separate forward pass, inside its own ε and [0,1]
+    local c = adv.confirm(model, x, r.adversarial, r.eps, 3, 0.9)
+    for i = 1, 6 do
+      assert.is_true(c.confirmed[i] and c.within[i])
+      assert.is_true(c.norm[i] <= column(r.eps)[i])
+    end
+    local d = adv.distribution(column(r.eps))
+    assert.equal(6, d.n)
+    assert.is_true(d.q1 <= d.median and d.median <= d.q3)
+  end)
+
+  it("L2: ε* = need / ‖w‖₂ from the middle grey", function()
+    local xm = lab.full({1, 1, 4, 4}, 0.5)
+    local wl = column(w)
+    local l2, margin = 0, -2
+    for j = 1, #wl do l2, margin = l2 + wl[j] ^ 2, margin + 0.5 * wl[j] end
+    local star = (math.log(9) - margin) / math.sqrt(l2)
+    assert.is_true(star > 0 and star < 0.5)
+    local above = attack.apgd(model, xm, {target = 3, eps = star * 1.002, norm = "l2", steps = 20})
+    assert.equal(1, above.n_success)
+    assert.is_true(above.l2:get(0) <= star * 1.002)
+    local below = attack.apgd(model, xm, {target = 3, eps = star * 0.998, norm = "l2", steps = 20})
+    assert.equal(0, below.n_success)
+  end)
+
+  it("rounding to bytes and the confirmation see what the model sees", function()
+    local q = adv.quantise(lab.tensor({0, 124.4 / 255, 124.6 / 255, 1}))
+    local levels = {}
+    for i, v in ipairs(column(q)) do levels[i] = math.floor(v * 255 + 0.5) end
+    assert.same({0, 124, 125, 255}, levels)
+    local xm = lab.full({1, 1, 4, 4}, 0.5)
+    local c = adv.confirm(model, xm, xm, 0, 3, 0.9)
+    assert.is_false(c.confirmed[1]) -- the original answers 7
+    assert.is_true(c.within[1])
+  end)
+end)
+
 describe("a small CNN trained on generated Colored digits", function()
   local model, x, y, sevens
 
@@ -248,6 +366,27 @@ describe("a small CNN trained on generated Colored digits", function()
       assert_in_ball(x, t.adversarial, eps)
     end
   end)
+
+  it("APGD is at least as strong as PGD with the same passes, inside the ball and [0,1]",
+    function()
+      for _, eps in ipairs({0.05, 0.1, 0.2}) do
+        local p = attack.pgd(model, sevens, {target = 3, eps = eps, steps = 20})
+        local a = attack.apgd(model, sevens, {target = 3, eps = eps, steps = 20})
+        assert.is_true(a.n_success >= p.n_success, ("ε %g: APGD %d < PGD %d"):format(eps,
+          a.n_success, p.n_success))
+        assert.is_true(a.passes.forward <= 21 * sevens:size(0))
+        assert.is_true(a.passes.backward <= 20 * sevens:size(0))
+        assert_in_ball(sevens, a.adversarial, eps)
+        local c = require("cnnlab.adversarial").confirm(model, sevens, a.adversarial, eps, 3, 0.9)
+        for i, ok in ipairs(column(a.success)) do
+          assert.equal(ok == 1, c.confirmed[i])
+          assert.is_true(c.within[i])
+        end
+      end
+      local u = attack.apgd(model, x, {labels = y, eps = 0.05, steps = 10, restarts = 2,
+        generator = lab.Generator(2)})
+      assert_in_ball(x, u.adversarial, 0.05)
+    end)
 
   it("changes nothing with ε = 0 (untargeted, with and without random start)", function()
     for _, rs in ipairs({false, true}) do
@@ -323,5 +462,70 @@ describe("argument errors", function()
     fails_with("model must be a module", function()
       attack.pgd(nil, x, {target = 3})
     end)
+  end)
+end)
+
+describe("Task 5's measurement on a small run (scripts/task5_attack.lua)", function()
+  local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
+
+  it("every saved success is real: a separate pass confirms it, inside ε and [0,1]", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    lab.util.mkdir_p(dir)
+    -- a seed network trained for one epoch on generated Colored digits (the script's data)
+    local sets = lab.study.load_data({seed = 1, rho = 1, beta = 0.25, data = "generated",
+      generated_n = 3000, quick = true})
+    local net = lab.models.seed_cnn{generator = lab.Generator(5)}
+    local opt = lab.optim.Adam(net:parameters(), {lr = 3e-3})
+    for xb, yb in lab.data.batches(sets.train, 64, {generator = lab.Generator(4)}) do
+      opt:zero_grad()
+      lab.cross_entropy(net(xb), yb):backward()
+      opt:step()
+    end
+    net:eval()
+    lab.save_safetensors(dir .. "/model.safetensors", net:state_dict())
+    local eps = 0.2
+    local ok = os.execute(("%s scripts/task5_attack.lua --data generated --quick --threads 1 "
+      .. "--model %s/model.safetensors --eps %g --no-matrix --no-curve --grid-eps 0 --min-n 6 "
+      .. "--min-steps 10 --pair-n 0 --compare-n 3 --compare-eps 0.1 --steps 10 --out %s/t5 "
+      .. ">%s/log.txt 2>&1"):format(BIN, dir, eps, dir, dir))
+    assert.is_true(ok, lab.util.read_file(dir .. "/log.txt"))
+    local t, meta = lab.load_safetensors(dir .. "/t5/adversarial.safetensors")
+    for _, key in ipairs({"originals", "adversarial", "targets", "labels", "success", "min_eps",
+      "confirmed", "confirmed_bytes", "min_eps_adversarial"}) do
+      assert.is_not_nil(t[key], key)
+    end
+    assert.equal("apgd", meta.attack)
+    assert.is_not_nil(meta.min_eps_method)
+    local x, a, succ = t.originals, t.adversarial, column(t.success)
+    local p = lab.no_grad(function() return net(a):softmax(1) end)
+    local pmax, pred = p:max(1)
+    local p3, pr = column(p:select(1, 3)), column(pred)
+    local n_success = 0
+    for i, s in ipairs(succ) do
+      if s == 1 then
+        n_success = n_success + 1
+        assert.equal(3, pr[i])
+        assert.is_true(p3[i] >= 0.9)
+      end
+    end
+    assert.is_true(n_success > 0, "the run must find successes to check")
+    assert_in_ball(x, a, eps)
+    -- the minimal-ε images: within each sample's own ε and confirmed
+    local me, ma = column(t.min_eps), t.min_eps_adversarial
+    local q = lab.no_grad(function() return net(ma):softmax(1) end)
+    local q3 = column(q:select(1, 3))
+    for i = 1, ma:size(0) do
+      if me[i] < math.huge then
+        assert.is_true(q3[i] >= 0.9)
+        assert_in_ball(x:narrow(0, i - 1, 1), ma:narrow(0, i - 1, 1), me[i])
+      end
+    end
+    local table_txt = lab.util.read_file(dir .. "/t5/table.txt")
+    assert.truthy(table_txt:find("baseline", 1, true))
+    assert.truthy(table_txt:find("APGD-100", 1, true))
+    assert.is_true(lab.util.exists(dir .. "/t5/min_eps_cdf.svg"))
+    assert.is_true(lab.util.exists(dir .. "/t5/grid_median.png"))
+    os.execute("rm -rf " .. dir)
   end)
 end)

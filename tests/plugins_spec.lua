@@ -56,7 +56,7 @@ return {
 
 describe("the registries", function()
   it("list the shipped attacks and attribution methods, sorted", function()
-    assert.same({"fgsm", "pgd"}, lab.attacks.available())
+    assert.same({"apgd", "fgsm", "pgd"}, lab.attacks.available())
     assert.same({"gradcam", "gradcampp", "saliency"}, lab.attributions.available())
   end)
 
@@ -74,7 +74,7 @@ describe("the registries", function()
   it("name what exists when a name is unknown, and what a bad file lacks", function()
     local ok, err = pcall(lab.attacks.load, "cw")
     assert.is_false(ok)
-    assert.truthy(err:find("attack: unknown attack 'cw' (available: fgsm, pgd; or give a path", 1, true))
+    assert.truthy(err:find("attack: unknown attack 'cw' (available: apgd, fgsm, pgd; or give a path", 1, true))
     ok, err = pcall(lab.attributions.load, "lime")
     assert.truthy(err:find("unknown attribution 'lime' (available: gradcam, gradcampp, saliency", 1, true))
     local dir = tmpdir()

@@ -3,14 +3,15 @@
 --
 --   adversarial.positions_of(set, digit[, limit]) → int64 positions of the set's samples of
 --       that label (the first `limit`), count
---   adversarial.attack_digits(atk, model, set, digit, aopts) → run: every `digit` of the set
---       attacked with the attack options aopts; run = {x, y, colors, index, n, r (the attack's
+--   adversarial.attack_digits(atk, model, set, digit, aopts[, limit]) → run: every `digit` of
+--       the set (the first `limit`) attacked with the attack options aopts; run = {x, y, colors, index, n, r (the attack's
 --       result), clean_pred, clean_conf, seconds, check (attack.verify)}; raises when an
 --       element left the ε-ball or [0,1]
 --   adversarial.summary(run, source, target) → flat metrics of a run (success, steps,
 --       confidences, norms, checks), for keys prefixed by the caller
 --   adversarial.settings_of(r) → the settings worth recording (no generator, no batch)
---   adversarial.save(path, run, source, target, meta) → safetensors of a run
+--   adversarial.save(path, run, source, target, meta[, extra]) → safetensors of a run (extra:
+--       more tensors by name, e.g. the per-sample minimal ε)
 --   adversarial.matrix(atk, model, set, per_digit, make_opts[, progress]) → values (10×10,
 --       NaN on the diagonal), counts per source: success (%) of every source → target pair,
 --       each source's digits attacked towards the nine other targets in one batch;
@@ -20,6 +21,14 @@
 --   adversarial.grid(blocks, ncol, target) → images, captions, row names for the picture: per
 --       block {label, k, x, r, eps, originals, clean_pred, clean_conf, colors} the rows
 --       original (optional), adversarial and perturbation (0.5 + δ·0.5/ε per channel)
+--   adversarial.minimal_eps(model, x, opts) → per-sample smallest ε reaching the target with
+--       p ≥ confidence: bisection over ε with APGD (per-sample budgets) in [lo, hi] to tol
+--   adversarial.quantise(x) → x rounded to 8 bits (k/255)
+--   adversarial.confirm(model, x, adv, eps, target, confidence[, norm]) → a separate forward
+--       pass on the saved images: per sample confirmed (float32) and confirmed_bytes (after
+--       rounding to 8 bits), within (|δ| ≤ ε and [0,1]), within_bytes
+--   adversarial.distribution(values) → {n, n_finite, median, q1, q3, share_le_005, share_le_01}
+--   adversarial.ecdf(values) → x, y of the empirical CDF's steps (for svg.lines)
 local core = require "cnnlab.core"
 local attack = require "cnnlab.attack"
 local attacks = require "cnnlab.attacks"
@@ -45,8 +54,8 @@ function adversarial.positions_of(set, digit, limit)
   return core.tensor(pos, {dtype = "int64"}), #pos
 end
 
-function adversarial.attack_digits(atk, model, set, digit, aopts)
-  local pos, n = adversarial.positions_of(set, digit)
+function adversarial.attack_digits(atk, model, set, digit, aopts, limit)
+  local pos, n = adversarial.positions_of(set, digit, limit)
   if n == 0 then error(("the %s set has no %d"):format(set.name or "given", digit), 0) end
   local b = require("cnnlab.train").batch_of(set, pos)
   local clean = core.no_grad(function() return model(b.x):softmax(1) end)
@@ -90,11 +99,11 @@ function adversarial.settings_of(r)
     confidence = s.confidence, early_stop = s.early_stop, loss = s.loss}
 end
 
-function adversarial.save(path, run, source, target, meta)
+function adversarial.save(path, run, source, target, meta, extra)
   local r, n = run.r, run.n
   local strings = {}
   for k, v in pairs(meta) do strings[k] = tostring(v) end
-  core.save_safetensors(path, {
+  local tensors = {
     originals = run.x, adversarial = r.adversarial,
     sources = core.full({n}, source, {dtype = "int64"}),
     targets = core.full({n}, target, {dtype = "int64"}),
@@ -102,7 +111,9 @@ function adversarial.save(path, run, source, target, meta)
     success = r.success, steps = r.steps, confidence = r.confidence, predictions = r.pred,
     clean_predictions = run.clean_pred, clean_confidence = run.clean_conf, linf = r.linf,
     l2 = r.l2,
-  }, strings)
+  }
+  for k, v in pairs(extra or {}) do tensors[k] = v end
+  core.save_safetensors(path, tensors, strings)
 end
 
 function adversarial.matrix(atk, model, set, per_digit, make_opts, progress)
@@ -140,6 +151,169 @@ function adversarial.curve(atk, model, x, eps_list, make_opts)
     ys[i] = attacks.run(atk, model, x, make_opts(e)).success_rate
   end
   return ys
+end
+
+function adversarial.quantise(x)
+  return core.no_grad(function() return (x * 255):byte():float() / 255 end)
+end
+
+-- Per-sample L∞ (or L2) norm of adv − x as a Lua list.
+local function norms(x, adv, norm)
+  local d = (adv - x):flatten(1)
+  if norm == "l2" then return (d * d):sum(1):sqrt():totable() end
+  return d:abs():max(1):totable()
+end
+
+function adversarial.confirm(model, x, adv, eps, target, confidence, norm)
+  local n = x:size(0)
+  local eps_l = core.is_tensor(eps) and eps:totable() or nil
+  local tgt_l = core.is_tensor(target) and target:totable() or nil
+  local was_training = type(model) == "table" and model.training
+  if type(model) == "table" and model.eval then model:eval() end
+  local out = {n = n, confirmed = {}, confirmed_bytes = {}, within = {}, within_bytes = {},
+    p_target = {}, p_target_bytes = {}, linf = nil}
+  core.no_grad(function()
+    for name, images in pairs({float = adv, bytes = adversarial.quantise(adv)}) do
+      local nrm = norms(x, images, norm)
+      local lo, hi = images:flatten(1):min(1):totable(), images:flatten(1):max(1):totable()
+      local probs = {}
+      for base = 0, n - 1, 512 do
+        local cnt = math.min(512, n - base)
+        probs[#probs + 1] = model(images:narrow(0, base, cnt)):softmax(1)
+      end
+      local p = core.cat(probs, 0)
+      local pmax, pred = p:max(1)
+      local pt, pr = p:totable(), pred:totable()
+      for i = 1, n do
+        local t = tgt_l and tgt_l[i] or target
+        local e = eps_l and eps_l[i] or eps
+        local ok_pred = pr[i] == t and pt[i][t + 1] >= confidence
+        local inside = nrm[i] <= e and lo[i] >= 0 and hi[i] <= 1
+        if name == "float" then
+          out.confirmed[i], out.within[i], out.p_target[i] = ok_pred, inside, pt[i][t + 1]
+        else
+          out.confirmed_bytes[i], out.within_bytes[i], out.p_target_bytes[i] = ok_pred, inside,
+            pt[i][t + 1]
+        end
+      end
+      if name == "float" then out.norm = nrm end
+    end
+  end)
+  if type(model) == "table" and model.train and was_training ~= nil then model:train(was_training) end
+  return out
+end
+
+--- Smallest ε per sample at which the attack reaches the target with p ≥ confidence, by
+-- bisection: opts = {target, confidence, lo (0), hi (0.3), tol (1e-3), steps, restarts, loss,
+-- norm, batch, generator}. Every sample is first attacked at hi; one that fails there gets
+-- ε = math.huge ("> hi"). An original that already succeeds gets 0. Then, while hi − lo > tol,
+-- every open sample is attacked at its own midpoint (APGD with per-sample budgets); success
+-- lowers its hi (and keeps that adversarial image), failure raises its lo. The result is the
+-- final hi: an ε at which a success was found, at most tol above the smallest the attack finds.
+-- Returns {eps (float32 N), adversarial (at eps), confidence, pred, success (uint8: found within
+-- the bracket), iterations, passes, settings}.
+function adversarial.minimal_eps(model, x, opts)
+  local apgd = attacks.load("apgd")
+  local n = x:size(0)
+  local lo_b, hi_b, tol = opts.lo or 0, opts.hi or 0.3, opts.tol or 1e-3
+  local function run(rows, eps, steps)
+    local idx = core.tensor(rows, {dtype = "int64"})
+    local t = core.is_tensor(opts.target) and opts.target:index_select(0, idx) or opts.target
+    return apgd.run(model, x:index_select(0, idx), {target = t, eps = core.tensor(eps),
+      confidence = opts.confidence, steps = steps or opts.steps, restarts = opts.restarts,
+      loss = opts.loss, norm = opts.norm, batch = opts.batch, generator = opts.generator},
+      "adversarial.minimal_eps")
+  end
+  local adv = x:clone()
+  local conf, pred, lo, hi, found = {}, {}, {}, {}, {}
+  local passes = {forward = 0, backward = 0}
+  local function take(rows, r, eps)
+    passes.forward, passes.backward = passes.forward + r.passes.forward,
+      passes.backward + r.passes.backward
+    local succ, cf, pr = r.success:totable(), r.confidence:totable(), r.pred:totable()
+    for j, i in ipairs(rows) do
+      if succ[j] == 1 then
+        hi[i + 1], found[i + 1] = eps[j], true
+        conf[i + 1], pred[i + 1] = cf[j], pr[j]
+        adv:narrow(0, i, 1):copy_(r.adversarial:narrow(0, j - 1, 1))
+      else
+        lo[i + 1] = eps[j]
+        if not found[i + 1] then conf[i + 1], pred[i + 1] = cf[j], pr[j] end
+      end
+    end
+    return succ
+  end
+  local all, top = {}, {}
+  for i = 1, n do all[i], top[i], lo[i], hi[i], found[i] = i - 1, hi_b, lo_b, math.huge, false end
+  take(all, run(all, top), top)
+  -- the originals that already succeed (ε = 0)
+  local zero = {}
+  for i = 1, n do zero[i] = 0 end
+  local r0 = run(all, zero, 1) -- ε = 0: the original, one check
+  passes.forward = passes.forward + r0.passes.forward
+  passes.backward = passes.backward + r0.passes.backward
+  for i, v in ipairs(r0.success:totable()) do
+    if v == 1 then hi[i], lo[i], found[i] = 0, 0, true; conf[i] = r0.confidence:get(i - 1); pred[i] = r0.pred:get(i - 1)
+      adv:narrow(0, i - 1, 1):copy_(x:narrow(0, i - 1, 1)) end
+  end
+  local iterations = 0
+  while true do
+    local rows, mids = {}, {}
+    for i = 1, n do
+      if found[i] and hi[i] - lo[i] > tol then
+        rows[#rows + 1] = i - 1
+        mids[#mids + 1] = (lo[i] + hi[i]) / 2
+      end
+    end
+    if #rows == 0 then break end
+    iterations = iterations + 1
+    take(rows, run(rows, mids), mids)
+  end
+  return {eps = core.tensor(hi), adversarial = adv, confidence = core.tensor(conf),
+    pred = core.tensor(pred, {dtype = "int64"}),
+    success = core.tensor((function() local t = {} for i = 1, n do t[i] = found[i] and 1 or 0 end return t end)(), {dtype = "uint8"}),
+    iterations = iterations, passes = passes,
+    settings = {method = "bisection", attack = "apgd", lo = lo_b, hi = hi_b, tol = tol,
+      steps = opts.steps or apgd.steps, restarts = opts.restarts or 1, loss = opts.loss or "ce",
+      norm = opts.norm or "linf", confidence = opts.confidence}}
+end
+
+function adversarial.distribution(values)
+  local v = {}
+  for _, e in ipairs(values) do v[#v + 1] = e end
+  table.sort(v)
+  local n = #v
+  local function q(p) -- linear interpolation between order statistics
+    if n == 0 then return nil end
+    local h = (n - 1) * p + 1
+    local lo = math.floor(h)
+    local a, b = v[lo], v[math.min(n, lo + 1)]
+    if b == math.huge or a == math.huge then return a == math.huge and math.huge or b end
+    return a + (h - lo) * (b - a)
+  end
+  local le05, le1, finite = 0, 0, 0
+  for _, e in ipairs(v) do
+    if e <= 0.05 + 1e-12 then le05 = le05 + 1 end
+    if e <= 0.1 + 1e-12 then le1 = le1 + 1 end
+    if e < math.huge then finite = finite + 1 end
+  end
+  return {n = n, n_finite = finite, median = q(0.5), q1 = q(0.25), q3 = q(0.75),
+    share_le_005 = n > 0 and 100 * le05 / n or nil, share_le_01 = n > 0 and 100 * le1 / n or nil}
+end
+
+function adversarial.ecdf(values, xmax)
+  local v = {}
+  for _, e in ipairs(values) do v[#v + 1] = e end
+  table.sort(v)
+  local n = #v
+  local xs, ys = {0}, {0}
+  for i, e in ipairs(v) do
+    if e == math.huge then break end
+    xs[#xs + 1], ys[#ys + 1] = e, 100 * (i - 1) / n
+    xs[#xs + 1], ys[#ys + 1] = e, 100 * i / n
+  end
+  if xmax then xs[#xs + 1], ys[#ys + 1] = xmax, ys[#ys] end
+  return xs, ys
 end
 
 function adversarial.grid(blocks, ncol, target)

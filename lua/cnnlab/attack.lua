@@ -1,7 +1,8 @@
 --- cnnlab.attack — the engine of adversarial attacks under an L∞ budget, for any model that
 -- maps N×C×H×W inputs in [0,1] to N×K logits. Each attack is one file of lua/cnnlab/attacks/
--- (pgd, fgsm; the registry cnnlab.attacks finds them by name or path) that sets its defaults
--- and its step; this file does the rest, targeted or untargeted.
+-- (pgd, fgsm, apgd; the registry cnnlab.attacks finds them by name or path) that sets its
+-- defaults and its step; this file does the rest, targeted or untargeted. APGD has its own
+-- engine (its `run`), which reuses attack.check and attack.judge from here.
 --
 --   local r = attack.pgd(model, x, {target = 3, eps = 0.05, confidence = 0.9})
 --   local r = attack.pgd(model, x, {labels = y, eps = 0.03})          -- untargeted
@@ -50,6 +51,8 @@
 --   pred          int64 N, the model's answer on the returned image
 --   linf, l2      float32 N, norms of adversarial − original
 --   n, n_success, success_rate (percent), mean_steps, mean_confidence, max_linf
+--   passes        {forward =, backward =}: images passed forward and backward, summed over
+--                 steps (the attack's cost; early-stopped samples cost nothing after)
 --   settings      {attack = the attack's name, targeted, sign, eps, step_size, steps,
 --                  random_start, confidence, early_stop, loss, batch}
 -- }
@@ -101,6 +104,12 @@ end
 --- Checks the arguments; returns the settings and the class vector. p is the attack's
 -- plug-in table (lua/cnnlab/attacks/): its steps, step_size and fixed_steps set the defaults.
 local function check(fn, model, x, opts, p)
+  local known = KNOWN
+  if p.options then -- an attack's own options (APGD: norm, restarts, ...)
+    known = {}
+    for k in pairs(KNOWN) do known[k] = true end
+    for k in pairs(p.options) do known[k] = true end
+  end
   if type(model) ~= "table" and type(model) ~= "function" then
     fail(fn, "model must be a module (or a function x → logits), got %s", type(model))
   end
@@ -114,9 +123,9 @@ local function check(fn, model, x, opts, p)
   if opts == nil then fail(fn, "options table with target or labels required, got nil") end
   if type(opts) ~= "table" then fail(fn, "options must be a table, got %s", type(opts)) end
   for k in pairs(opts) do
-    if not KNOWN[k] then
+    if not known[k] then
       local names = {}
-      for name in pairs(KNOWN) do names[#names + 1] = name end
+      for name in pairs(known) do names[#names + 1] = name end
       table.sort(names)
       fail(fn, "unknown option '%s' (known: %s)", tostring(k), table.concat(names, ", "))
     end
@@ -178,8 +187,11 @@ local function check(fn, model, x, opts, p)
   local early_stop = opts.early_stop
   if early_stop == nil then early_stop = true end
   local loss = opts.loss or "ce"
-  if loss ~= "ce" and loss ~= "margin" then
-    fail(fn, "loss must be \"ce\" or \"margin\", got %s", tostring(loss))
+  local losses = p.losses or {"ce", "margin"}
+  local known_loss = false
+  for _, l in ipairs(losses) do known_loss = known_loss or l == loss end
+  if not known_loss then
+    fail(fn, "loss must be \"%s\", got %s", table.concat(losses, "\" or \""), tostring(loss))
   end
   return {
     attack = p.name, targeted = targeted, sign = targeted and -1 or 1,
@@ -225,6 +237,7 @@ local function run_chunk(model, x0, c0, s, out, base)
   for step = 0, s.steps do
     local xa = cur:detach():requires_grad_(true)
     local logits = model(xa)
+    out.forward = out.forward + #rows
     if not core.is_tensor(logits) or logits.ndim ~= 2 or logits:size(0) ~= #rows
       or logits:size(1) ~= s.classes then
       error(("the model must return %d×%d logits, got %s"):format(#rows, s.classes,
@@ -257,6 +270,7 @@ local function run_chunk(model, x0, c0, s, out, base)
       loss = core.cross_entropy(logits, c, {reduction = "sum"})
     end
     loss:backward()
+    out.backward = out.backward + #rows
     local grad = xa.grad
     core.set_grad_enabled(false)
     if #keep < #rows then
@@ -272,6 +286,9 @@ local function run_chunk(model, x0, c0, s, out, base)
   end
 end
 
+attack.check = check -- for attacks with their own engine (APGD)
+attack.judge = judge
+
 -- The signed-gradient step of FGSM and PGD, before the projection: x + sign·α·sign(∇).
 function attack.sign_step(x, grad, s)
   return x + grad:sign() * (s.sign * s.step_size)
@@ -286,7 +303,8 @@ function attack.run(p, model, x, opts, fn)
   s.step = p.step or attack.sign_step
   local n = x:size(0)
   x = x:detach():contiguous()
-  local out = {adversarial = x:clone(), success = {}, steps = {}, confidence = {}, pred = {}}
+  local out = {adversarial = x:clone(), success = {}, steps = {}, confidence = {}, pred = {},
+    forward = 0, backward = 0}
   -- evaluation mode, no parameter gradients; both restored afterwards, even on error
   local was_training = type(model) == "table" and model.training
   local params = type(model) == "table" and model.parameters and model:parameters() or {}
@@ -326,6 +344,7 @@ function attack.run(p, model, x, opts, fn)
     st = st + out.steps[i]
     cf = cf + out.confidence[i]
   end
+  result.passes = {forward = out.forward, backward = out.backward}
   result.n_success = ns
   result.success_rate = 100 * ns / n
   result.mean_steps = st / n
@@ -337,6 +356,12 @@ end
 --- Iterative PGD under an L∞ budget (lua/cnnlab/attacks/pgd.lua; options and result above).
 function attack.pgd(model, x, opts)
   return attack.run(require("cnnlab.attacks").load("pgd"), model, x, opts, "attack.pgd")
+end
+
+--- Auto-PGD (lua/cnnlab/attacks/apgd.lua): per-sample step sizes with the paper's schedule,
+-- momentum, restarts; L∞ or L2 (norm = "l2"); eps may be a tensor of per-sample budgets.
+function attack.apgd(model, x, opts)
+  return require("cnnlab.attacks").load("apgd").run(model, x, opts, "attack.apgd")
 end
 
 --- The fast gradient sign method: one step of size ε (lua/cnnlab/attacks/fgsm.lua).

@@ -447,11 +447,23 @@ sections[#sections + 1] = {task = "task5", script = "scripts/task5_attack.lua",
   needs +0.5 in the green channel on the strokes, ten times the budget. The success curve shows
   the ε at which the attack takes over; the hard set's 7s that already wear a colour close to
   yellow fall at once.]],
+  captions = {
+    ["min_eps_cdf.svg"] = "Smallest L∞ ε per digit that makes each model answer the target with p ≥ 0.9 (bisection with APGD): empirical CDF per model, 7 → 3 solid, all pairs dashed",
+    ["grid_median.png"] = "7s attacked at each model's median minimal ε: original, adversarial, perturbation",
+    ["grid_median.svg"] = "7s attacked at each model's median minimal ε, captioned with p(3) and L∞",
+  },
   rows = function(m)
     local rows = {{("validation 7s turned into 3s (≥ 90%%) at ε = %g"):format(m.eps or 0.05),
       m.val_success_rate or m.success_rate, "%", "expected ≥ 99% at ε = 0.05"},
       {"hard-set 7s turned into 3s at the same ε", m.hard_success_rate, "%"},
       {"largest L∞ change used (must be ≤ ε)", m.val_max_linf, nil, "≤ 0.05"}}
+    for i = 1, m.n_models or 0 do -- the minimal ε of every measured model
+      local key = (m["model_" .. i .. "_name"] or ""):gsub("[^%w]", "_")
+      if m[key .. "_min_eps_median"] then
+        rows[#rows + 1] = {("%s: median smallest ε turning a 7 into a confident 3"):format(
+          m["model_" .. i .. "_name"]), m[key .. "_min_eps_median"], nil, "−1: > 0.3"}
+      end
+    end
     -- the smallest ε of the curve at which 90% / 99% of the 7s fall
     for _, want in ipairs({90, 99}) do
       local i = 0
