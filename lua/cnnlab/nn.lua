@@ -101,10 +101,25 @@ function Module:named_modules(prefix, out)
 end
 
 --- The module whose dotted name is `path` ("conv3", "features.1"), or nil.
-function Module:get_module(path)
+--- The sub-module at path ("relu3", "features.0"); nil when there is none.
+function Module:find_module(path)
   for _, entry in ipairs(self:named_modules()) do
     if entry[1] == path then return entry[2] end
   end
+end
+
+--- The sub-module at path; an error naming the path and listing the valid ones when there is
+-- none (find_module returns nil instead).
+function Module:get_module(path)
+  local m = type(path) == "string" and path ~= "" and self:find_module(path)
+  if m then return m end
+  local names = {}
+  for _, entry in ipairs(self:named_modules()) do
+    if entry[1] ~= "" then names[#names + 1] = entry[1] end
+  end
+  error(("get_module: the model has no layer %s (layers: %s)"):format(type(path) == "string"
+    and ("'" .. path .. "'") or ("name, got " .. type(path)),
+    #names > 0 and table.concat(names, ", ") or "none"), 2)
 end
 
 function Module:named_parameters(prefix, out)

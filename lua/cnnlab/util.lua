@@ -4,6 +4,7 @@
 --   util.read_file(path)               whole file as a string (error when it can't be read)
 --   util.mkdir_p(path)                 like `mkdir -p`
 --   util.exists(path)                  true when a file (or folder) is there
+--   util.safe_name(name)               name usable as one file name (no '/', no '..')
 --   util.json_encode(value)            JSON with sorted keys; integers stay integers, floats
 --                                      round-trip; NaN and ±inf become null
 --   util.json_decode(text)             through lua-cjson
@@ -46,6 +47,15 @@ function util.read_file(path)
   if not f then error("read_file: " .. err, 2) end
   local s = f:read("a")
   f:close()
+  return s
+end
+
+--- name made safe as one file or folder name: characters other than letters, digits, '_',
+-- '-' and '.' become '_', and a name of only dots (".", "..") or an empty one becomes "_" —
+-- so a plug-in's name such as "../../x" cannot lead a path out of its folder.
+function util.safe_name(name)
+  local s = tostring(name):gsub("[^%w_%.%-]", "_")
+  if s == "" or s:match("^%.+$") then s = "_" .. s:gsub("%.", "_") end
   return s
 end
 
@@ -165,12 +175,18 @@ local function usage(spec)
   if spec.description then lines[#lines + 1] = spec.description end
   lines[#lines + 1] = "options:"
   for _, o in ipairs(spec.options) do
-    local name, default, help = o[1], o[2], o[3] or ""
-    if type(default) == "table" then default = "none; repeatable" end
+    -- options are shown as documented, with dashes (--method-opt); both spellings parse
+    local name, default, help = o[1]:gsub("_", "-"), o[2], o[3] or ""
     local flag = type(default) == "boolean" and ("--" .. name)
       or string.format("--%s %s", name, math.type(default) == "integer" and "N"
         or type(default) == "number" and "X" or "VALUE")
-    lines[#lines + 1] = string.format("  %-22s %s (default %s)", flag, help, tostring(default))
+    -- each default once: a help text that states its own default keeps it, an empty
+    -- string default (meaning "see the help") is not shown as "(default )"
+    local shown
+    if type(default) == "table" then shown = "(repeatable)"
+    elseif help:find("%(default ") or default == "" then shown = nil
+    else shown = "(default " .. tostring(default) .. ")" end
+    lines[#lines + 1] = string.format("  %-22s %s", flag, shown and (help .. " " .. shown) or help)
   end
   lines[#lines + 1] = "  --help                 show this help"
   return table.concat(lines, "\n")

@@ -73,7 +73,9 @@ function debias.load(name_or_path, overrides)
       :format(name_or_path), 2)
   end
   local instance = setmetatable({}, {__index = module})
-  instance.name = module.name or name_or_path:match("([^/]+)%.lua$") or name_or_path
+  -- the name becomes a folder under --out: made a safe file name
+  instance.name = require("cnnlab.util").safe_name(module.name
+    or name_or_path:match("([^/]+)%.lua$") or name_or_path)
   instance.options = {}
   for k, v in pairs(module.options or {}) do instance.options[k] = v end
   for k, v in pairs(overrides or {}) do

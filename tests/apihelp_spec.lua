@@ -1,0 +1,148 @@
+-- The API explains itself and checks its input early: help for every public entry, errors
+-- that name the argument and point at the caller's line, and Lua-level input checks on data,
+-- checkpoints, output folders and plug-in names.
+local lab = require "cnnlab"
+local nn = lab.nn
+local util = lab.util
+
+local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  util.mkdir_p(d)
+  return d
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Runs the interpreter on shell-quoted args; returns {code, out, err}.
+local function run(args, input)
+  local out, err = os.tmpname(), os.tmpname()
+  local cmd = ("%s %s >%s 2>%s"):format(BIN, args, out, err)
+  if input then cmd = ("printf '%%s' %s | %s"):format(util.shell_quote(input), cmd)
+  else cmd = cmd .. " </dev/null" end
+  local _, _, code = os.execute(cmd)
+  local r = {code = code, out = slurp(out), err = slurp(err)}
+  os.remove(out)
+  os.remove(err)
+  return r
+end
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return tostring(e)
+end
+
+local function tiny_net()
+  local net = nn.Sequential()
+  net:add(nn.Conv2d(3, 4, 3), "conv1"):add(nn.ReLU(), "relu1"):add(nn.Flatten(), "flat")
+  return net
+end
+
+describe("get_module", function()
+  it("names the missing layer and lists the valid ones", function()
+    local net = tiny_net()
+    assert.equal(net.relu1, net:get_module("relu1"))
+    local e = err_of(net.get_module, net, "relu9")
+    assert.truthy(e:find("relu9", 1, true), e)
+    assert.truthy(e:find("conv1, relu1, flat", 1, true), e)
+    assert.is_nil(net:find_module("relu9"))
+  end)
+end)
+
+describe("script usage", function()
+  it("shows the dash spelling and each default once", function()
+    local study = require "cnnlab.study"
+    local _, text = util.parse_args({"--help"}, {name = "t",
+      options = study.options({"method_opt", "out"})}, {exit = false})
+    assert.truthy(text:find("--method-opt", 1, true), text)
+    assert.falsy(text:find("--method_opt", 1, true), text)
+    assert.truthy(text:find("--data-dir", 1, true), text)
+    assert.falsy(text:find("(default )", 1, true), text)
+    for line in text:gmatch("[^\n]+") do
+      local _, count = line:gsub("%(default ", "")
+      assert.is_true(count <= 1, line)
+    end
+    -- both spellings parse
+    local o = util.parse_args({"--method-opt", "a=1", "--method_opt", "b=2", "--data-dir", "x"},
+      {name = "t", options = study.options({"method_opt"})}, {exit = false})
+    assert.same({"a=1", "b=2"}, o.method_opt)
+    assert.equal("x", o.data_dir)
+  end)
+end)
+
+describe("plug-in names", function()
+  it("become safe file names (no way out of --out)", function()
+    assert.equal(".._.._x", util.safe_name("../../x"))
+    assert.falsy(util.safe_name("../../x"):find("/", 1, true))
+    assert.is_true(util.safe_name("..") ~= "..")
+    assert.equal("erm", util.safe_name("erm"))
+    local d = tmpdir()
+    local file = write(d .. "/evil.lua", [[return {name = "../../x", loss = function() end}]])
+    local m = lab.debias.load(file)
+    assert.falsy(m.name:find("/", 1, true), m.name)
+    local reg = require("cnnlab.plugins").folder{kind = "thing", dir = d}
+    local t = reg.load(file)
+    assert.falsy(t.name:find("/", 1, true), t.name)
+  end)
+end)
+
+-- A generated source whose training part is cut to n images.
+local function source_of(n)
+  local s = lab.data.generated{n = 50, n_test = 20, seed = 1}
+  s.train.images = s.train.images:narrow(0, 0, n)
+  s.train.labels = s.train.labels:narrow(0, 0, n)
+  return s
+end
+
+describe("input checks", function()
+  it("refuse a data set of 0 or 1 training images before training, naming the counts", function()
+    for _, n in ipairs({0, 1}) do
+      local e = err_of(lab.data.colored_mnist, {seed = 1, source = source_of(n)})
+      assert.truthy(e:find(("%d training image"):format(n), 1, true), e)
+    end
+    local sets = lab.data.colored_mnist{seed = 1, source = source_of(30)}
+    local empty = {n = 0, images = sets.train.images:narrow(0, 0, 0),
+      labels = sets.train.labels:narrow(0, 0, 0)}
+    local e = err_of(lab.train.fit, {method = lab.debias.load("erm"), data = {train = empty},
+      epochs = 1, progress = false})
+    assert.truthy(e:find("training set has 0 images", 1, true), e)
+  end)
+
+  it("refuse MNIST IDX images that are not 28×28, at load", function()
+    local d = tmpdir()
+    local img = lab.zeros({4, 32, 32}, {dtype = "uint8"})
+    local lab4 = lab.zeros({4}, {dtype = "uint8"})
+    for _, p in ipairs({"train", "t10k"}) do
+      lab.write_idx(d .. "/" .. p .. "-images-idx3-ubyte", img, {gzip = false})
+      lab.write_idx(d .. "/" .. p .. "-labels-idx1-ubyte", lab4, {gzip = false})
+    end
+    local e = err_of(lab.data.mnist, d)
+    assert.truthy(e:find("28×28", 1, true) and e:find("32×32", 1, true), e)
+  end)
+
+  it("validate a checkpoint's epoch (missing, not a number, out of range)", function()
+    local pos = lab.train.checkpoint_position
+    assert.same({epoch = 2, step_in_epoch = 0},
+      pos("c", {epoch = "2", step_in_epoch = "0", steps = "10"}, 3, 5))
+    for _, bad in ipairs({{}, {epoch = "x"}, {epoch = "-1"}, {epoch = "1e9"}, {epoch = "1.5"}}) do
+      bad.step_in_epoch, bad.steps = "0", "0"
+      local e = err_of(pos, "ck.safetensors", bad, 3, 5)
+      assert.truthy(e:find("ck.safetensors", 1, true) and e:find("'epoch'", 1, true), e)
+    end
+  end)
+end)
