@@ -146,3 +146,32 @@ describe("input checks", function()
     end
   end)
 end)
+
+describe("error locations", function()
+  it("point at the user's line, not the library's", function()
+    local d = tmpdir()
+    local script = write(d .. "/user_script.lua", table.concat({
+      'local lab = require "cnnlab"',
+      'local net = lab.nn.Sequential():add(lab.nn.Linear(4, 3), "fc")',
+      'local ok, e = pcall(net, lab.zeros({2, 5}))',
+      'print(e)',
+      'ok, e = pcall(lab.nn.Linear, 0, 3)',
+      'print(e)',
+      'ok, e = pcall(lab.train.fit, {data = {}})',
+      'print(e)',
+      'local m = lab.nn.Linear(4, 3)',
+      'ok, e = pcall(m, lab.zeros({2, 5}))',
+      'print(e)',
+    }, "\n"))
+    local r = run(util.shell_quote(script))
+    assert.equal(0, r.code, r.err)
+    local lines = {}
+    for l in r.out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    for i, want in ipairs({3, 5, 7, 10}) do
+      local prefix = ("%s:%d: "):format(script, want)
+      assert.equal(prefix, (lines[i] or ""):sub(1, #prefix), lines[i])
+      assert.falsy(lines[i]:find("lua/cnnlab/", 1, true), lines[i])
+    end
+    assert.truthy(lines[1]:find("linear: input must be", 1, true), lines[1])
+  end)
+end)

@@ -17,7 +17,11 @@
 -- gets its gradients from the autograd engine.
 local core = require "cnnlab.core"
 
+local util = require "cnnlab.util"
+
 local nn = {}
+
+local calling = false -- inside a module call that started from outside the library
 
 local function is_tensor(x) return core.is_tensor(x) end
 
@@ -26,16 +30,26 @@ local function is_tensor(x) return core.is_tensor(x) end
 function nn.class(name, parent)
   local cls = {__name = name}
   cls.__index = cls
-  cls.__call = function(self, ...) return self:_call(...) end
+  -- the outermost call from user code runs under util.relocate, so that an error deep in a
+  -- network (a shape mismatch in a layer's kernel) names the user's line, not the library's
+  cls.__call = function(self, ...)
+    if calling then return self:_call(...) end
+    calling = true
+    local r = table.pack(xpcall(self._call, util.relocate, self, ...))
+    calling = false
+    if not r[1] then error(r[2], 0) end
+    return table.unpack(r, 2, r.n)
+  end
   cls.__tostring = function(self) return self:describe() end
+  local function construct(c, ...)
+    local obj = setmetatable({}, c)
+    obj:_setup()
+    obj:init(...)
+    return obj
+  end
   setmetatable(cls, {
     __index = parent,
-    __call = function(c, ...)
-      local obj = setmetatable({}, c)
-      obj:_setup()
-      obj:init(...)
-      return obj
-    end,
+    __call = function(c, ...) return util.call_located(construct, c, ...) end,
   })
   return cls
 end

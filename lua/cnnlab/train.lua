@@ -178,10 +178,25 @@ local function resume_settings(opts, optimizer)
     data = opts.data_signature}
 end
 
+local fit
+
+--- Trains opts.method on opts.data.train (see the top of this file); errors are reported at
+-- the caller's line.
 function train.fit(opts)
-  local method = assert(opts.method, "train.fit: method required")
-  local data = assert(opts.data, "train.fit: data.train required")
-  local set = assert(data.train, "train.fit: data.train required")
+  if type(opts) ~= "table" then
+    error(("train.fit: an options table expected, got %s"):format(type(opts)), 2)
+  end
+  return util.call_located(fit, opts)
+end
+
+fit = function(opts)
+  if opts.method == nil then error("train.fit: method required (opts.method, e.g. debias.load(\"erm\"))", 2) end
+  if type(opts.data) ~= "table" or opts.data.train == nil then
+    error(("train.fit: opts.data must be a table of sets with a train set, got %s"):format(
+      type(opts.data) == "table" and "no data.train" or type(opts.data)), 2)
+  end
+  local method, data = opts.method, opts.data
+  local set = data.train
   -- opts.lr is left as given: the optimiser fills in its own default (SGD has none)
   opts.epochs = opts.epochs or method.epochs or defaults.fit.epochs
   opts.batch = opts.batch or defaults.fit.batch

@@ -59,6 +59,57 @@ function util.safe_name(name)
   return s
 end
 
+-- ---------------------------------------------------------------- error locations
+
+-- The library's folder as chunk names spell it ("@/…/lua/cnnlab/"): frames there are not the
+-- user's.
+local LIB = debug.getinfo(1, "S").source:match("^(@.*/)[^/]*$") or "@lua/cnnlab/"
+
+local function in_library(source)
+  return source:sub(1, #LIB) == LIB or source:find("^@lua/cnnlab/") ~= nil
+end
+
+--- "file:line: " of the first Lua frame, from level up, that is not in the library (the
+-- user's line that called into it), or "" when there is none.
+function util.user_location(level)
+  level = (level or 1) + 1
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then return "" end
+    if info.what ~= "C" and info.currentline > 0 and not in_library(info.source) then
+      return ("%s:%d: "):format(info.short_src, info.currentline)
+    end
+    level = level + 1
+  end
+end
+
+--- A message handler for xpcall: a string error located in the library (or not located at all)
+-- is located at the user's line instead; other errors pass unchanged. The stack is still whole
+-- when a handler runs, so the user's frame is found even through pcalls inside the library.
+function util.relocate(msg)
+  if type(msg) ~= "string" then return msg end
+  local where = util.user_location(2)
+  if where == "" then return msg end
+  local path, rest = msg:match("^([^\n:]+):%d+: (.*)$")
+  if path then
+    if not in_library("@" .. path) and not (path:find("lua/cnnlab/", 1, true)) then return msg end
+    msg = rest
+  end
+  return where .. msg
+end
+
+--- Calls fn(...) and re-raises any error at the user's line (util.relocate).
+function util.call_located(fn, ...)
+  local r = table.pack(xpcall(fn, util.relocate, ...))
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+--- Raises msg located at the user's line (the first frame outside the library).
+function util.user_error(msg)
+  error(util.user_location(2) .. msg, 0)
+end
+
 local tmp_counter = 0
 
 --- Writes text to path so that a reader never sees a half-written file: the text goes to a
