@@ -175,3 +175,138 @@ describe("error locations", function()
     assert.truthy(lines[1]:find("linear: input must be", 1, true), lines[1])
   end)
 end)
+
+describe("models and outputs", function()
+  local study = require "cnnlab.study"
+
+  it("--quick uses the quick demo's model; a missing model lists the ones under runs/", function()
+    local spec = {name = "t", options = study.options({"model"})}
+    local d = tmpdir()
+    local cwd = os.getenv("PWD")
+    -- resolve is relative to the working folder: emulate it with study.quick_model directly
+    assert.is_nil(study.quick_model({quick = false}))
+    local o = util.parse_args({"--model", "x.safetensors", "--quick"}, spec, {exit = false})
+    assert.equal("x.safetensors", o.model) -- an explicit --model stays
+    local found = false
+    for _, e in ipairs(spec.options) do if e[1] == "model" then found = e.resolve ~= nil end end
+    assert.is_true(found)
+    util.mkdir_p(d .. "/runs/quick/task1")
+    local net = lab.models.seed_cnn({generator = lab.Generator(1)})
+    lab.save_safetensors(d .. "/runs/quick/task1/model.safetensors", net:state_dict())
+    assert.same({d .. "/runs/quick/task1/model.safetensors"}, study.find_models(d .. "/runs"))
+    local e = err_of(study.load_model, d .. "/runs/task1/model.safetensors")
+    assert.truthy(e:find("no trained model at", 1, true), e)
+    assert.truthy(e:find("models under runs/", 1, true) or e:find("no model under runs/", 1, true), e)
+    _ = cwd
+  end)
+
+  it("loads the model inside a training checkpoint", function()
+    local d = tmpdir()
+    local net = lab.models.seed_cnn({generator = lab.Generator(2)})
+    local t = {}
+    for k, v in pairs(net:state_dict()) do t["model." .. k] = v end
+    t["optim.step"] = lab.zeros({1})
+    lab.save_safetensors(d .. "/checkpoint.safetensors", t, {epoch = "2"})
+    local back = study.load_model(d .. "/checkpoint.safetensors")
+    local x = lab.rand({2, 3, 28, 28}, {generator = lab.Generator(3)})
+    assert.equal(0, (back(x) - net:eval()(x)):abs():max():item())
+  end)
+
+  it("describes a method with its options, and records them", function()
+    local m = lab.debias.load("lff", {q = "0.5"})
+    assert.equal("lff (ema=0.7, q=0.5)", lab.debias.describe(m))
+    assert.same({ema = 0.7, q = 0.5}, lab.debias.options_of(m))
+    assert.equal("erm (dropout=0)", lab.debias.describe(lab.debias.load("erm")))
+  end)
+
+  it("a run failing on its arguments leaves no output folder; a bad --out fails first", function()
+    local d = tmpdir()
+    local out = d .. "/new/out"
+    local script = write(d .. "/run.lua", ([[
+      package.path = %q .. ";" .. package.path
+      local util, study = require "cnnlab.util", require "cnnlab.study"
+      local opts = util.parse_args(arg, {name = "t", options = {{"out", "x", "out"}}})
+      study.main("t", function()
+        util.mkdir_p(opts.out)
+        error("--thing: expected a number, got 'x'", 0)
+      end)]]):format(package.path))
+    local r = run(util.shell_quote(script) .. " --out " .. util.shell_quote(out))
+    assert.equal(1, r.code)
+    assert.truthy(r.err:find("expected a number", 1, true), r.err)
+    assert.is_false(util.exists(out))
+    assert.is_false(util.exists(d .. "/new"))
+    -- an --out below a file cannot be written: said before any work
+    write(d .. "/afile", "x")
+    r = run(util.shell_quote(script) .. " --out " .. util.shell_quote(d .. "/afile/sub"))
+    assert.equal(1, r.code)
+    assert.truthy(r.err:find("cannot create the output folder", 1, true), r.err)
+    assert.falsy(r.err:find("expected a number", 1, true), r.err)
+    assert.same({}, util.missing_folders(d))
+  end)
+
+  it("sweeps the stale temporaries a killed run left", function()
+    local d = tmpdir()
+    local dead = write(d .. "/model.safetensors.tmp.999999999.1", "x")  -- no such pid
+    local mine = write(d .. "/metrics.json.tmp." .. lab.getpid() .. ".1", "x")
+    local old = write(d .. "/checkpoint.safetensors.tmp.AbC123", "x")
+    local new = write(d .. "/hard.safetensors.tmp.XyZ789", "x")
+    local keep = write(d .. "/model.safetensors", "x")
+    os.execute("touch -d '2 hours ago' " .. util.shell_quote(old))
+    local removed = util.sweep_temporaries(d)
+    table.sort(removed)
+    assert.same({"checkpoint.safetensors.tmp.AbC123", "model.safetensors.tmp.999999999.1"}, removed)
+    assert.is_true(util.exists(mine) and util.exists(new) and util.exists(keep))
+    assert.is_false(util.exists(dead) or util.exists(old))
+  end)
+end)
+
+describe("the study's seed", function()
+  it("is one default for every task, Task 0 included", function()
+    local seed = require("cnnlab.defaults").study.seed
+    for _, script in ipairs({"task0_data", "task1_train", "task4_debias"}) do
+      local r = run("scripts/" .. script .. ".lua --help")
+      assert.equal(0, r.code, r.err)
+      local line = r.out:match("\n%s*(%-%-seed[^\n]*)")
+      assert.truthy(line, r.out)
+      assert.truthy(line:find("(default " .. seed .. ")", 1, true), script .. ": " .. line)
+    end
+  end)
+end)
+
+describe("help", function()
+  local doc = require "cnnlab.doc"
+
+  it("has a signature and a summary for every public entry, internals hidden", function()
+    local covered = {["lab"] = true, ["lab.nn"] = true, ["lab.optim"] = true, ["Tensor"] = true,
+      ["Module"] = true, ["Optimizer"] = true, ["Generator"] = true, ["lab.util"] = true,
+      ["lab.debias"] = true, ["lab.study"] = true, ["lab.train"] = true, ["lab.hooks"] = true,
+      ["lab.defaults"] = true, ["lab.doc"] = true}
+    local missing, n = {}, 0
+    for _, e in ipairs(doc.walk()) do
+      assert.falsy(e.name:match("[.:]_"), e.name)
+      local group = e.name:match("^(lab%.[%w_]+)%.") or e.name:match("^(%u%w*):") or "lab"
+      if covered[group] then
+        n = n + 1
+        local d = doc.describe(e.value, e.name)
+        if not (d and d.signature ~= "" and d.summary ~= "") then missing[#missing + 1] = e.name end
+      end
+    end
+    assert.is_true(n > 200, "entries walked: " .. n)
+    assert.same({}, missing)
+  end)
+
+  it("docs/api.md's reference is the generated one", function()
+    local r = run("tools/gen_api_doc.lua --check")
+    assert.equal(0, r.code, r.err)
+  end)
+
+  it("help(x) in the REPL prints signatures and summaries, not addresses", function()
+    local r = run("", "help(lab.zeros)\nhelp(lab.nn)\nhelp(lab)\n")
+    assert.equal(0, r.code, r.err)
+    assert.truthy(r.out:find("lab.zeros(shape…", 1, true), r.out)
+    assert.truthy(r.out:find("A tensor of zeros", 1, true), r.out)
+    assert.truthy(r.out:find("Linear%s+A fully connected layer"), r.out)
+    assert.falsy(r.out:find("0x%x%x%x%x"), r.out)
+    assert.falsy(r.out:find("_fail_alloc_after", 1, true), r.out)
+  end)
+end)

@@ -66,12 +66,14 @@ function Module:_setup()
   rawset(self, "training", true)
 end
 
+--- m:init(...): sets up a new instance (a class defines it; the base does nothing).
 function Module:init() end
 
 function Module:forward()
   error(getmetatable(self).__name .. ": forward is not defined", 2)
 end
 
+--- m:describe() → string: the one-line description tostring(m) shows.
 function Module:describe() return getmetatable(self).__name .. "()" end
 
 --- Registers a parameter tensor under `name` (also reachable as self[name]).
@@ -97,6 +99,7 @@ function Module:add_module(name, module)
   return module
 end
 
+--- m:children() → list: the direct sub-modules, in order.
 function Module:children()
   local list = {}
   for i, c in ipairs(self._children) do list[i] = c.module end
@@ -213,6 +216,7 @@ function Module:load_state_dict(sd, opts)
   return self
 end
 
+--- m:train([on]) → m: training mode (or evaluation with on = false), children included.
 function Module:train(on)
   if on == nil then on = true end
   rawset(self, "training", on)
@@ -220,8 +224,10 @@ function Module:train(on)
   return self
 end
 
+--- m:eval() → m: evaluation mode (dropout off), for m and its children.
 function Module:eval() return self:train(false) end
 
+--- m:zero_grad(): drops the .grad of every parameter.
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end

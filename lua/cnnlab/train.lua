@@ -69,6 +69,7 @@ end
 local Progress = {}
 Progress.__index = Progress
 
+--- train.progress(enabled, label) → progress: a one-line progress display (p:update(text, final)).
 function train.progress(enabled, label)
   return setmetatable({enabled = enabled, live = enabled and core.isatty(1), label = label or "",
     last = 0}, Progress)

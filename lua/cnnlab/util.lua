@@ -112,11 +112,20 @@ end
 
 local tmp_counter = 0
 
+local function core_or_nil()
+  local ok, core = pcall(require, "cnnlab.core")
+  return ok and core or nil
+end
+
+local PROCESS_START = os.time()
+
 --- Writes text to path so that a reader never sees a half-written file: the text goes to a
--- temporary name in the same folder first, then is renamed over path.
+-- temporary name in the same folder first (path.tmp.<pid>.<n>), then is renamed over path.
 function util.write_file(path, text)
   tmp_counter = tmp_counter + 1
-  local tmp = string.format("%s.tmp.%d.%d", path, math.random(1, 1 << 30), tmp_counter)
+  local core = core_or_nil()
+  local pid = core and core.getpid and core.getpid() or math.random(1 << 20, 1 << 30)
+  local tmp = string.format("%s.tmp.%d.%d", path, pid, tmp_counter)
   local f, err = io.open(tmp, "wb")
   if not f then error("write_file: cannot create " .. path .. ": " .. err, 2) end
   local ok, werr = f:write(text)
@@ -129,6 +138,76 @@ function util.write_file(path, text)
   if not rok then
     os.remove(tmp)
     error("write_file: cannot rename to " .. path .. ": " .. tostring(rerr), 2)
+  end
+end
+
+-- ---------------------------------------------------------------- output folders
+
+--- Removes the stale temporaries a killed run left in dir: files named NAME.tmp.<pid>.<n>
+-- (util.write_file's) whose process is gone, and NAME.tmp.XXXXXX (the core's writers')
+-- last changed before this process started and at least `age` seconds ago (default 60), so
+-- that a file another live run is writing is never touched. Returns the removed names.
+function util.sweep_temporaries(dir, age)
+  local core = core_or_nil()
+  if not (core and core.listdir) then return {} end
+  local names = core.listdir(dir)
+  local removed = {}
+  local now = os.time()
+  for _, name in ipairs(names or {}) do
+    local path = dir .. "/" .. name
+    local pid = name:match("^.+%.tmp%.(%d+)%.%d+$")
+    local stale = false
+    if pid then
+      pid = math.tointeger(tonumber(pid))
+      stale = pid ~= (core.getpid and core.getpid()) and not util.exists("/proc/" .. pid)
+        and util.exists("/proc/self")
+    end
+    if not stale and name:match("^.+%.tmp%.%w%w%w%w%w%w$") and core.file_mtime then
+      local t = core.file_mtime(path)
+      stale = t ~= nil and t < PROCESS_START and now - t >= (age or 60)
+    end
+    if stale and os.remove(path) then removed[#removed + 1] = name end
+  end
+  return removed
+end
+
+--- The folders of path dir that do not exist yet, innermost first ({} when dir exists).
+function util.missing_folders(dir)
+  local made = {}
+  local d = dir
+  while d ~= nil and d ~= "" and not util.exists(d) do
+    made[#made + 1] = d
+    d = d:match("^(.*)/[^/]+/*$")
+  end
+  return made
+end
+
+--- Checks, before any work, that files can be written in folder dir; true, or nil and why.
+function util.check_writable(dir)
+  local made = util.missing_folders(dir)
+  local ok = os.execute("mkdir -p " .. util.shell_quote(dir) .. " 2>/dev/null")
+  local why
+  if not ok then
+    why = ("cannot create the output folder %s"):format(dir)
+  else
+    local probe = ("%s/.write_test.tmp.%d.0"):format(dir, (core_or_nil() or {getpid = function()
+      return 0 end}).getpid())
+    local f, err = io.open(probe, "wb")
+    if f then f:close(); os.remove(probe)
+    else why = ("the output folder %s is not writable (%s)"):format(dir, tostring(err)) end
+  end
+  for _, d in ipairs(made) do os.remove(d) end -- innermost first; only empty ones go
+  if why then return nil, why end
+  return true
+end
+
+--- Removes the folders of a list (util.missing_folders' result, innermost first) that are
+-- empty: what a run that failed before writing anything made.
+function util.remove_if_empty(folders)
+  local core = core_or_nil()
+  for _, d in ipairs(folders) do
+    local names = core and core.listdir and core.listdir(d)
+    if not (names and #names == 0 and os.remove(d)) then return end
   end
 end
 
@@ -272,7 +351,7 @@ function util.parse_args(args, spec, opts)
     io.stderr:write(msg, "\n", usage(spec), "\n")
     os.exit(2)
   end
-  local known, result = {}, {}
+  local known, result, given = {}, {}, {}
   for _, o in ipairs(spec.options) do
     known[o[1]] = o
     result[o[1]] = type(o[2]) == "table" and {} or o[2]
@@ -295,6 +374,7 @@ function util.parse_args(args, spec, opts)
     end
     local o = known[name] or known[name:gsub("%-", "_")]
     if not o then fail(string.format("%s: unknown option --%s", spec.name or "script", name)) end
+    given[o[1]] = true
     if negated then
       result[o[1]] = false
     else
@@ -312,6 +392,15 @@ function util.parse_args(args, spec, opts)
     end
     i = i + 1
   end
+  -- an entry's resolve(result, given) may replace a default the user did not override (a
+  -- default that depends on another option, as --model's on --quick)
+  for _, o in ipairs(spec.options) do
+    if type(o.resolve) == "function" and not given[o[1]] then
+      local v = o.resolve(result)
+      if v ~= nil then result[o[1]] = v end
+    end
+  end
+  util.last_args = result -- study.main finds the run's --out here
   return result
 end
 

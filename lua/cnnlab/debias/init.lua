@@ -113,6 +113,30 @@ function debias.new_model(ctx, o)
   return (factory or require("cnnlab.models").seed_cnn)(o or {})
 end
 
+--- The options of a method instance (debias.load's result) as a plain table key → value
+-- (a copy; {} for a method without options).
+function debias.options_of(method)
+  local out = {}
+  for k, v in pairs(type(method) == "table" and method.options or {}) do out[k] = v end
+  return out
+end
+
+--- One line naming a method and its options, sorted by key: "mirror (weight=0.1)", "erm".
+function debias.describe(method)
+  if type(method) ~= "table" then
+    error(("debias.describe: a method (debias.load's result) expected, got %s"):format(
+      type(method)), 2)
+  end
+  local parts = {}
+  for k, v in pairs(method.options or {}) do
+    parts[#parts + 1] = ("%s=%s"):format(tostring(k), type(v) == "number" and ("%g"):format(v)
+      or tostring(v))
+  end
+  table.sort(parts)
+  local name = tostring(method.name or "?")
+  return #parts > 0 and ("%s (%s)"):format(name, table.concat(parts, ", ")) or name
+end
+
 --- Parses "key=value" strings (from --method-opt) into a table.
 function debias.parse_options(list)
   local out = {}
