@@ -310,3 +310,27 @@ describe("help", function()
     assert.falsy(r.out:find("_fail_alloc_after", 1, true), r.out)
   end)
 end)
+
+describe("README", function()
+  it("shows the REPL session the REPL prints", function()
+    local text = slurp("README.md")
+    local block = text:match("## A first session: the REPL\n\n```\n(.-)```")
+    assert.truthy(block, "no REPL block in README.md")
+    local input, want = {}, {}
+    for line in block:gmatch("([^\n]*)\n") do
+      if line:sub(1, 2) == "> " then input[#input + 1] = line:sub(3)
+      elseif not line:find("^%$ ") and not line:find("^cnnlab %d") then want[#want + 1] = line end
+    end
+    local p = io.popen(("printf '%%s' %s | %s 2>&1"):format(
+      util.shell_quote(table.concat(input, "\n") .. "\n"), BIN))
+    local all = p:read("a")
+    p:close()
+    local got, in_traceback = {}, false
+    for line in all:gmatch("([^\n]*)\n") do
+      if line == "stack traceback:" then in_traceback = true
+      elseif in_traceback and line:find("^%s") then -- the traceback's frames
+      else in_traceback = false; got[#got + 1] = line end
+    end
+    assert.same(want, got)
+  end)
+end)

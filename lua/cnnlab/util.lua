@@ -88,8 +88,9 @@ end
 -- when a handler runs, so the user's frame is found even through pcalls inside the library.
 function util.relocate(msg)
   if type(msg) ~= "string" then return msg end
+  -- no user frame (a tail call such as `return net(x)` leaves none): the library's location
+  -- is dropped all the same, as it tells the user nothing
   local where = util.user_location(2)
-  if where == "" then return msg end
   local path, rest = msg:match("^([^\n:]+):%d+: (.*)$")
   if path then
     if not in_library("@" .. path) and not (path:find("lua/cnnlab/", 1, true)) then return msg end
