@@ -334,3 +334,37 @@ describe("README", function()
     assert.same(want, got)
   end)
 end)
+
+describe("lab.show", function()
+  it("draws a 2×2 image with 24-bit half blocks", function()
+    local img = lab.tensor({{{255, 0}, {0, 255}}, {{0, 255}, {0, 0}}, {{0, 0}, {255, 0}}},
+      {dtype = "uint8"})
+    local text = lab.show(img, {terminal = true, out = {write = function() end, flush = function() end}})
+    assert.equal("\27[38;2;255;0;0m\27[48;2;0;0;255m▀\27[38;2;0;255;0m\27[48;2;255;0;0m▀\27[0m\n", text)
+  end)
+
+  it("draws a map through a colour map with a scale bar of min and max", function()
+    local text = lab.show(lab.tensor({{0, 1}, {2, 4}}), {terminal = true,
+      out = {write = function() end, flush = function() end}})
+    assert.truthy(text:find("\27[38;2;68;1;84m", 1, true), text)  -- min: the map's first colour
+    assert.truthy(text:find("\27[48;2;253;231;37m", 1, true), text) -- max: its last
+    assert.truthy(text:find("\n0 ", 1, true) and text:find(" 4\n", 1, true), text)
+  end)
+
+  it("writes a readable PNG with {file =}, and outside a terminal", function()
+    local d = tmpdir()
+    local path = lab.show(lab.rand({2, 1, 4, 4}), {file = d .. "/grid.png"})
+    assert.equal(d .. "/grid.png", path)
+    assert.equal(3, lab.read_png(path):dim())
+    path = lab.show(lab.rand({5, 7}), {file = d .. "/map.png"})
+    assert.same({3, 5, 7}, lab.read_png(path).shape)
+    local r = run("-e " .. util.shell_quote("lab.show(lab.rand(3, 6, 6))"))
+    assert.equal(0, r.code, r.err)
+    local png = r.out:match("wrote (%S+%.png)")
+    assert.truthy(png, r.out)
+    assert.same({3, 6, 6}, lab.read_png(png).shape)
+    os.remove(png)
+    local e = err_of(lab.show, lab.rand(2, 5, 5))
+    assert.truthy(e:find("1 or 3 channels", 1, true), e)
+  end)
+end)

@@ -318,7 +318,9 @@ function doc.walk()
   end
   for _, mod in ipairs(doc.MODULES) do
     local ok, m = pcall(function() return lab[mod] end)
-    if ok and type(m) == "table" then
+    if ok and type(m) == "function" then
+      add("lab." .. mod, m, "function")
+    elseif ok and type(m) == "table" then
       add("lab." .. mod, m, "module")
       for _, k in ipairs(sorted_keys(m)) do
         local v = m[k]
