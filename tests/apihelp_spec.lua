@@ -198,6 +198,15 @@ describe("models and outputs", function()
     assert.truthy(e:find("no trained model at", 1, true), e)
     assert.truthy(e:find("models under runs/", 1, true) or e:find("no model under runs/", 1, true), e)
     _ = cwd
+    -- in a folder with a quick demo's model, --quick finds it; without --quick the default stays
+    local bin = BIN:sub(1, 1) == "/" and BIN or (os.getenv("PWD") .. "/" .. BIN)
+    local code = 'local st = require "cnnlab.study"; local o = require("cnnlab.util").parse_args(arg, '
+      .. '{name = "t", options = st.options({"model"})}); print(o.model)'
+    write(d .. "/s.lua", code)
+    local p = io.popen(("cd %s && %s s.lua --quick && %s s.lua"):format(util.shell_quote(d), bin, bin))
+    local out = p:read("a")
+    p:close()
+    assert.equal("runs/quick/task1/model.safetensors\nruns/task1/model.safetensors\n", out)
   end)
 
   it("loads the model inside a training checkpoint", function()
