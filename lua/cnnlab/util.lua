@@ -195,7 +195,10 @@ function util.check_writable(dir)
       return 0 end}).getpid())
     local f, err = io.open(probe, "wb")
     if f then f:close(); os.remove(probe)
-    else why = ("the output folder %s is not writable (%s)"):format(dir, tostring(err)) end
+    else
+      why = ("the output folder %s is not writable (%s)"):format(dir,
+        tostring(err):match(":%s*([^:]+)$") or tostring(err))
+    end
   end
   for _, d in ipairs(made) do os.remove(d) end -- innermost first; only empty ones go
   if why then return nil, why end
