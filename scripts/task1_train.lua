@@ -95,6 +95,7 @@ local function flat_metrics(run, sets, method, follows_colour, ex)
   local m = study.accuracies(ev, {train = {"acc"}, val = {"acc"},
     hard = {"acc", "conflicting_acc", "aligned_acc"}})
   m.hard_follows_colour, m.method = follows_colour, method.name
+  study.flatten("method_opt", lab.debias.options_of(method), m) -- method_opt_weight = 0.1 ...
   for _, k in ipairs({"epochs", "batch", "lr", "optimizer", "seed", "rho", "beta", "quick", "data"}) do
     m[k] = opts[k]
   end

@@ -53,13 +53,20 @@ local function check_model(fn, model)
   end
 end
 
+-- model's sub-module called name or nil (find_module, or get_module for models without it).
+local function lookup_module(model, name)
+  if model.find_module then return model:find_module(name) end
+  local ok, m = pcall(model.get_module, model, name)
+  return ok and m or nil
+end
+
 local function module_of(fn, model, name, level)
   level = level or 3
   if type(name) ~= "string" then
     error(("%s: layer must be a module name such as \"relu3\", got %s"):format(fn,
       type(name)), level)
   end
-  local m = model:get_module(name)
+  local m = lookup_module(model, name)
   if not m or name == "" then
     local names = {}
     for _, e in ipairs(model:named_modules()) do

@@ -112,6 +112,12 @@ function data.mnist(dir, opts)
         .. "%s and %d labels", dir, part, s.images:type(), table.concat(s.images.shape, "×"),
         s.labels:numel()), 2)
     end
+    -- the seed network and every task take 28×28 digits: other sizes are refused here, not
+    -- deep inside the model
+    if s.images:size(1) ~= 28 or s.images:size(2) ~= 28 then
+      error(string.format("data.mnist: %s: %s images must be 28×28 (MNIST's IDX size), got "
+        .. "%d×%d", dir, part, s.images:size(1), s.images:size(2)), 2)
+    end
   end
   return out
 end
@@ -157,6 +163,12 @@ function data.colored_mnist(opts)
   local src = opts.source or data.mnist(opts.dir)
   local n = src.train.labels:numel()
   local tr_idx, va_idx = lab.split_indices(n, seed)
+  -- too few training images leave a set empty: refused before anything trains on nothing
+  if tr_idx:numel() < 1 or va_idx:numel() < 1 then
+    error(string.format("data.colored_mnist: %d training image%s give %d for training and %d "
+      .. "for validation; both need at least 1 (is the data folder complete?)", n,
+      n == 1 and "" or "s", tr_idx:numel(), va_idx:numel()), 2)
+  end
   local function easy(name, index)
     local grey = src.train.images:index_select(0, index)
     local labels = src.train.labels:index_select(0, index)

@@ -11,6 +11,7 @@ local function weighted_sum(out, w)
   return (out:detach() * w):sum():item()
 end
 
+--- lab.gradcheck(fn, inputs[, opts]) → ok, worst, where: compares autograd gradients of fn with central finite differences.
 return function(fn, inputs, opts)
   opts = opts or {}
   local eps, tol = opts.eps or 1e-2, opts.tol or 2e-2

@@ -74,12 +74,19 @@ function hooks.layer_names(model)
   return names
 end
 
+-- model's sub-module called name or nil (find_module, or get_module for models without it).
+local function lookup_module(model, name)
+  if model.find_module then return model:find_module(name) end
+  local ok, m = pcall(model.get_module, model, name)
+  return ok and m or nil
+end
+
 -- The module called name, or nil and a message naming fn and the known layers.
 local function find(fn, model, name)
   if type(name) ~= "string" then
     return nil, ("%s: a layer name (string) expected, got %s"):format(fn, type(name))
   end
-  local m = name ~= "" and model:get_module(name)
+  local m = name ~= "" and lookup_module(model, name)
   if not m then
     return nil, ("%s: the model has no layer '%s' (layers: %s)"):format(fn, name,
       table.concat(hooks.layer_names(model), ", "))

@@ -21,7 +21,7 @@ local submodules = {
   attack = "cnnlab.attack", attacks = "cnnlab.attacks", attributions = "cnnlab.attributions",
   ablation = "cnnlab.ablation", debias = "cnnlab.debias",
   gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
-  study = "cnnlab.study", defaults = "cnnlab.defaults",
+  study = "cnnlab.study", defaults = "cnnlab.defaults", doc = "cnnlab.doc", show = "cnnlab.show",
 }
 
 setmetatable(lab, {
@@ -41,13 +41,20 @@ setmetatable(lab, {
 -- (docs/reliability.md).
 lab.no_grad = core.no_grad
 
---- Functional forms of the tensor methods most used in losses and layers.
+-- Functional forms of the tensor methods most used in losses and layers.
+--- lab.relu(x) → tensor: max(x, 0), as x:relu().
 function lab.relu(x) return x:relu() end
+--- lab.sigmoid(x) → tensor: 1 / (1 + e⁻ˣ), as x:sigmoid().
 function lab.sigmoid(x) return x:sigmoid() end
+--- lab.tanh(x) → tensor: the hyperbolic tangent, as x:tanh().
 function lab.tanh(x) return x:tanh() end
+--- lab.softmax(x, dim) → tensor: softmax along dim, as x:softmax(dim).
 function lab.softmax(x, dim) return x:softmax(dim) end
+--- lab.log_softmax(x, dim) → tensor: log-softmax along dim, as x:log_softmax(dim).
 function lab.log_softmax(x, dim) return x:log_softmax(dim) end
+--- lab.sum(x[, dim[, keepdim]]) → tensor: the sum of x, or along dim, as x:sum(...).
 function lab.sum(x, ...) return x:sum(...) end
+--- lab.mean(x[, dim[, keepdim]]) → tensor: the mean of x, or along dim, as x:mean(...).
 function lab.mean(x, ...) return x:mean(...) end
 
 --- Accuracy helper: share of rows of logits whose argmax equals the target (0..1).

@@ -17,7 +17,11 @@
 -- gets its gradients from the autograd engine.
 local core = require "cnnlab.core"
 
+local util = require "cnnlab.util"
+
 local nn = {}
+
+local calling = false -- inside a module call that started from outside the library
 
 local function is_tensor(x) return core.is_tensor(x) end
 
@@ -26,16 +30,26 @@ local function is_tensor(x) return core.is_tensor(x) end
 function nn.class(name, parent)
   local cls = {__name = name}
   cls.__index = cls
-  cls.__call = function(self, ...) return self:_call(...) end
+  -- the outermost call from user code runs under util.relocate, so that an error deep in a
+  -- network (a shape mismatch in a layer's kernel) names the user's line, not the library's
+  cls.__call = function(self, ...)
+    if calling then return self:_call(...) end
+    calling = true
+    local r = table.pack(xpcall(self._call, util.relocate, self, ...))
+    calling = false
+    if not r[1] then error(r[2], 0) end
+    return table.unpack(r, 2, r.n)
+  end
   cls.__tostring = function(self) return self:describe() end
+  local function construct(c, ...)
+    local obj = setmetatable({}, c)
+    obj:_setup()
+    obj:init(...)
+    return obj
+  end
   setmetatable(cls, {
     __index = parent,
-    __call = function(c, ...)
-      local obj = setmetatable({}, c)
-      obj:_setup()
-      obj:init(...)
-      return obj
-    end,
+    __call = function(c, ...) return util.call_located(construct, c, ...) end,
   })
   return cls
 end
@@ -52,12 +66,14 @@ function Module:_setup()
   rawset(self, "training", true)
 end
 
+--- m:init(...): sets up a new instance (a class defines it; the base does nothing).
 function Module:init() end
 
 function Module:forward()
   error(getmetatable(self).__name .. ": forward is not defined", 2)
 end
 
+--- m:describe() → string: the one-line description tostring(m) shows.
 function Module:describe() return getmetatable(self).__name .. "()" end
 
 --- Registers a parameter tensor under `name` (also reachable as self[name]).
@@ -83,6 +99,7 @@ function Module:add_module(name, module)
   return module
 end
 
+--- m:children() → list: the direct sub-modules, in order.
 function Module:children()
   local list = {}
   for i, c in ipairs(self._children) do list[i] = c.module end
@@ -101,10 +118,25 @@ function Module:named_modules(prefix, out)
 end
 
 --- The module whose dotted name is `path` ("conv3", "features.1"), or nil.
-function Module:get_module(path)
+--- The sub-module at path ("relu3", "features.0"); nil when there is none.
+function Module:find_module(path)
   for _, entry in ipairs(self:named_modules()) do
     if entry[1] == path then return entry[2] end
   end
+end
+
+--- The sub-module at path; an error naming the path and listing the valid ones when there is
+-- none (find_module returns nil instead).
+function Module:get_module(path)
+  local m = type(path) == "string" and path ~= "" and self:find_module(path)
+  if m then return m end
+  local names = {}
+  for _, entry in ipairs(self:named_modules()) do
+    if entry[1] ~= "" then names[#names + 1] = entry[1] end
+  end
+  error(("get_module: the model has no layer %s (layers: %s)"):format(type(path) == "string"
+    and ("'" .. path .. "'") or ("name, got " .. type(path)),
+    #names > 0 and table.concat(names, ", ") or "none"), 2)
 end
 
 function Module:named_parameters(prefix, out)
@@ -184,6 +216,7 @@ function Module:load_state_dict(sd, opts)
   return self
 end
 
+--- m:train([on]) → m: training mode (or evaluation with on = false), children included.
 function Module:train(on)
   if on == nil then on = true end
   rawset(self, "training", on)
@@ -191,8 +224,10 @@ function Module:train(on)
   return self
 end
 
+--- m:eval() → m: evaluation mode (dropout off), for m and its children.
 function Module:eval() return self:train(false) end
 
+--- m:zero_grad(): drops the .grad of every parameter.
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end

@@ -62,6 +62,7 @@ end
 local Optimizer = {}
 Optimizer.__index = Optimizer
 
+--- opt:zero_grad(): drops the .grad of every parameter, before the next backward.
 function Optimizer:zero_grad()
   for _, p in ipairs(self.params) do p.grad = nil end
 end
@@ -75,6 +76,7 @@ function Optimizer:state_dict()
   return tensors, {step = self.steps, kind = self.kind}
 end
 
+--- opt:load_state_dict(tensors, scalars): restores what opt:state_dict() returned.
 function Optimizer:load_state_dict(tensors, scalars)
   if scalars and scalars.kind and scalars.kind ~= self.kind then
     error(("load_state_dict: state of a %s optimizer given to %s"):format(scalars.kind,
@@ -114,6 +116,7 @@ function optim.SGD(params, opts)
       end
     end
   end
+  --- opt:step(): one update of every parameter from its .grad.
   function self.step(s)
     -- core.no_grad restores grad mode even when an update raises (docs/reliability.md)
     core.no_grad(update, s)
@@ -146,6 +149,7 @@ local function adam(fn, params, opts, known)
       end
     end
   end
+  --- opt:step(): one update of every parameter from its .grad.
   function self.step(s)
     s.steps = s.steps + 1
     -- core.no_grad restores grad mode even when an update raises (docs/reliability.md)

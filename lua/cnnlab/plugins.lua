@@ -55,7 +55,9 @@ function plugins.folder(o)
     if type(t) ~= "table" then
       error(("%s: %s must return a %s table, got %s"):format(kind, name_or_path, kind, type(t)), 2)
     end
-    t.name = t.name or name_or_path:match("([^/]+)%.lua$") or name_or_path
+    -- names end up in file and folder names: made safe ("../x" cannot leave its folder)
+    t.name = require("cnnlab.util").safe_name(t.name or name_or_path:match("([^/]+)%.lua$")
+      or name_or_path)
     local msg = check and check(t, name_or_path)
     if msg then error(("%s: %s %s"):format(kind, name_or_path, msg), 2) end
     return t

@@ -20,7 +20,9 @@ local study = {}
 -- one in study.options' list as "name" (this default) or {"name", default} (its own default).
 study.COMMON = {
   out = {"out", "runs", "output folder"},
-  model = {"model", "runs/task1/model.safetensors", "trained seed network (Task 1)"},
+  model = {"model", "runs/task1/model.safetensors",
+    "trained seed network (Task 1; with --quick, runs/quick/task1/model.safetensors when it "
+    .. "exists: the quick demo's)"},
   epochs = {"epochs", defaults.study.epochs, "passes over the training set"},
   batch = {"batch", defaults.study.batch, "mini-batch size"},
   lr = {"lr", defaults.study.lr, "learning rate"},
@@ -64,6 +66,7 @@ function study.options(extra, settings)
       local default = common[2]
       if o[2] ~= nil then default = o[2] end
       o = {o[1], default, o[3] or common[3]}
+      if o[1] == "model" and o[2] == study.COMMON.model[2] then o.resolve = study.quick_model end
     end
     list[#list + 1] = o
   end
@@ -73,6 +76,7 @@ end
 --- Sizes of the quick subsets (train, val, hard).
 study.QUICK = {train = 6000, val = 2000, hard = 2000}
 
+--- study.subset(set, n) → set: the first n samples of a set (the set itself when n ≥ its size).
 local function subset(set, n)
   if not set or n >= set.n then return set end
   local s = {name = set.name, n = n}
@@ -109,13 +113,56 @@ function study.load_data(opts)
   return sets
 end
 
---- Loads a seed-network checkpoint; a missing file gets advice on how to make it.
+--- --model's default for a --quick run that did not name one: the quick demo's model
+-- (runs/quick/task1/model.safetensors) when it exists; nil keeps runs/task1's.
+function study.quick_model(args)
+  local quick = "runs/quick/task1/model.safetensors"
+  if args.quick and util.exists(quick) then return quick end
+end
+
+--- The model.safetensors files under folder root (default runs), sorted, at most depth 4 down.
+function study.find_models(root, depth)
+  root, depth = root or "runs", depth or 4
+  local found = {}
+  local function walk(dir, d)
+    local names = core.listdir(dir)
+    if not names then return end
+    for _, name in ipairs(names) do
+      local path = dir .. "/" .. name
+      if name == "model.safetensors" then found[#found + 1] = path
+      elseif d > 0 and not name:find("%.") then walk(path, d - 1) end
+    end
+  end
+  walk(root, depth)
+  table.sort(found)
+  return found
+end
+
+--- Loads a trained seed network: a model.safetensors, or the model inside a training
+-- checkpoint (checkpoint.safetensors, whose tensors are model.*, optim.*...). A missing file
+-- gets advice on how to make one and the list of the models that exist under runs/.
 function study.load_model(path, opts)
+  if type(path) ~= "string" or path == "" then
+    error(("study.load_model: a path to a model.safetensors expected, got %s"):format(
+      type(path)), 2)
+  end
   if not util.exists(path) then
+    local have = study.find_models("runs")
     error(("no trained model at %s — train one first with:\n  ./cnnlab scripts/task1_train.lua"
-      .. " (writes runs/task1/model.safetensors), or pass --model PATH"):format(path), 0)
+      .. " (writes runs/task1/model.safetensors), or pass --model PATH%s"):format(path,
+      #have > 0 and ("\nmodels under runs/:\n  " .. table.concat(have, "\n  "))
+      or "\n(there is no model under runs/ yet)"), 0)
   end
   local tensors = core.load_safetensors(path)
+  if tensors["model.conv1.weight"] ~= nil and tensors["conv1.weight"] == nil then
+    -- a training checkpoint: its model.* tensors are the network
+    local model_sd = {}
+    for name, t in pairs(tensors) do
+      local rest = name:match("^model%.(.+)$")
+      if rest then model_sd[rest] = t end
+    end
+    tensors = model_sd
+  end
   local net = models.seed_cnn(opts)
   net:load_state_dict(tensors)
   net:eval()
@@ -216,8 +263,14 @@ function study.train_and_evaluate(opts, method, sets, extra)
   local which = extra.evaluate or {"train", "val", "hard"}
   local fit_extra = {}
   for k, v in pairs(extra) do if k ~= "evaluate" then fit_extra[k] = v end end
+  local debias = require "cnnlab.debias"
+  local root = (fit_extra.comm or require("cnnlab.mpi").world).rank() == 0
+  if opts.progress ~= false and root then
+    util.progress("method %s", debias.describe(method))
+  end
   local fit = train.fit(study.fit_options(opts, method, sets, fit_extra))
-  local run = {fit = fit, model = fit.model, ev = {}, interrupted = fit.interrupted}
+  local run = {fit = fit, model = fit.model, ev = {}, interrupted = fit.interrupted,
+    method = method.name, method_options = debias.options_of(method)}
   if fit.interrupted then return run end
   if (fit_extra.comm or require("cnnlab.mpi").world).rank() > 0 then return run end
   for _, name in ipairs(which) do
@@ -324,6 +377,7 @@ end
 local function converter(expected, fn)
   return setmetatable({expected = expected}, {__call = function(_, item) return fn(item) end})
 end
+--- study.number_in(lo, hi) → converter: for study.list, accepts a number in [lo, hi].
 function study.number_in(lo, hi)
   return converter(("a number in [%g, %g]"):format(lo, hi), function(s)
     local v = tonumber(s)
@@ -363,9 +417,29 @@ end
 
 --- Runs main() and turns an error into "name: message" on stderr and exit status 1 (the
 -- message alone, no traceback: errors here are the user's to fix).
+-- Before main runs, the output folder (--out of the arguments util.parse_args read last) is
+-- checked to be writable, and stale temporaries a killed run left in it (and its direct
+-- subfolders) are swept; when main fails, the folders this run made and left empty are removed.
 function study.main(name, main)
+  local args = util.last_args
+  local out = args and type(args.out) == "string" and args.out ~= "" and args.out or nil
+  local made = out and util.missing_folders(out) or {}
+  if out then
+    local writable, why = util.check_writable(out)
+    if not writable then
+      io.stderr:write(name, ": ", why, "\n")
+      os.exit(1)
+    end
+    if #made == 0 then
+      util.sweep_temporaries(out)
+      for _, sub in ipairs(core.listdir(out) or {}) do
+        if core.listdir(out .. "/" .. sub) then util.sweep_temporaries(out .. "/" .. sub) end
+      end
+    end
+  end
   local ok, err = pcall(main)
   if not ok then
+    util.remove_if_empty(made)
     io.stderr:write(name, ": ", tostring(err), "\n")
     os.exit(1)
   end

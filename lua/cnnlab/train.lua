@@ -69,6 +69,7 @@ end
 local Progress = {}
 Progress.__index = Progress
 
+--- train.progress(enabled, label) → progress: a one-line progress display (p:update(text, final)).
 function train.progress(enabled, label)
   return setmetatable({enabled = enabled, live = enabled and core.isatty(1), label = label or "",
     last = 0}, Progress)
@@ -119,8 +120,29 @@ function train.save_checkpoint(out, ctx, position)
   core.save_safetensors(out .. "/" .. CHECKPOINT, tensors, meta)
 end
 
-local function load_checkpoint(path, ctx)
+-- The loop position a checkpoint's metadata holds ({epoch = the next epoch, step_in_epoch}),
+-- checked: integers, 1 ≤ epoch ≤ epochs + 1 (epochs + 1: the run had finished) and
+-- 0 ≤ step_in_epoch ≤ steps_per_epoch; anything else is an error naming the file and field.
+function train.checkpoint_position(path, meta, epochs, steps_per_epoch)
+  local function field(key, lo, hi)
+    local raw = meta[key]
+    local v = math.tointeger(tonumber(raw))
+    if v == nil or v < lo or (hi and v > hi) then
+      error(("train: checkpoint %s: metadata '%s' must be an integer in %d..%s, got %s"):format(
+        path, key, lo, hi and tostring(hi) or "", raw == nil and "nothing (missing)"
+        or ("'" .. tostring(raw) .. "'")), 0)
+    end
+    return v
+  end
+  local epoch = field("epoch", 1, epochs + 1)
+  local step = field("step_in_epoch", 0, steps_per_epoch)
+  field("steps", 0)
+  return {epoch = epoch, step_in_epoch = step}
+end
+
+local function load_checkpoint(path, ctx, steps_per_epoch)
   local tensors, meta = core.load_safetensors(path)
+  local position = train.checkpoint_position(path, meta, ctx.opts.epochs, steps_per_epoch)
   local model_sd, opt_sd, method_sd = {}, {}, {}
   for name, t in pairs(tensors) do
     local kind, rest = name:match("^(%a+)%.(.+)$")
@@ -138,8 +160,7 @@ local function load_checkpoint(path, ctx)
   if ctx.method.load_state_dict then
     ctx.method.load_state_dict(ctx, method_sd, util.json_decode(meta.method_meta or "{}"))
   end
-  return {epoch = tonumber(meta.epoch), step_in_epoch = tonumber(meta.step_in_epoch)},
-    util.json_decode(meta.settings or "{}")
+  return position, util.json_decode(meta.settings or "{}")
 end
 
 -- ------------------------------------------------------------------ the loop
@@ -158,10 +179,25 @@ local function resume_settings(opts, optimizer)
     data = opts.data_signature}
 end
 
+local fit
+
+--- Trains opts.method on opts.data.train (see the top of this file); errors are reported at
+-- the caller's line.
 function train.fit(opts)
-  local method = assert(opts.method, "train.fit: method required")
-  local data = assert(opts.data, "train.fit: data.train required")
-  local set = assert(data.train, "train.fit: data.train required")
+  if type(opts) ~= "table" then
+    error(("train.fit: an options table expected, got %s"):format(type(opts)), 2)
+  end
+  return util.call_located(fit, opts)
+end
+
+fit = function(opts)
+  if opts.method == nil then error("train.fit: method required (opts.method, e.g. debias.load(\"erm\"))", 2) end
+  if type(opts.data) ~= "table" or opts.data.train == nil then
+    error(("train.fit: opts.data must be a table of sets with a train set, got %s"):format(
+      type(opts.data) == "table" and "no data.train" or type(opts.data)), 2)
+  end
+  local method, data = opts.method, opts.data
+  local set = data.train
   -- opts.lr is left as given: the optimiser fills in its own default (SGD has none)
   opts.epochs = opts.epochs or method.epochs or defaults.fit.epochs
   opts.batch = opts.batch or defaults.fit.batch
@@ -172,6 +208,20 @@ function train.fit(opts)
   end
   if math.type(opts.batch) ~= "integer" or opts.batch < 1 then
     error(("train: batch must be a positive integer, got %s"):format(tostring(opts.batch)), 2)
+  end
+  -- a set with no images would train on nothing and fail only when evaluating: refused here
+  local n = set.n or (set.labels and set.labels:numel())
+  if math.type(n) ~= "integer" or n < 1 then
+    error(("train: the training set has %s images; at least 1 is needed (check the data "
+      .. "folder)"):format(tostring(n)), 2)
+  end
+  for _, name in ipairs({"val", "hard"}) do
+    local s = data[name]
+    local k = s and (s.n or (s.labels and s.labels:numel()))
+    if s and k == 0 then
+      error(("train: the %s set has 0 images (training set: %d); at least 1 is needed"):format(
+        name, n), 2)
+    end
   end
   local t0 = core.now()
   -- MPI: the ranks this run trains over; with one (the default) nothing changes.
@@ -199,7 +249,7 @@ function train.fit(opts)
       error(("train: --resume given but there is no checkpoint at %s"):format(tostring(ckpt)), 2)
     end
     local saved
-    start, saved = load_checkpoint(ckpt, ctx)
+    start, saved = load_checkpoint(ckpt, ctx, (n + opts.batch - 1) // opts.batch)
     -- through JSON both ways, so that 64 and 64.0 compare equal
     local a = util.json_encode(saved)
     local b = util.json_encode(util.json_decode(util.json_encode(ctx.settings)))
@@ -225,7 +275,6 @@ function train.fit(opts)
     if comm.stats then comm.stats(true) end
   end
 
-  local n = set.n or set.labels:numel()
   local steps_per_epoch = (n + opts.batch - 1) // opts.batch
   local progress = train.progress(opts.progress ~= false and root, "")
   local interrupted, last_epoch = false, start.epoch - 1

@@ -4,6 +4,7 @@
 --   util.read_file(path)               whole file as a string (error when it can't be read)
 --   util.mkdir_p(path)                 like `mkdir -p`
 --   util.exists(path)                  true when a file (or folder) is there
+--   util.safe_name(name)               name usable as one file name (no '/', no '..')
 --   util.json_encode(value)            JSON with sorted keys; integers stay integers, floats
 --                                      round-trip; NaN and ±inf become null
 --   util.json_decode(text)             through lua-cjson
@@ -49,13 +50,83 @@ function util.read_file(path)
   return s
 end
 
+--- name made safe as one file or folder name: characters other than letters, digits, '_',
+-- '-' and '.' become '_', and a name of only dots (".", "..") or an empty one becomes "_" —
+-- so a plug-in's name such as "../../x" cannot lead a path out of its folder.
+function util.safe_name(name)
+  local s = tostring(name):gsub("[^%w_%.%-]", "_")
+  if s == "" or s:match("^%.+$") then s = "_" .. s:gsub("%.", "_") end
+  return s
+end
+
+-- ---------------------------------------------------------------- error locations
+
+-- The library's folder as chunk names spell it ("@/…/lua/cnnlab/"): frames there are not the
+-- user's.
+local LIB = debug.getinfo(1, "S").source:match("^(@.*/)[^/]*$") or "@lua/cnnlab/"
+
+local function in_library(source)
+  return source:sub(1, #LIB) == LIB or source:find("^@lua/cnnlab/") ~= nil
+end
+
+--- "file:line: " of the first Lua frame, from level up, that is not in the library (the
+-- user's line that called into it), or "" when there is none.
+function util.user_location(level)
+  level = (level or 1) + 1
+  while true do
+    local info = debug.getinfo(level, "Sl")
+    if not info then return "" end
+    if info.what ~= "C" and info.currentline > 0 and not in_library(info.source) then
+      return ("%s:%d: "):format(info.short_src, info.currentline)
+    end
+    level = level + 1
+  end
+end
+
+--- A message handler for xpcall: a string error located in the library (or not located at all)
+-- is located at the user's line instead; other errors pass unchanged. The stack is still whole
+-- when a handler runs, so the user's frame is found even through pcalls inside the library.
+function util.relocate(msg)
+  if type(msg) ~= "string" then return msg end
+  -- no user frame (a tail call such as `return net(x)` leaves none): the library's location
+  -- is dropped all the same, as it tells the user nothing
+  local where = util.user_location(2)
+  local path, rest = msg:match("^([^\n:]+):%d+: (.*)$")
+  if path then
+    if not in_library("@" .. path) and not (path:find("lua/cnnlab/", 1, true)) then return msg end
+    msg = rest
+  end
+  return where .. msg
+end
+
+--- Calls fn(...) and re-raises any error at the user's line (util.relocate).
+function util.call_located(fn, ...)
+  local r = table.pack(xpcall(fn, util.relocate, ...))
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+--- Raises msg located at the user's line (the first frame outside the library).
+function util.user_error(msg)
+  error(util.user_location(2) .. msg, 0)
+end
+
 local tmp_counter = 0
 
+local function core_or_nil()
+  local ok, core = pcall(require, "cnnlab.core")
+  return ok and core or nil
+end
+
+local PROCESS_START = os.time()
+
 --- Writes text to path so that a reader never sees a half-written file: the text goes to a
--- temporary name in the same folder first, then is renamed over path.
+-- temporary name in the same folder first (path.tmp.<pid>.<n>), then is renamed over path.
 function util.write_file(path, text)
   tmp_counter = tmp_counter + 1
-  local tmp = string.format("%s.tmp.%d.%d", path, math.random(1, 1 << 30), tmp_counter)
+  local core = core_or_nil()
+  local pid = core and core.getpid and core.getpid() or math.random(1 << 20, 1 << 30)
+  local tmp = string.format("%s.tmp.%d.%d", path, pid, tmp_counter)
   local f, err = io.open(tmp, "wb")
   if not f then error("write_file: cannot create " .. path .. ": " .. err, 2) end
   local ok, werr = f:write(text)
@@ -68,6 +139,79 @@ function util.write_file(path, text)
   if not rok then
     os.remove(tmp)
     error("write_file: cannot rename to " .. path .. ": " .. tostring(rerr), 2)
+  end
+end
+
+-- ---------------------------------------------------------------- output folders
+
+--- Removes the stale temporaries a killed run left in dir: files named NAME.tmp.<pid>.<n>
+-- (util.write_file's) whose process is gone, and NAME.tmp.XXXXXX (the core's writers')
+-- last changed before this process started and at least `age` seconds ago (default 60), so
+-- that a file another live run is writing is never touched. Returns the removed names.
+function util.sweep_temporaries(dir, age)
+  local core = core_or_nil()
+  if not (core and core.listdir) then return {} end
+  local names = core.listdir(dir)
+  local removed = {}
+  local now = os.time()
+  for _, name in ipairs(names or {}) do
+    local path = dir .. "/" .. name
+    local pid = name:match("^.+%.tmp%.(%d+)%.%d+$")
+    local stale = false
+    if pid then
+      pid = math.tointeger(tonumber(pid))
+      stale = pid ~= (core.getpid and core.getpid()) and not util.exists("/proc/" .. pid)
+        and util.exists("/proc/self")
+    end
+    if not stale and name:match("^.+%.tmp%.%w%w%w%w%w%w$") and core.file_mtime then
+      local t = core.file_mtime(path)
+      stale = t ~= nil and t < PROCESS_START and now - t >= (age or 60)
+    end
+    if stale and os.remove(path) then removed[#removed + 1] = name end
+  end
+  return removed
+end
+
+--- The folders of path dir that do not exist yet, innermost first ({} when dir exists).
+function util.missing_folders(dir)
+  local made = {}
+  local d = dir
+  while d ~= nil and d ~= "" and not util.exists(d) do
+    made[#made + 1] = d
+    d = d:match("^(.*)/[^/]+/*$")
+  end
+  return made
+end
+
+--- Checks, before any work, that files can be written in folder dir; true, or nil and why.
+function util.check_writable(dir)
+  local made = util.missing_folders(dir)
+  local ok = os.execute("mkdir -p " .. util.shell_quote(dir) .. " 2>/dev/null")
+  local why
+  if not ok then
+    why = ("cannot create the output folder %s"):format(dir)
+  else
+    local probe = ("%s/.write_test.tmp.%d.0"):format(dir, (core_or_nil() or {getpid = function()
+      return 0 end}).getpid())
+    local f, err = io.open(probe, "wb")
+    if f then f:close(); os.remove(probe)
+    else
+      why = ("the output folder %s is not writable (%s)"):format(dir,
+        tostring(err):match(":%s*([^:]+)$") or tostring(err))
+    end
+  end
+  for _, d in ipairs(made) do os.remove(d) end -- innermost first; only empty ones go
+  if why then return nil, why end
+  return true
+end
+
+--- Removes the folders of a list (util.missing_folders' result, innermost first) that are
+-- empty: what a run that failed before writing anything made.
+function util.remove_if_empty(folders)
+  local core = core_or_nil()
+  for _, d in ipairs(folders) do
+    local names = core and core.listdir and core.listdir(d)
+    if not (names and #names == 0 and os.remove(d)) then return end
   end
 end
 
@@ -165,12 +309,18 @@ local function usage(spec)
   if spec.description then lines[#lines + 1] = spec.description end
   lines[#lines + 1] = "options:"
   for _, o in ipairs(spec.options) do
-    local name, default, help = o[1], o[2], o[3] or ""
-    if type(default) == "table" then default = "none; repeatable" end
+    -- options are shown as documented, with dashes (--method-opt); both spellings parse
+    local name, default, help = o[1]:gsub("_", "-"), o[2], o[3] or ""
     local flag = type(default) == "boolean" and ("--" .. name)
       or string.format("--%s %s", name, math.type(default) == "integer" and "N"
         or type(default) == "number" and "X" or "VALUE")
-    lines[#lines + 1] = string.format("  %-22s %s (default %s)", flag, help, tostring(default))
+    -- each default once: a help text that states its own default keeps it, an empty
+    -- string default (meaning "see the help") is not shown as "(default )"
+    local shown
+    if type(default) == "table" then shown = "(repeatable)"
+    elseif help:find("%(default ") or default == "" then shown = nil
+    else shown = "(default " .. tostring(default) .. ")" end
+    lines[#lines + 1] = string.format("  %-22s %s", flag, shown and (help .. " " .. shown) or help)
   end
   lines[#lines + 1] = "  --help                 show this help"
   return table.concat(lines, "\n")
@@ -205,7 +355,7 @@ function util.parse_args(args, spec, opts)
     io.stderr:write(msg, "\n", usage(spec), "\n")
     os.exit(2)
   end
-  local known, result = {}, {}
+  local known, result, given = {}, {}, {}
   for _, o in ipairs(spec.options) do
     known[o[1]] = o
     result[o[1]] = type(o[2]) == "table" and {} or o[2]
@@ -228,6 +378,7 @@ function util.parse_args(args, spec, opts)
     end
     local o = known[name] or known[name:gsub("%-", "_")]
     if not o then fail(string.format("%s: unknown option --%s", spec.name or "script", name)) end
+    given[o[1]] = true
     if negated then
       result[o[1]] = false
     else
@@ -245,6 +396,15 @@ function util.parse_args(args, spec, opts)
     end
     i = i + 1
   end
+  -- an entry's resolve(result, given) may replace a default the user did not override (a
+  -- default that depends on another option, as --model's on --quick)
+  for _, o in ipairs(spec.options) do
+    if type(o.resolve) == "function" and not given[o[1]] then
+      local v = o.resolve(result)
+      if v ~= nil then result[o[1]] = v end
+    end
+  end
+  util.last_args = result -- study.main finds the run's --out here
   return result
 end
 

@@ -420,6 +420,19 @@ void repl_run(lua_State *L) {
   if (lua_getglobal(L, "help") == LUA_TNIL) {
     lua_pushcfunction(L, repl_help);
     lua_setglobal(L, "help");
+    /* help(x) of the API's functions, classes and methods comes from cnnlab.doc (signature and
+       summary); what the API does not describe falls back to the member listing above. */
+    static const char wrap[] =
+        "local ok, doc = pcall(require, 'cnnlab.doc')\n"
+        "if ok then\n"
+        "  local list = help\n"
+        "  help = function(...)\n"
+        "    if select('#', ...) == 0 then return list() end\n"
+        "    return doc.help((...), list)\n"
+        "  end\n"
+        "end\n";
+    if (luaL_dostring(L, wrap) != LUA_OK)
+      lua_pop(L, 1); /* no cnnlab.doc: the listing alone */
   }
   lua_pop(L, 1);
   if (r.tty) {

@@ -3,12 +3,30 @@
 #include "lua/lbind.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static int is_a_tty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
+}
+
+/* Seconds since the epoch of a file's last change (stat's mtime); nil when it can't be read. */
+static int file_mtime(lua_State *L) {
+  struct stat st;
+  if (stat(luaL_checkstring(L, 1), &st) != 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)st.st_mtime);
+  return 1;
+}
+
+/* This process's id (names of temporary files carry it, so that stale ones can be told). */
+static int get_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
   return 1;
 }
 
@@ -67,6 +85,7 @@ static int list_dir(lua_State *L) {
 }
 
 static const luaL_Reg sys_funcs[] = {
-    {"isatty", is_a_tty}, {"listdir", list_dir}, {"now", now}, {NULL, NULL}};
+    {"isatty", is_a_tty}, {"listdir", list_dir}, {"now", now}, {"file_mtime", file_mtime},
+    {"getpid", get_pid}, {NULL, NULL}};
 
 void clb_open_sys(lua_State *L) { luaL_setfuncs(L, sys_funcs, 0); }

@@ -55,7 +55,7 @@ function M.setup(ctx)
   local names = layers_of(ctx)
   if #names == 0 then error("grey_consistency: option layer names no module", 0) end
   for _, name in ipairs(names) do
-    if not ctx.model:get_module(name) then
+    if not ctx.model:find_module(name) then
       local have = {}
       for _, e in ipairs(ctx.model:named_modules()) do
         if e[1] ~= "" then have[#have + 1] = e[1] end

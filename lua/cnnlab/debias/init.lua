@@ -73,7 +73,9 @@ function debias.load(name_or_path, overrides)
       :format(name_or_path), 2)
   end
   local instance = setmetatable({}, {__index = module})
-  instance.name = module.name or name_or_path:match("([^/]+)%.lua$") or name_or_path
+  -- the name becomes a folder under --out: made a safe file name
+  instance.name = require("cnnlab.util").safe_name(module.name
+    or name_or_path:match("([^/]+)%.lua$") or name_or_path)
   instance.options = {}
   for k, v in pairs(module.options or {}) do instance.options[k] = v end
   for k, v in pairs(overrides or {}) do
@@ -109,6 +111,30 @@ function debias.new_model(ctx, o)
     error(("debias.new_model: model_factory must be a function, got %s"):format(type(factory)), 2)
   end
   return (factory or require("cnnlab.models").seed_cnn)(o or {})
+end
+
+--- The options of a method instance (debias.load's result) as a plain table key → value
+-- (a copy; {} for a method without options).
+function debias.options_of(method)
+  local out = {}
+  for k, v in pairs(type(method) == "table" and method.options or {}) do out[k] = v end
+  return out
+end
+
+--- One line naming a method and its options, sorted by key: "mirror (weight=0.1)", "erm".
+function debias.describe(method)
+  if type(method) ~= "table" then
+    error(("debias.describe: a method (debias.load's result) expected, got %s"):format(
+      type(method)), 2)
+  end
+  local parts = {}
+  for k, v in pairs(method.options or {}) do
+    parts[#parts + 1] = ("%s=%s"):format(tostring(k), type(v) == "number" and ("%g"):format(v)
+      or tostring(v))
+  end
+  table.sort(parts)
+  local name = tostring(method.name or "?")
+  return #parts > 0 and ("%s (%s)"):format(name, table.concat(parts, ", ")) or name
 end
 
 --- Parses "key=value" strings (from --method-opt) into a table.
