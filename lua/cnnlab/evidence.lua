@@ -197,7 +197,7 @@ function evidence.stroke_shares(models, sets, n_max)
   local n = math.min(n_max, sets.hard.n)
   local x = sets.hard.images:narrow(0, 0, n):float() / 255
   -- the grey digits behind the hard set (its index points into the source's test digits)
-  local grey = sets.source.test.images:index_select(0, sets.hard.index):narrow(0, 0, n)
+  local grey = study.grey_digits(sets.hard, n)
   local mask = gradcam.stroke_mask(grey)
   local out, pictures = {}, {}
   for _, m in ipairs(models) do
@@ -209,9 +209,11 @@ function evidence.stroke_shares(models, sets, n_max)
       -- Task 3's measure: share of the map's mass on the strokes, for Grad-CAM at relu3 (the
       -- study's map), Grad-CAM at relu2 (13×13) and input-gradient saliency (pixel level).
       local maps = {}
-      local res = gradcam.compute(model, x, {layer = gradcam.DEFAULT_LAYER})
+      local res = gradcam.compute(model, x, {layer = gradcam.default_layer(model)})
       maps.gradcam = res.upsampled
-      maps.gradcam_relu2 = gradcam.compute(model, x, {layer = "relu2"}).upsampled
+      if lab.hooks.find(model, "relu2", "evidence") then -- the seed network's 13×13 layer
+        maps.gradcam_relu2 = gradcam.compute(model, x, {layer = "relu2"}).upsampled
+      end
       if gradcam.saliency then maps.saliency = gradcam.saliency(model, x).maps end
       for kind, m in pairs(maps) do
         local shares = gradcam.mass_share(m, mask)

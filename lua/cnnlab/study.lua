@@ -12,6 +12,7 @@ local core = require "cnnlab.core"
 local util = require "cnnlab.util"
 local data = require "cnnlab.data"
 local models = require "cnnlab.models"
+local datasets = require "cnnlab.datasets"
 local defaults = require "cnnlab.defaults"
 
 local study = {}
@@ -27,6 +28,8 @@ study.COMMON = {
   optimizer = {"optimizer", defaults.study.optimizer, "adam, adamw or sgd"},
   method = {"method", "erm", "debias method: a name in lua/cnnlab/debias/ or a .lua file"},
   method_opt = {"method_opt", {}, "key=value setting for the method"},
+  arch = {"arch", "seed_cnn", "network: a name in lua/cnnlab/models/ or a .lua file"},
+  arch_opt = {"arch_opt", {}, "key=value setting of the network (repeatable or comma list)"},
   generated_n = {"generated_n", 3000, "digits generated with --data generated"},
   resume = {"resume", false, "continue an interrupted run from its checkpoint"},
   progress = {"progress", true, "show progress"},
@@ -40,6 +43,8 @@ function study.options(extra, settings)
     {"seed", defaults.study.seed, "seed of the data set and of training"},
     {"rho", 1.0, "share of easy-set digits painted in their class colour"},
     {"beta", 0.25, "background noise level"},
+    {"dataset", "colored_mnist", "data set: a name in lua/cnnlab/datasets/ or a .lua file"},
+    {"dataset_opt", {}, "key=value setting of the data set (repeatable or comma list)"},
     {"data", "mnist", "mnist, or generated (synthetic digits, no download; for tests)"},
     {"data_dir", "", "folder with the MNIST IDX files (default data/mnist)"},
     {"quick", false, "a small subset of every set, for a first look"},
@@ -76,26 +81,57 @@ study.QUICK = {train = 6000, val = 2000, hard = 2000}
 local function subset(set, n)
   if not set or n >= set.n then return set end
   local s = {name = set.name, n = n}
-  for _, key in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
+  for _, key in ipairs({"images", "labels", "colors", "bias", "index", "conflicting"}) do
     if set[key] then s[key] = set[key]:narrow(0, 0, n) end
   end
+  s.source_images = set.source_images
   return s
 end
 study.subset = subset -- the first n samples of a set (the set itself when n ≥ its size)
 
---- Builds the coloured sets described by opts (seed, rho, beta, data, data_dir, quick).
+--- The data set opts choose (--dataset, --dataset-opt), loaded with its options: an option
+-- rho or beta of the data set takes --rho / --beta unless --dataset-opt sets it.
+function study.dataset(opts)
+  local overrides = models.parse_options(opts.dataset_opt, "--dataset-opt")
+  local t = datasets.load(opts.dataset or datasets.DEFAULT).module
+  for _, k in ipairs({"rho", "beta"}) do
+    if overrides[k] == nil and opts[k] ~= nil and t.options and t.options[k] ~= nil then
+      overrides[k] = opts[k]
+    end
+  end
+  return datasets.load(opts.dataset or datasets.DEFAULT, overrides)
+end
+
+--- The network opts choose (--arch, --arch-opt), loaded with its options (cnnlab.models).
+function study.arch(opts)
+  return models.load(opts.arch or models.DEFAULT,
+    models.parse_options(opts.arch_opt, "--arch-opt"))
+end
+
+--- The grey source digits of opts (--data mnist|generated, --data-dir).
+function study.digits(opts)
+  if opts.data == "generated" then
+    return data.generated{n = opts.generated_n or study.COMMON.generated_n[2], seed = opts.seed}
+  elseif opts.data == "mnist" or opts.data == nil then
+    return data.mnist(opts.data_dir ~= "" and opts.data_dir or nil)
+  end
+  error(("--data must be mnist or generated, got '%s'"):format(tostring(opts.data)), 0)
+end
+
+--- Builds the sets described by opts (dataset, dataset_opt, seed, rho, beta, data, data_dir,
+-- quick): {train, val, hard, hard_conflicting, signature, source, input_shape, classes,
+-- dataset}.
 function study.load_data(opts)
   if opts.threads and opts.threads > 0 then core.set_threads(opts.threads) end
+  local ds = study.dataset(opts)
   local source
-  if opts.data == "generated" then
-    source = data.generated{n = opts.generated_n or study.COMMON.generated_n[2], seed = opts.seed}
-  elseif opts.data == "mnist" then
-    source = data.mnist(opts.data_dir ~= "" and opts.data_dir or nil)
-  else
-    error(("--data must be mnist or generated, got '%s'"):format(tostring(opts.data)), 0)
-  end
-  local sets = data.colored_mnist{seed = opts.seed, rho = opts.rho, beta = opts.beta,
-    source = source}
+  local ctx = {seed = opts.seed, data = opts.data or "mnist", data_dir = opts.data_dir,
+    generated_n = opts.generated_n or study.COMMON.generated_n[2],
+    digits = function()
+      source = source or study.digits(opts)
+      return source
+    end}
+  local sets = datasets.build(ds, ctx)
   if opts.quick then
     for _, name in ipairs({"train", "val", "hard"}) do
       sets[name] = subset(sets[name], study.QUICK[name])
@@ -104,19 +140,35 @@ function study.load_data(opts)
   end
   sets.signature = {data = opts.data, seed = opts.seed, rho = opts.rho, beta = opts.beta,
     quick = opts.quick or false}
+  if not ds.is_default then
+    sets.signature.dataset = ds.spec
+    sets.signature.dataset_options = models.options_text(ds.options)
+  end
   -- the grey digits behind the sets (set.index points into source.train / source.test)
   sets.source = source
   return sets
 end
 
---- Loads a seed-network checkpoint; a missing file gets advice on how to make it.
+--- The grey digits behind the first n samples of a set (stroke masks): the set's
+-- source_images at its index, or the mean of its channels when it has none.
+function study.grey_digits(set, n)
+  n = n or set.n
+  local index = set.index:narrow(0, 0, n)
+  if set.source_images then return set.source_images:index_select(0, index) end
+  return set.images:narrow(0, 0, n):float():mean(1):byte()
+end
+
+--- Loads a trained model: the architecture its file records (cnnlab.models.metadata; a file
+-- without a record is the seed network), its weights, evaluation mode. A missing file gets
+-- advice on how to make it.
 function study.load_model(path, opts)
   if not util.exists(path) then
     error(("no trained model at %s — train one first with:\n  ./cnnlab scripts/task1_train.lua"
       .. " (writes runs/task1/model.safetensors), or pass --model PATH"):format(path), 0)
   end
-  local tensors = core.load_safetensors(path)
-  local net = models.seed_cnn(opts)
+  local tensors, meta = core.load_safetensors(path)
+  local arch, shape, classes = models.from_metadata(meta)
+  local net = arch.build(shape, classes, opts or {})
   net:load_state_dict(tensors)
   net:eval()
   return net
@@ -156,15 +208,28 @@ end
 function study.data_cache(base, settings)
   local say = settings and settings.progress
   local cache = {loads = 0}
+  local ds, ds_key
   function cache.get(self, seed, rho)
     seed, rho = seed or base.seed, rho or base.rho
-    local key = ("%s/%s"):format(seed, rho)
+    if not ds then -- resolved on first use, so that a wrong --dataset is a run's error
+      ds = study.dataset(base)
+      ds_key = ds.is_default and "" or (ds.spec .. models.options_text(ds.options) .. "/")
+    end
+    if rho ~= base.rho and (ds.module.options or {}).rho == nil then
+      error(("data set %s has no rho option, so it cannot be built at rho %s"):format(ds.name,
+        study.format_rho(rho)), 0)
+    end
+    local key = ("%s%s/%s"):format(ds_key, seed, rho)
     if self.key == key then return self.sets end
     self:clear()
     local o = {}
     for k, v in pairs(base) do o[k] = v end
     o.seed, o.rho = seed, rho
-    if say then
+    if say and not ds.is_default then
+      util.progress("building data set %s %s (seed %d%s%s)", ds.name,
+        models.options_text(ds.options), seed, o.quick and ", quick subset" or "",
+        o.data == "generated" and ", generated digits" or "")
+    elseif say then
       util.progress("building Colored MNIST (seed %d, rho %s, beta %g%s%s)", seed,
         study.format_rho(rho), o.beta, o.quick and ", quick subset" or "",
         o.data == "generated" and ", generated digits" or "")
@@ -198,6 +263,11 @@ function study.fit_options(opts, method, sets, extra)
   local o = {method = method, data = sets, epochs = epochs, batch = opts.batch, lr = opts.lr,
     optimizer = opts.optimizer, seed = opts.seed, progress = opts.progress,
     data_signature = sets and sets.signature}
+  -- the network (--arch) for every model the method builds, on the data set's image shape
+  local arch = study.arch(opts)
+  local shape, classes = sets and sets.input_shape, sets and sets.classes
+  o.model_factory = function(b) return arch.build(shape, classes, b) end
+  o.model_metadata = models.metadata(arch, shape, classes)
   for k, v in pairs(defaults.study_optimizer(opts.optimizer or defaults.study.optimizer)) do
     o[k] = v
   end
@@ -252,6 +322,7 @@ end
 --- Percentage of a set's digits whose prediction is the class of the digit's colour: the
 -- colour shortcut, measured.
 function study.follows_colour(e, set)
+  if not set.colors then return 0 / 0 end -- a data set without a bias attribute
   return 100 * e.preds:eq(set.colors):sum():item() / set.n
 end
 
