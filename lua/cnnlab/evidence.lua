@@ -241,8 +241,9 @@ function evidence.stroke_shares(models, sets, n_max)
       out[label] = o
       pictures[#pictures + 1] = {label = label, maps = res.upsampled, target = res.target}
       util.progress("Grad-CAM (%s, %d hard digits): share of the map on the strokes: Grad-CAM "
-        .. "relu3 %.1f%%, relu2 %.1f%%, saliency %s; strokes cover %.1f%% of the pixels; "
-        .. "chromatic share of the input gradient %.1f%%", label, n, o.gradcam, o.gradcam_relu2,
+        .. "relu3 %.1f%%, relu2 %s, saliency %s; strokes cover %.1f%% of the pixels; "
+        .. "chromatic share of the input gradient %.1f%%", label, n, o.gradcam,
+        o.gradcam_relu2 and ("%.1f%%"):format(o.gradcam_relu2) or "-",
         o.saliency and ("%.1f%%"):format(o.saliency) or "-", o.stroke_area, o.chromatic)
     end
   end
@@ -361,9 +362,10 @@ function evidence.stroke_metrics(label, g, n, M)
     else M[("gradcam_%s_%s_stroke_share"):format(label, k)] = v end
   end
   return ("Stroke share of the map (%d hard digits; uniform map %.1f%%), %s: Grad-CAM relu3 %.1f%%"
-    .. " (colour≠label %.1f%%), Grad-CAM relu2 %.1f%%, saliency %s; chromatic share of the"
+    .. " (colour≠label %.1f%%), Grad-CAM relu2 %s, saliency %s; chromatic share of the"
     .. " input gradient %.1f%% (grey-shape reader 0%%, random 66.7%%)"):format(n, g.stroke_area,
-    label, g.gradcam, g.gradcam_conflicting, g.gradcam_relu2,
+    label, g.gradcam, g.gradcam_conflicting,
+    g.gradcam_relu2 and ("%.1f%%"):format(g.gradcam_relu2) or "-",
     g.saliency and ("%.1f%%"):format(g.saliency) or "-", g.chromatic)
 end
 
