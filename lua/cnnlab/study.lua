@@ -89,13 +89,25 @@ local function subset(set, n)
 end
 study.subset = subset -- the first n samples of a set (the set itself when n ≥ its size)
 
+--- Was --name given on the script's command line (the global arg)?
+local function on_command_line(name)
+  for _, a in ipairs(type(arg) == "table" and arg or {}) do
+    if a == "--" .. name or a:sub(1, #name + 3) == "--" .. name .. "=" then return true end
+  end
+  return false
+end
+
 --- The data set opts choose (--dataset, --dataset-opt), loaded with its options: an option
--- rho or beta of the data set takes --rho / --beta unless --dataset-opt sets it.
+-- rho or beta of the data set takes --rho / --beta unless --dataset-opt sets it, when that
+-- was given on the command line or differs from the option's usual default (1.0, 0.25; a
+-- rho sweep): so biased_mnist keeps its own rho 0.99 unless --rho says otherwise.
 function study.dataset(opts)
   local overrides = models.parse_options(opts.dataset_opt, "--dataset-opt")
   local t = datasets.load(opts.dataset or datasets.DEFAULT).module
+  local usual = {rho = 1.0, beta = 0.25}
   for _, k in ipairs({"rho", "beta"}) do
-    if overrides[k] == nil and opts[k] ~= nil and t.options and t.options[k] ~= nil then
+    if overrides[k] == nil and opts[k] ~= nil and t.options and t.options[k] ~= nil
+      and (opts[k] ~= usual[k] or t.options[k] == usual[k] or on_command_line(k)) then
       overrides[k] = opts[k]
     end
   end

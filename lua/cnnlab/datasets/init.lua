@@ -10,7 +10,7 @@
 --                 command line become the default's type). An option called rho or beta takes
 --                 the value of the scripts' --rho / --beta unless --dataset-opt sets it, so the
 --                 study's rho sweep reaches every data set that has a rho.
---   classes       optional class count (default 10)
+--   classes       optional class count (default 10; an option `classes` overrides it)
 --   build(o, ctx) → {train =, val =, hard =} (hard: the evaluation split; val optional, then
 --                 the trainer has no validation set); each split a table
 --                   images  uint8 N×C×H×W (the bytes the network reads as byte/255)
@@ -55,7 +55,7 @@ function datasets.load(name_or_path, overrides)
   local o = models.apply_options("dataset", t, overrides)
   local is_path = name_or_path:find("/", 1, true) or name_or_path:match("%.lua$")
   return {name = t.name, description = t.description, source = t.source, paper = t.paper,
-    classes = t.classes or 10, options = o, module = t, spec = name_or_path,
+    classes = math.tointeger(o.classes) or t.classes or 10, options = o, module = t, spec = name_or_path,
     is_default = t.name == datasets.DEFAULT and not is_path}
 end
 
