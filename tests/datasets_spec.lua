@@ -247,6 +247,22 @@ describe("biased_mnist (PROTOCOLS §2)", function()
     assert.same(expected(source.train.labels, 0.9), observed(a.train))
   end)
 
+  it("repaints the background for colour_augment, the white digit kept", function()
+    local sets = build("biased_mnist", {rho = 1}, 1)
+    local x = sets.train.images:narrow(0, 0, 6):float() / 255
+    local c = sets.train.bias:narrow(0, 0, 6)
+    assert.equal(0, (bm.recolour(x, c, c, true) - x):abs():max():item())
+    local new = lab.tensor({9, 8, 7, 6, 5, 4}, {dtype = "int64"})
+    local y = bm.recolour(x, c, new, true)
+    local want = datasets.build(datasets.load("biased_mnist", {rho = 1}), ctx(1))
+    for i = 0, 5 do
+      local g = source.train.images:select(0, sets.train.index:get(i))
+      local painted = bm.paint(g:reshape({1, 28, 28}), new:narrow(0, i, 1)):float() / 255
+      assert.is_true(equal((y:narrow(0, i, 1) * 255):byte(), (painted * 255):byte()), "image " .. i)
+    end
+    assert.truthy(want)
+  end)
+
   it("takes --rho from the command line, its own 0.99 otherwise", function()
     local ds = study.dataset{dataset = "biased_mnist", dataset_opt = {}, rho = 1.0, beta = 0.25}
     assert.equal(0.99, ds.options.rho)

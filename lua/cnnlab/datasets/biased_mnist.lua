@@ -76,6 +76,17 @@ function M.paint(grey, colors)
   return #parts == 1 and parts[1] or core.cat(parts, 0)
 end
 
+--- Repaints images x (float N×3×H×W in [0, 1]) painted with colours `colors` with
+-- `new_colors` (colour_augment): the white digit stays, the background takes the new colour.
+function M.recolour(x, _, new_colors, quantize)
+  local n = x:size(0)
+  local on = x:min(1, true):ge(254.5 / 255):float()                    -- N×1×H×W, the digit
+  local bg = (core.tensor(M.PALETTE) / 255):index_select(0, new_colors):reshape({n, 3, 1, 1})
+  local out = on + (on * -1 + 1) * bg
+  if quantize ~= false then out = (out * 255):byte():float() / 255 end
+  return out
+end
+
 function M.build(o, ctx)
   for _, k in ipairs({"rho", "eval_rho"}) do
     if type(o[k]) ~= "number" or o[k] < 0 or o[k] > 1 then

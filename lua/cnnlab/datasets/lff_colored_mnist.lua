@@ -79,6 +79,18 @@ function M.colorize(grey, colors, sigma, g)
   return #parts == 1 and parts[1] or core.cat(parts, 0)
 end
 
+--- Repaints images x (float N×3×H×W in [0, 1]) painted with colours `colors` with
+-- `new_colors` (colour_augment): the grey level s = Σ x / Σ M[b] (the image's own colour
+-- noise is unknown, so its mean colour stands in), painted s·M[new] without new noise.
+function M.recolour(x, colors, new_colors, quantize)
+  local n = x:size(0)
+  local means = core.tensor(M.COLORS)
+  local s = x:sum(1, true) / means:sum(1):index_select(0, colors):reshape({n, 1, 1, 1})
+  local out = (s:clamp(0, 1) * means:index_select(0, new_colors):reshape({n, 3, 1, 1})):clamp(0, 1)
+  if quantize ~= false then out = (out * 255 - 0.5):byte():float() / 255 end
+  return out
+end
+
 function M.build(o, ctx)
   if type(o.conflicting) ~= "number" or o.conflicting < 0 or o.conflicting > 1 then
     error(("lff_colored_mnist: conflicting must be a share in [0, 1], got %s"):format(
