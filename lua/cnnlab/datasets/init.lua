@@ -81,6 +81,7 @@ function datasets.check_split(what, name, s, classes)
       fail(("%s must be a vector of %d values (one per image), got %s"):format(key, n,
         core.is_tensor(v) and shape_text(v) or type(v)))
     end
+    if v:type() == "int64" and v:is_contiguous() then return v end -- no copy
     return v:long():contiguous()
   end
   s.labels = vector("labels", true)
@@ -93,7 +94,11 @@ function datasets.check_split(what, name, s, classes)
     end
   end
   s.colors = s.bias
-  s.conflicting = s.bias and s.bias:ne(s.labels) or nil
+  -- kept when the builder made it (colored_mnist's), so no second copy is allocated
+  local given = s.conflicting
+  if not (s.bias and core.is_tensor(given) and given:dim() == 1 and given:numel() == n) then
+    s.conflicting = s.bias and s.bias:ne(s.labels) or nil
+  end
   s.n, s.name = n, s.name or name
   return s
 end

@@ -164,6 +164,7 @@ function models.flat_size(module, shape)
     return y:numel()
   end)
   module:train(was)
+  collectgarbage() -- the dry run's activations go now, not at some later peak
   return n
 end
 

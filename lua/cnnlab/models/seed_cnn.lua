@@ -7,7 +7,6 @@
 -- parameter names stay conv1.*, conv2.*, conv3.*, fc.*). The flattened size comes from the
 -- input shape (512 on 28×28), so other image sizes work too.
 local nn = require "cnnlab.nn"
-local models = require "cnnlab.models"
 
 return {
   name = "seed_cnn",
@@ -31,7 +30,15 @@ return {
     net:add(nn.ReLU(), "relu3")
     net:add(nn.MaxPool2d(3, 2), "pool3")
     net:add(nn.Flatten(), "flatten")
-    net:add(nn.Linear(models.flat_size(net, shape), classes, {generator = g}), "fc")
+    -- the flattened size from the shapes (3×3 pad 1 keeps a side; a 3×3 stride-2 pool takes
+    -- it to ⌊(n − 3)/2⌋ + 1): no dry run, so building allocates what it always did
+    local function side(n) for _ = 1, 3 do n = (n - 3) // 2 + 1 end return n end
+    local flat = 128 * side(shape[2]) * side(shape[3])
+    if side(shape[2]) < 1 or side(shape[3]) < 1 then
+      error(("model seed_cnn: images of %d×%d are too small for three 3×3 stride-2 pools")
+        :format(shape[2], shape[3]), 0)
+    end
+    net:add(nn.Linear(flat, classes, {generator = g}), "fc")
     return net
   end,
 }
