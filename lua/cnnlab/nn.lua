@@ -429,7 +429,8 @@ end
 -- ------------------------------------------------------------------ losses
 
 --- cross_entropy(logits N×K, targets int64 N[, {reduction = "mean"|"sum"|"none",
--- weight = per-sample N}])
+-- weight = per-class K}]), PyTorch's F.cross_entropy: with weight, the mean divides by
+-- Σ weight[target_i]. Per-sample weights: reduction = "none", then (ce * w):mean() or similar.
 nn.cross_entropy = core.cross_entropy
 nn.mse_loss = core.mse_loss
 

@@ -103,7 +103,8 @@ static int l_upsample_bilinear(lua_State *L) {
 
 /* ---------------------------------------------------------------- losses */
 
-/* cross_entropy(logits, targets, {reduction = "mean"|"sum"|"none", weight = tensor}) */
+/* cross_entropy(logits, targets, {reduction = "mean"|"sum"|"none", weight = tensor}): weight is
+ * per class (K), as PyTorch's */
 static int l_cross_entropy(lua_State *L) {
   static const char *const allowed[] = {"reduction", "weight", NULL};
   const char *fn = "cross_entropy";
