@@ -214,6 +214,18 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride);
 cl_tensor *cl_linear(cl_tensor *x, cl_tensor *w, cl_tensor *b);
 /* Inverted dropout; identity when !training or p == 0. */
 cl_tensor *cl_dropout(cl_tensor *x, double p, int training, cl_rng *r);
+/* PyTorch's F.batch_norm: x N×C, N×C×L or N×C×H×W; weight, bias, running_mean, running_var
+ * C or NULL. Batch statistics when training or without running statistics (biased variance
+ * for normalising); then, when training with running statistics, updates them in place:
+ * r = (1 − momentum)·r + momentum·batch value, the variance unbiased. Else the running ones. */
+cl_tensor *cl_batch_norm(cl_tensor *x, cl_tensor *weight, cl_tensor *bias,
+                         cl_tensor *running_mean, cl_tensor *running_var, int training,
+                         double momentum, double eps);
+/* N×C×H×W → N×C×OH×OW, OH = ⌊(H + 2P − K)/S⌋ + 1; padding counts as zeros in the K² divisor
+ * (PyTorch's count_include_pad = True, ceil_mode = False), P ≤ K/2. */
+cl_tensor *cl_avg_pool2d(cl_tensor *x, int kernel, int stride, int padding);
+/* N×C×H×W → N×C×OH×OW, windows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) as PyTorch's. */
+cl_tensor *cl_adaptive_avg_pool2d(cl_tensor *x, int out_h, int out_w);
 typedef enum { CL_REDUCE_NONE, CL_REDUCE_MEAN, CL_REDUCE_SUM } cl_reduction;
 /* logits N×K, targets int64 N in [0, K), class weights K or NULL (PyTorch's weight: the mean
  * divides by Σ weight[target_i]). */
