@@ -28,6 +28,8 @@ M.PALETTE = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {225, 225, 0}, {225, 0, 225}
   {0, 255, 255}, {255, 128, 0}, {255, 0, 128}, {128, 0, 255}, {128, 128, 128}}
 M.palette_names = {"red", "green", "blue", "yellow", "magenta", "cyan", "orange", "pink",
   "purple", "grey"}
+M.palette_rgb = {} -- in [0, 1], for pictures
+for k, c in ipairs(M.PALETTE) do M.palette_rgb[k] = {c[1] / 255, c[2] / 255, c[3] / 255} end
 M.STREAM = {train = 0xb1a5, hard = 0xb1a6}
 
 --- A random permutation of the Lua list t (Fisher–Yates on generator g), in place.

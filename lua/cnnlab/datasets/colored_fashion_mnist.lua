@@ -15,6 +15,8 @@ local M = {
   options = {rho = 1.0, beta = 0.25, dir = ""},
   classes = 10,
   spec_palette = true,
+  palette_rgb = data.PALETTE,
+  palette_names = data.PALETTE_NAMES,
   class_names = {"T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
     "sneaker", "bag", "ankle boot"},
 }

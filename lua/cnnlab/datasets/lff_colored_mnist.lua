@@ -27,6 +27,7 @@ M.COLORS = {
   {0.02461588, 0.23565048, 0.75866628}, {0.55524695, 0.10158014, 0.76176316},
   {0.20772320, 0.39294851, 0.01870239}, {0.83365762, 0.20240927, 0.26694310},
 }
+M.palette_rgb = M.COLORS -- for pictures
 M.SIGMA = {0.05, 0.02, 0.01, 0.005, 0.002} -- by severity 1…5
 M.STREAM = {train = 0x1ff1, hard = 0x1ff2} -- generator streams of the colour noise
 
