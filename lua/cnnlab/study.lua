@@ -81,9 +81,10 @@ study.QUICK = {train = 6000, val = 2000, hard = 2000}
 local function subset(set, n)
   if not set or n >= set.n then return set end
   local s = {name = set.name, n = n}
-  for _, key in ipairs({"images", "labels", "colors", "bias", "index", "conflicting"}) do
+  for _, key in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
     if set[key] then s[key] = set[key]:narrow(0, 0, n) end
   end
+  s.bias = s.colors -- the same tensor under its two names (no second view)
   s.source_images = set.source_images
   return s
 end

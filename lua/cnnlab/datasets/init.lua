@@ -88,7 +88,12 @@ function datasets.check_split(what, name, s, classes)
   s.bias = vector("bias") or vector("colors")
   s.index = vector("index") or core.arange(0, n)
   if n > 0 then
-    local lo, hi = s.labels:min():item(), s.labels:max():item()
+    -- the range in Lua (no tensor temporaries: building a set allocates what it did)
+    local lo, hi = math.huge, -math.huge
+    for _, y in ipairs(s.labels:totable()) do
+      if y < lo then lo = y end
+      if y > hi then hi = y end
+    end
     if lo < 0 or hi >= classes then
       fail(("labels must be classes 0..%d, got values from %d to %d"):format(classes - 1, lo, hi))
     end
