@@ -46,6 +46,15 @@ describe("the model registry", function()
   end)
 end)
 
+describe("--arch-opt / --dataset-opt parsing", function()
+  it("takes repeated and comma-separated items; a comma item without = continues a value", function()
+    assert.same({kernel = "3", widths = "4,8", hidden = "7"},
+      models.parse_options({"kernel=3,widths=4,8", "hidden=7"}, "--arch-opt"))
+    local ok, err = pcall(models.parse_options, {"4,kernel=3"}, "--arch-opt")
+    assert.truthy(not ok and err:find("--arch-opt expects key=value", 1, true), err)
+  end)
+end)
+
 describe("seed_cnn (SPEC §3)", function()
   it("draws the same parameters from the same generator as before the registry", function()
     local a = models.seed_cnn{generator = lab.Generator(7, 1)}
@@ -145,6 +154,26 @@ describe("bn_cnn and simple_convnet (BatchNorm2d, AdaptiveAvgPool2d)", function(
     assert.equal(1, net.bn2.weight:min():item())
     assert.equal(0, net.bn3.bias:max():item())
     assert.same({3, 10}, net(lab.rand({3, 3, 28, 28})).shape)
+  end)
+
+  it("bn_cnn through Task 1 and Task 3: buffers saved, the network rebuilt from its file", function()
+    if not have then pending("nn.BatchNorm2d is missing in this build (the ops branch adds it)") return end
+    local bin = os.getenv("CNNLAB_BIN") or "./cnnlab"
+    local dir = os.tmpname()
+    os.remove(dir)
+    util.mkdir_p(dir)
+    local ok = os.execute(("%s scripts/task1_train.lua --data generated --generated-n 400 --arch bn_cnn "
+      .. "--epochs 1 --batch 50 --threads 1 --out %s/t1 >%s/log 2>&1 && %s scripts/task3_gradcam.lua "
+      .. "--data generated --model %s/t1/model.safetensors --n 20 --examples 1 --threads 1 "
+      .. "--out %s/t3 >>%s/log 2>&1"):format(bin, dir, dir, bin, dir, dir, dir))
+    local log = util.read_file(dir .. "/log")
+    local t, meta = lab.load_safetensors(dir .. "/t1/model.safetensors")
+    local m = util.exists(dir .. "/t3/metrics.json") and util.json_decode(util.read_file(dir .. "/t3/metrics.json"))
+    os.execute("rm -rf " .. util.shell_quote(dir))
+    assert.truthy(ok, log)
+    assert.equal("bn_cnn", meta.arch)
+    assert.truthy(t["bn1.running_mean"])
+    assert.equal("relu3", m.layer)
   end)
 
   it("simple_convnet: PROTOCOLS §2's blocks, global pooling, Kaiming fan_out init", function()

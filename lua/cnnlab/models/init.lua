@@ -88,17 +88,25 @@ function models.apply_options(what, t, overrides)
   return o
 end
 
---- "key=value" items (repeatable, or comma-separated inside one item) → {key = "value"}.
+--- "key=value" items (repeatable, or comma-separated inside one item) → {key = "value"}. A
+-- comma item without "=" continues the previous value ("kernel=3,widths=4,8" gives widths
+-- "4,8").
 function models.parse_options(list, flag)
   local out = {}
   if type(list) == "string" then list = {list} end
   for _, text in ipairs(list or {}) do
+    local last
     for item in tostring(text):gmatch("[^,]+") do
       item = item:match("^%s*(.-)%s*$")
       if item ~= "" then
         local k, v = item:match("^([%w_]+)=(.*)$")
-        if not k then error(("%s expects key=value, got '%s'"):format(flag or "option", item), 0) end
-        out[k] = v
+        if k then
+          out[k], last = v, k
+        elseif last then
+          out[last] = out[last] .. "," .. item
+        else
+          error(("%s expects key=value, got '%s'"):format(flag or "option", item), 0)
+        end
       end
     end
   end
