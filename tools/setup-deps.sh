@@ -101,7 +101,8 @@ fi
 all=$(echo $need_build $need_data)
 why=""
 [ -n "$need_build" ] && why="$need_build ($why_required)"
-[ -n "$need_data" ] && why="${why:+$why, }$need_data (to download MNIST into data/mnist/, or Fashion-MNIST)"
+[ -n "$need_data" ] && why="${why:+$why, }$need_data (to download MNIST into data/mnist/)"
+[ -n "$need_data" ] && [ "$fashion" = 1 ] && why="$why (dataset-fashion-mnist: Fashion-MNIST for colored_fashion_mnist)"
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
