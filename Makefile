@@ -262,6 +262,7 @@ test-data:
 
 data:
 	@sh data/fetch.sh
+	@sh data/fetch_fashion.sh || echo "make data: Fashion-MNIST is not available (see above): the data set colored_fashion_mnist will not build"
 
 clean:
 	rm -rf build build-* cnnlab

@@ -2,6 +2,7 @@
 --
 --   cnnlab scripts/task0_data.lua [--seed 1] [--rho 1] [--beta 0.25] [--out runs/task0]
 --                                 [--dir data/mnist] [--synthetic N]
+--                                 [--dataset NAME|file.lua --dataset-opt key=value]
 --
 -- Builds the easy (train/val) and hard sets of SPEC §2 and writes into --out:
 --   easy_grid.png, hard_grid.png      ten samples of each class, a row per class (label 0 on top)
@@ -13,7 +14,9 @@
 --                                     colors, index); the hard export is read back and
 --                                     compared byte for byte with the set in memory
 -- --synthetic N uses N generated seven-segment digits instead of MNIST (for tests and
--- machines without the data set).
+-- machines without the data set). --dataset builds another data set of the registry
+-- (docs/data.md §5) from the same digits; its splits are drawn and exported the same way
+-- (the bias as `colors`; val is the evaluation split for sets without a validation split).
 local lab = require "cnnlab"
 local data = require "cnnlab.data"
 local svg = require "cnnlab.svg"
@@ -30,6 +33,8 @@ local opts = util.parse_args(arg, {
     {"out", "runs/task0", "output folder"},
     {"dir", "data/mnist", "folder of the four MNIST IDX files (raw or .gz)"},
     {"synthetic", 0, "use N generated digits instead of MNIST (0: MNIST)"},
+    {"dataset", "colored_mnist", "data set: a name in lua/cnnlab/datasets/ or a .lua file"},
+    {"dataset_opt", {}, "key=value setting of the data set (repeatable or comma list)"},
     -- Accepted so that every task script answers the demo's common flags; building the full
     -- set takes well under a second, so a quick run builds it all the same.
     {"quick", false, "accepted for the demo; Task 0 always builds the full sets (< 1 s)"},
@@ -59,7 +64,20 @@ else
 end
 
 local t1 = lab.now()
-local cm = data.colored_mnist{seed = opts.seed, rho = opts.rho, beta = opts.beta, source = source}
+local study = require "cnnlab.study"
+local datasets = require "cnnlab.datasets"
+local ok_ds, ds = pcall(study.dataset, opts)
+if not ok_ds then io.stderr:write("task0_data: ", tostring(ds), "\n") os.exit(1) end
+local cm
+if ds.is_default then
+  cm = data.colored_mnist{seed = opts.seed, rho = opts.rho, beta = opts.beta, source = source}
+else
+  local ok, got = pcall(datasets.build, ds, {seed = opts.seed, data = opts.synthetic > 0
+    and "generated" or "mnist", digits = function() return source end})
+  if not ok then io.stderr:write("task0_data: ", tostring(got), "\n") os.exit(1) end
+  cm = got
+  util.progress("data set %s %s", ds.name, lab.models.options_text(ds.options))
+end
 local build_seconds = lab.now() - t1
 util.progress("built train %d, val %d, hard %d coloured images in %.2f s", cm.train.n, cm.val.n,
   cm.hard.n, build_seconds)
@@ -94,17 +112,21 @@ end
 grid_png(cm.train, "easy_grid.png")
 grid_png(cm.hard, "hard_grid.png")
 
-local swatches = lab.zeros({10, 3, 16, 16}, {dtype = "uint8"})
-for k = 0, 9 do
+local palette = ds.is_default and data.PALETTE or ds.module.palette_rgb
+local palette_names = ds.is_default and data.PALETTE_NAMES or ds.module.palette_names or {}
+local swatches = palette and lab.zeros({10, 3, 16, 16}, {dtype = "uint8"})
+for k = 0, palette and 9 or -1 do
   for c = 0, 2 do
-    swatches:narrow(0, k, 1):narrow(1, c, 1):fill_(255 * data.PALETTE[k + 1][c + 1])
+    swatches:narrow(0, k, 1):narrow(1, c, 1):fill_(255 * palette[k + 1][c + 1])
   end
 end
-lab.write_png(out("palette.png"), lab.image_grid(swatches, {ncol = 10, pad = 2, scale = 2,
-                                                             pad_value = 128}))
+if palette then
+  lab.write_png(out("palette.png"), lab.image_grid(swatches, {ncol = 10, pad = 2, scale = 2,
+                                                               pad_value = 128}))
+end
 
 local names = {}
-for k = 1, 10 do names[k] = string.format("%d %s", k - 1, data.PALETTE_NAMES[k]) end
+for k = 1, 10 do names[k] = string.format("%d %s", k - 1, palette_names[k] or "") end
 local short = {}
 for k = 1, 10 do short[k] = tostring(k - 1) end
 for _, which in ipairs({"train", "val", "hard"}) do
@@ -112,7 +134,7 @@ for _, which in ipairs({"train", "val", "hard"}) do
   local counts = data.color_label_counts(set)
   local doc = svg.heatmap{values = counts, row_labels = short, col_labels = short,
     title = string.format("%s set: colour versus label (n = %d)", which, set.n),
-    xlabel = "colour index (" .. table.concat(data.PALETTE_NAMES, ", ") .. ")",
+    xlabel = "colour index (" .. table.concat(palette_names, ", ") .. ")",
     ylabel = "label (digit)", cell = 40, vmin = 0}
   svg.save(out("colors_" .. which .. ".svg"), doc)
 end
@@ -132,6 +154,9 @@ local metrics = {
   hard_conflicting_n = cm.hard_conflicting:sum():item(),
   build_seconds = build_seconds,
 }
+if not ds.is_default then
+  metrics.dataset, metrics.dataset_options = ds.spec, lab.models.options_text(ds.options)
+end
 
 local meta = {seed = opts.seed, rho = opts.rho, beta = opts.beta}
 data.export(cm.val, out("easy_val.safetensors"), {metadata = meta})

@@ -6,7 +6,9 @@
 -- follows the colours, not the digits.
 --
 --   ./cnnlab scripts/task1_train.lua [--epochs 5 --batch 128 --lr 0.001 --optimizer adam
---       --seed 1 --rho 1 --beta 0.25 --out runs/task1 --resume --method erm]
+--       --seed 1 --rho 1 --beta 0.25 --out runs/task1 --resume --method erm
+--       --dataset colored_mnist|NAME|file.lua --dataset-opt key=value
+--       --arch seed_cnn|NAME|file.lua --arch-opt key=value]
 -- Writes into --out: metrics.json, confusion.svg, curve.svg, model.safetensors,
 -- checkpoint.safetensors (for --resume), example.png.
 local lab = require "cnnlab"
@@ -19,20 +21,29 @@ local spec = {
   name = "task1_train", script = "scripts/task1_train.lua",
   description = "Train the seed CNN on the easy Colored MNIST set; evaluate on easy and hard sets.",
   options = study.options({"epochs", "batch", "lr", "optimizer", "method", "method_opt",
+    "arch", "arch_opt", "generated_n",
     {"out", "runs/task1"}, "resume", "progress"}),
 }
 local opts = util.parse_args(arg, spec)
 local t0 = lab.now()
 
 local function build_data()
-  util.progress("building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.seed, opts.rho,
-    opts.beta, opts.quick and ", quick subset" or "")
+  local ds = study.dataset(opts)
+  if ds.is_default then
+    util.progress("building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.seed, opts.rho,
+      opts.beta, opts.quick and ", quick subset" or "")
+  else
+    util.progress("building data set %s %s (seed %d%s)", ds.name,
+      lab.models.options_text(ds.options), opts.seed, opts.quick and ", quick subset" or "")
+  end
   local sets = study.load_data(opts)
   -- The grey MNIST digits behind the coloured sets are not needed to train: 55 MB less resident.
   sets.source = nil
+  for _, name in ipairs({"train", "val", "hard"}) do sets[name].source_images = nil end
   collectgarbage()
   util.progress("train %d, validation %d, hard %d (conflicting %d); %d threads, %s GEMM",
-    sets.train.n, sets.val.n, sets.hard.n, sets.hard.conflicting:sum():item(),
+    sets.train.n, sets.val.n, sets.hard.n,
+    sets.hard.conflicting and sets.hard.conflicting:sum():item() or 0,
     lab.get_threads(), lab.gemm_backend())
   return sets
 end
@@ -54,8 +65,10 @@ end
 
 -- A hard digit painted in another class's colour (a 1 painted 0's colour if there is one):
 -- what did the model answer? Writes example.png; returns the example's fields (or {}).
+local sets_palette_names = lab.data.PALETTE_NAMES
 local function show_example(hard, e)
   local example
+  if not hard.colors then return {} end
   for i = 0, hard.n - 1 do
     if hard.labels:get(i) == 1 and hard.colors:get(i) == 0 then example = i break end
   end
@@ -69,7 +82,8 @@ local function show_example(hard, e)
     color = hard.colors:get(example), pred = e.preds:get(example),
     confidence = 100 * e.confidences:get(example)}
   print(("Example: hard-set digit #%d is a %d painted %s (the colour of %d); the model says %d "
-    .. "with %.1f%% confidence."):format(ex.index, ex.label, lab.data.PALETTE_NAMES[ex.color + 1],
+    .. "with %.1f%% confidence."):format(ex.index, ex.label, sets_palette_names[ex.color + 1]
+    or ("colour " .. ex.color),
     ex.color, ex.pred, ex.confidence))
   lab.write_png(opts.out .. "/example.png", lab.image_grid(hard.images:narrow(0, example, 1),
     {ncol = 1, scale = 8, pad = 0}))
@@ -103,6 +117,12 @@ local function flat_metrics(run, sets, method, follows_colour, ex)
   m.train_seconds_per_epoch = fit.seconds / opts.epochs
   m.total_seconds = lab.now() - t0
   m.n_train, m.n_val, m.n_hard = sets.train.n, sets.val.n, sets.hard.n
+  -- the data set and network, when they are not the study's default ones
+  local ds, arch = sets.dataset, study.arch(opts)
+  if ds and not ds.is_default then
+    m.dataset, m.dataset_options = ds.spec, lab.models.options_text(ds.options)
+  end
+  if not arch.is_default then m.arch, m.arch_options = arch.source, lab.models.options_text(arch.options) end
   m.peak_core_mb = lab.memory().peak / 2^20
   study.flatten("hard_acc_by_color", ev.hard.by_color, m)
   study.flatten("hard_acc_by_label", ev.hard.by_label, m)
@@ -118,6 +138,8 @@ end
 study.main("task1_train", function()
   local method = lab.debias.load(opts.method, lab.debias.parse_options(opts.method_opt))
   local sets = build_data()
+  local ds = sets.dataset
+  if ds and not ds.is_default then sets_palette_names = ds.module.palette_names or {} end
   local run = study.train_and_evaluate(opts, method, sets,
     {out = opts.out, resume = opts.resume})
   if run.interrupted then os.exit(130) end

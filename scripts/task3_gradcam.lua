@@ -31,8 +31,8 @@ local spec = {
     .. "digits; overlays and the share of map mass on the digit strokes.",
   options = study.options({"model",
     {"methods", "all", "attribution methods: comma list of names of lua/cnnlab/attributions/ or .lua paths (all: every shipped one)"},
-    {"layer", "relu3", "layer whose activations the layer methods explain"},
-    {"compare", "relu2,pool3", "further layers for Grad-CAM in metrics (comma list, or none)"},
+    {"layer", "auto", "layer whose activations the layer methods explain (auto: the model's own, relu3 for the seed network)"},
+    {"compare", "auto", "further layers for Grad-CAM in metrics (comma list, or none; auto: relu2,pool3 for the seed network, the model's other feature layers otherwise)"},
     {"threshold", 0.5, "stroke pixels: grey MNIST value > threshold (of 255)"},
     {"n", 0, "digits per set for the measure (0: the whole set)"},
     {"examples", 10, "overlay examples per figure"},
@@ -48,6 +48,22 @@ local function pct(v) return 100 * v end
 
 -- The attribution methods and the comparison layers, checked against the model.
 local function setup(model)
+  -- the layers come from the model (cnnlab.models): a network without feature maps (an MLP)
+  -- has nothing for the layer methods to explain
+  if opts.layer == "auto" then
+    opts.layer = lab.models.gradcam_layer(model)
+    if not opts.layer then error(lab.models.no_feature_maps(model, "task3 (Grad-CAM)"), 0) end
+  end
+  if opts.compare == "auto" then
+    local a = rawget(model, "arch")
+    if not a or a.is_default then
+      opts.compare = "relu2,pool3"
+    else
+      local others = {}
+      for _, l in ipairs(a.feature_layers) do if l ~= opts.layer then others[#others + 1] = l end end
+      opts.compare = #others > 0 and table.concat(others, ",") or "none"
+    end
+  end
   local names = opts.methods == "all" and lab.attributions.available()
     or study.list(opts.methods, "methods")
   local methods = {}
@@ -217,8 +233,8 @@ study.main("task3_gradcam", function()
   util.progress("model %s; building Colored MNIST (seed %d, rho %g, beta %g%s)", opts.model,
     opts.seed, opts.rho, opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
-  local easy = gradcam.first_digits(sets.val, sets.source.train.images, opts.n, "easy")
-  local hard = gradcam.first_digits(sets.hard, sets.source.test.images, opts.n, "hard")
+  local easy = gradcam.first_digits(sets.val, study.grey_digits, opts.n, "easy")
+  local hard = gradcam.first_digits(sets.hard, study.grey_digits, opts.n, "hard")
   util.progress("easy (validation) %d digits, hard %d digits; %d threads", easy.n, hard.n,
     lab.get_threads())
   local o = {layer = opts.layer, compare = compare, threshold = opts.threshold,

@@ -19,7 +19,9 @@
 -- with ρ = 1 there is no bias-conflicting sample for them to find.
 --
 --   ./cnnlab scripts/task4_debias.lua [--methods all|a,b,c --seeds 3 --sweep --epochs 0
---       --method-opt lff.q=0.7 --rho 1 --quick --data mnist|generated --out runs/task4]
+--       --method-opt lff.q=0.7 --rho 1 --quick --data mnist|generated --out runs/task4
+--       --dataset NAME|file.lua --dataset-opt key=value --arch NAME|file.lua --arch-opt key=value]
+-- Every method's networks (LfF's biased one and JTT's two stages too) come from --arch.
 -- Writes into --out: metrics.json (flat keys), table.txt, comparison.svg, sweep.svg (with
 -- --sweep), evidence.svg, gradcam.png/gradcam.svg, log.txt (every invocation's command and
 -- table, appended), and per run: <method>/model.safetensors (the first seed; seed s > first in
@@ -44,7 +46,7 @@ local spec = {
     {"methods", "all", "comma list of method names or .lua files (all: " .. table.concat(ALL, ",") .. ")"},
     {"method_opt", {}, "NAME.key=value: a setting for one method (key=value: for every method that has it)"},
     {"epochs", 0, "epochs for every method (0: each method's own default)"},
-    "batch", "lr", "optimizer",
+    "batch", "lr", "optimizer", "arch", "arch_opt",
     {"seeds", 1, "repeat every run with seeds seed, seed+1, ... and report mean ± sd"},
     {"table", true, "train the methods at --rho (the main table; --no-table skips it)"},
     {"sweep", false, "also run the rho sweep (erm and the bias-unaware methods)"},
@@ -72,6 +74,7 @@ end
 local seeds = runs.seeds(opts.seed, opts.seeds)
 local sweep_seeds = runs.seeds(opts.seed, opts.sweep_seeds > 0 and opts.sweep_seeds or opts.seeds)
 local data = study.data_cache(opts, {progress = true})
+local DATASET, ARCH -- the data set and network of the runs (checked in main)
 local log = runs.log()
 local fmt_rho = study.format_rho
 local M = {} -- metrics.json
@@ -102,8 +105,10 @@ local function main_table(entries)
     end
   end
   local function row(cells) return runs.row(cells, {22, 16, 16, 16, 16, 16, 16, 8}) end
-  local lines = {("Colored MNIST, rho %s, beta %g%s; %d seed(s) %s: accuracy %% (mean ± sd)")
-    :format(fmt_rho(opts.rho), opts.beta, opts.quick and ", quick subset" or "", #seeds,
+  local lines = {("%s, rho %s, beta %g%s; %d seed(s) %s: accuracy %% (mean ± sd)")
+    :format(DATASET.is_default and "Colored MNIST" or (DATASET.name .. " "
+      .. lab.models.options_text(DATASET.options) .. (ARCH.is_default and "" or ", arch "
+      .. ARCH.name .. " " .. lab.models.options_text(ARCH.options))), fmt_rho(opts.rho), opts.beta, opts.quick and ", quick subset" or "", #seeds,
       table.concat(seeds, ",")),
     row({"method", "train", "validation", "hard", "hard, colour≠label", "≠, same bright.",
       "≠, other bright.", "epochs", "seconds"})}
@@ -213,6 +218,7 @@ end
 -- ------------------------------------------------------------------ the study
 
 study.main("task4_debias", function()
+  DATASET, ARCH = study.dataset(opts), study.arch(opts)
   util.mkdir_p(opts.out)
   local entries = opts.table and runs.method_entries(opts.methods, opts.method_opt, ALL) or {}
   local sweep_entries = opts.sweep
@@ -226,6 +232,10 @@ study.main("task4_debias", function()
   M.rho, M.beta, M.quick, M.data, M.seeds, M.batch, M.lr = opts.rho, opts.beta, opts.quick,
     opts.data, #seeds, opts.batch, opts.lr
   M.optimizer, M.first_seed = opts.optimizer, seeds[1]
+  if not DATASET.is_default then
+    M.dataset, M.dataset_options = DATASET.spec, lab.models.options_text(DATASET.options)
+  end
+  if not ARCH.is_default then M.arch, M.arch_options = ARCH.source, lab.models.options_text(ARCH.options) end
   M.seed_reported_grey_consistency_hard_acc = SEED_REPORTED.grey_consistency
   M.seed_reported_dropout_hard_acc = SEED_REPORTED.dropout
 
@@ -234,11 +244,17 @@ study.main("task4_debias", function()
     local aggs, best = main_table(entries)
     comparison_chart(entries, aggs)
     table.insert(wrote, "table.txt, comparison.svg")
-    if opts.evidence then
+    if opts.evidence and not DATASET.module.spec_palette then
+      log.say("(the colour-in-grey evidence is about SPEC §2's palette on the strokes; skipped "
+        .. "for data set %s)", DATASET.name)
+    elseif opts.evidence then
       colour_in_grey(data:get(seeds[1], opts.rho))
       table.insert(wrote, "evidence.txt, evidence.svg")
     end
-    if opts.gradcam then
+    if opts.gradcam and not ARCH.gradcam_layer then
+      log.say("(Grad-CAM stroke share skipped: network %s has no convolutional feature maps; "
+        .. "use --arch seed_cnn, bn_cnn or simple_convnet for it)", ARCH.name)
+    elseif opts.gradcam then
       where_models_look(aggs, best, data:get(seeds[1], opts.rho))
       if util.exists(opts.out .. "/gradcam.png") then table.insert(wrote, "gradcam.png, gradcam.svg") end
     end

@@ -127,10 +127,11 @@ describe("cross_entropy", function()
     assert_values({l0, l1}, core.cross_entropy(z, t, {reduction = "none"}))
   end)
 
-  it("weights samples, the mean still dividing by N", function()
-    local z, t, w = core.tensor({{1, 2, 3}, {1, 1, 1}}), long({2, 0}), core.tensor({2, 0.5})
-    assert_values({(2 * l0 + 0.5 * l1) / 2}, core.cross_entropy(z, t, {weight = w}))
+  it("weights classes as PyTorch, the mean dividing by the weights used", function()
+    local z, t, w = core.tensor({{1, 2, 3}, {1, 1, 1}}), long({2, 0}), core.tensor({0.5, 7, 2})
+    assert_values({(2 * l0 + 0.5 * l1) / 2.5}, core.cross_entropy(z, t, {weight = w}))
     assert_values({2 * l0 + 0.5 * l1}, core.cross_entropy(z, t, {weight = w, reduction = "sum"}))
+    assert_values({2 * l0, 0.5 * l1}, core.cross_entropy(z, t, {weight = w, reduction = "none"}))
   end)
 
   it("gives (softmax − onehot)/N as the gradient of the mean", function()
@@ -241,8 +242,8 @@ describe("misuse", function()
       "cross_entropy: unknown option 'reduce' (known: reduction, weight)"},
     {"cross_entropy", function() core.cross_entropy(z(), long({0, 1}), {reduction = "avg"}) end,
       "cross_entropy: reduction must be \"mean\", \"sum\" or \"none\", got the string \"avg\""},
-    {"cross_entropy", function() core.cross_entropy(z(), long({0, 1}), {weight = core.ones(3)}) end,
-      "cross_entropy: weight must be 1-D of size N = 2 (one per sample), got 3"},
+    {"cross_entropy", function() core.cross_entropy(z(), long({0, 1}), {weight = core.ones(2)}) end,
+      "cross_entropy: weight must be 1-D of size K = 3 (one per class, as PyTorch's"},
     {"cross_entropy", function() core.cross_entropy(z(), long({0, 1}), "sum") end,
       "cross_entropy: options must be a table, got the string \"sum\""},
     {"mse_loss", function() core.mse_loss(z(), core.zeros(3, 2)) end,

@@ -1,7 +1,7 @@
 #!/bin/sh
 # setup-deps.sh — install the Debian packages that `make demo` and `make test` need, if missing.
 #
-# usage: sh tools/setup-deps.sh [--for NAME] [--why TEXT] [--no-data] [--list]
+# usage: sh tools/setup-deps.sh [--for NAME] [--why TEXT] [--no-data] [--fashion] [--list]
 #
 # The Makefile runs it first for the goals demo and test. It checks each required package with
 # dpkg-query (installed, not merely known to dpkg) and, when some are missing, says in one line
@@ -14,6 +14,8 @@
 #   --for NAME   who asks, at the start of each message (the Makefile: "make test", "make demo")
 #   --why TEXT   what the required packages are for (default: to build and run cnnlab and its tests)
 #   --no-data    leave MNIST's download tools out
+#   --fashion    also Debian's dataset-fashion-mnist, while Fashion-MNIST is neither in
+#                data/fashion-mnist/ nor in /usr/share/datasets/fashion-mnist/ (data/fetch_fashion.sh)
 #   --list       print the required packages and exit
 # Environment:
 #   NO_INSTALL=1              install nothing: print the command to run and exit 1 if any is missing
@@ -29,12 +31,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 label=setup-deps
 why_required="to build and run cnnlab and its tests"
 data=1
+fashion=0
 list_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
   --for) label=${2:?--for needs a name}; shift 2 ;;
   --why) why_required=${2:?--why needs a text}; shift 2 ;;
   --no-data) data=0; shift ;;
+  --fashion) fashion=1; shift ;;
   --list) list_only=1; shift ;;
   *) echo "setup-deps.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
@@ -82,12 +86,23 @@ if [ "$data" = 1 ] && [ "$mnist_missing" = 1 ]; then
   fi
 fi
 
+# Fashion-MNIST (the data set colored_fashion_mnist), only when asked for and not found.
+if [ "$fashion" = 1 ]; then
+  fashion_missing=0
+  for f in $(awk '{print $2}' "$root/data/fashion-mnist.md5"); do
+    [ -f "$root/data/fashion-mnist/$f" ] || [ -f "/usr/share/datasets/fashion-mnist/$f.gz" ] ||
+      fashion_missing=1
+  done
+  [ "$fashion_missing" = 1 ] && need_data=$(echo $need_data $(missing_of dataset-fashion-mnist))
+fi
+
 [ -n "$need_build$need_data" ] || exit 0
 
 all=$(echo $need_build $need_data)
 why=""
 [ -n "$need_build" ] && why="$need_build ($why_required)"
 [ -n "$need_data" ] && why="${why:+$why, }$need_data (to download MNIST into data/mnist/)"
+[ -n "$need_data" ] && [ "$fashion" = 1 ] && why="$why (dataset-fashion-mnist: Fashion-MNIST for colored_fashion_mnist)"
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -79,7 +79,11 @@ local function module_of(fn, model, name, level)
 end
 
 local function check_layers(fn, model, layers)
-  layers = layers or ablation.LAYERS
+  if layers == nil then -- the model's own feature layers (relu1..3 for the seed network)
+    local models = require "cnnlab.models"
+    layers = models.feature_layers(model)
+    if #layers == 0 then error(models.no_feature_maps(model, fn), 3) end
+  end
   if type(layers) == "string" then layers = {layers} end
   if type(layers) ~= "table" or #layers == 0 then
     error(("%s: layers must be a non-empty list of module names, got %s"):format(fn,

@@ -197,7 +197,7 @@ function evidence.stroke_shares(models, sets, n_max)
   local n = math.min(n_max, sets.hard.n)
   local x = sets.hard.images:narrow(0, 0, n):float() / 255
   -- the grey digits behind the hard set (its index points into the source's test digits)
-  local grey = sets.source.test.images:index_select(0, sets.hard.index):narrow(0, 0, n)
+  local grey = study.grey_digits(sets.hard, n)
   local mask = gradcam.stroke_mask(grey)
   local out, pictures = {}, {}
   for _, m in ipairs(models) do
@@ -209,9 +209,11 @@ function evidence.stroke_shares(models, sets, n_max)
       -- Task 3's measure: share of the map's mass on the strokes, for Grad-CAM at relu3 (the
       -- study's map), Grad-CAM at relu2 (13×13) and input-gradient saliency (pixel level).
       local maps = {}
-      local res = gradcam.compute(model, x, {layer = gradcam.DEFAULT_LAYER})
+      local res = gradcam.compute(model, x, {layer = gradcam.default_layer(model)})
       maps.gradcam = res.upsampled
-      maps.gradcam_relu2 = gradcam.compute(model, x, {layer = "relu2"}).upsampled
+      if lab.hooks.find(model, "relu2", "evidence") then -- the seed network's 13×13 layer
+        maps.gradcam_relu2 = gradcam.compute(model, x, {layer = "relu2"}).upsampled
+      end
       if gradcam.saliency then maps.saliency = gradcam.saliency(model, x).maps end
       for kind, m in pairs(maps) do
         local shares = gradcam.mass_share(m, mask)
@@ -239,8 +241,9 @@ function evidence.stroke_shares(models, sets, n_max)
       out[label] = o
       pictures[#pictures + 1] = {label = label, maps = res.upsampled, target = res.target}
       util.progress("Grad-CAM (%s, %d hard digits): share of the map on the strokes: Grad-CAM "
-        .. "relu3 %.1f%%, relu2 %.1f%%, saliency %s; strokes cover %.1f%% of the pixels; "
-        .. "chromatic share of the input gradient %.1f%%", label, n, o.gradcam, o.gradcam_relu2,
+        .. "relu3 %.1f%%, relu2 %s, saliency %s; strokes cover %.1f%% of the pixels; "
+        .. "chromatic share of the input gradient %.1f%%", label, n, o.gradcam,
+        o.gradcam_relu2 and ("%.1f%%"):format(o.gradcam_relu2) or "-",
         o.saliency and ("%.1f%%"):format(o.saliency) or "-", o.stroke_area, o.chromatic)
     end
   end
@@ -359,9 +362,10 @@ function evidence.stroke_metrics(label, g, n, M)
     else M[("gradcam_%s_%s_stroke_share"):format(label, k)] = v end
   end
   return ("Stroke share of the map (%d hard digits; uniform map %.1f%%), %s: Grad-CAM relu3 %.1f%%"
-    .. " (colour≠label %.1f%%), Grad-CAM relu2 %.1f%%, saliency %s; chromatic share of the"
+    .. " (colour≠label %.1f%%), Grad-CAM relu2 %s, saliency %s; chromatic share of the"
     .. " input gradient %.1f%% (grey-shape reader 0%%, random 66.7%%)"):format(n, g.stroke_area,
-    label, g.gradcam, g.gradcam_conflicting, g.gradcam_relu2,
+    label, g.gradcam, g.gradcam_conflicting,
+    g.gradcam_relu2 and ("%.1f%%"):format(g.gradcam_relu2) or "-",
     g.saliency and ("%.1f%%"):format(g.saliency) or "-", g.chromatic)
 end
 

@@ -83,6 +83,15 @@ local function no_grad(fn)
 end
 
 gradcam.DEFAULT_LAYER = "relu3"
+
+--- The layer explained when none is named: the model's own (cnnlab.models.gradcam_layer:
+-- relu3 for the seed network); an error saying what to do for a model without feature maps.
+function gradcam.default_layer(model, fn)
+  local models = require "cnnlab.models"
+  local layer = models.gradcam_layer(model)
+  if not layer then error(models.no_feature_maps(model, fn or "Grad-CAM"), 3) end
+  return layer
+end
 gradcam.STROKE_THRESHOLD = 0.5
 
 local function shape_string(t) return table.concat(t.shape, "×") end
@@ -160,7 +169,7 @@ end
 function gradcam.layer_maps(fn, model, x, opts, combines)
   opts = check_opts(fn, opts, {layer = true, target = true, size = true, batch = true})
   check_images(fn, x)
-  local layer = opts.layer or gradcam.DEFAULT_LAYER
+  local layer = opts.layer or gradcam.default_layer(model, fn)
   local found, msg = hooks.find(model, layer, fn) -- a clear error before any work
   if not found then error(msg, 3) end
   local h, w = size_of(fn, x, opts.size)
@@ -382,7 +391,10 @@ function gradcam.first_digits(set, grey_source, n, name)
   for _, k in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
     s[k] = set[k]:narrow(0, 0, n)
   end
-  s.grey = grey_source:index_select(0, s.index)
+  -- the grey digits behind the samples: a source to index (MNIST's own digits), or a
+  -- function(set, n) of the data set's (cnnlab.study.grey_digits)
+  if type(grey_source) == "function" then s.grey = grey_source(set, n)
+  else s.grey = grey_source:index_select(0, s.index) end
   return s
 end
 

@@ -5,7 +5,11 @@
 --   m:forward(x)              the computation alone (what a new layer defines)
 --   m:parameters()            list of parameter tensors, in registration order
 --   m:named_parameters()      list of {name, tensor} with dotted names ("conv1.weight")
---   m:state_dict()            name → tensor (the names and shapes of SPEC §4)
+--   m:register_buffer(name, t) state that is not a parameter (BatchNorm's running_mean):
+--                             no gradient, not in parameters(), but in state_dict()
+--   m:buffers() / m:named_buffers()
+--   m:state_dict()            name → tensor, parameters and buffers under PyTorch's names
+--                             (the names and shapes of SPEC §4; "bn1.running_mean")
 --   m:load_state_dict(sd[, {strict = true}])
 --   m:train() / m:eval()      switch dropout and similar layers
 --   m:zero_grad()
@@ -59,6 +63,7 @@ nn.Module = Module
 
 function Module:_setup()
   rawset(self, "_param_names", {})
+  rawset(self, "_buffer_names", {})
   rawset(self, "_children", {})
   rawset(self, "_forward_hooks", {})
   rawset(self, "_backward_hooks", {})
@@ -81,6 +86,28 @@ function Module:register_parameter(name, tensor)
   if self[name] == nil or not is_tensor(self[name]) then
     table.insert(self._param_names, name)
   end
+  rawset(self, name, tensor)
+  return tensor
+end
+
+--- Registers a buffer under `name` (also reachable as self[name]): a tensor that belongs to
+-- the module's state (saved and loaded by state_dict) but is not a parameter — no gradient,
+-- not in parameters(), never given to an optimiser. `tensor` may be nil (PyTorch's None:
+-- registered, but neither saved nor loaded until it is set).
+function Module:register_buffer(name, tensor)
+  if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
+    error(("register_buffer: name must be a non-empty string without dots, got %s")
+      :format(tostring(name)), 2)
+  end
+  if tensor ~= nil and not is_tensor(tensor) then
+    error(("register_buffer: '%s' must be a tensor or nil, got %s"):format(name, type(tensor)), 2)
+  end
+  for _, p in ipairs(self._param_names) do
+    if p == name then error(("register_buffer: '%s' is a parameter already"):format(name), 2) end
+  end
+  local known = false
+  for _, b in ipairs(self._buffer_names) do known = known or b == name end
+  if not known then table.insert(self._buffer_names, name) end
   rawset(self, name, tensor)
   return tensor
 end
@@ -158,9 +185,35 @@ function Module:parameters()
   return list
 end
 
+function Module:named_buffers(prefix, out)
+  out = out or {}
+  prefix = prefix or ""
+  for _, name in ipairs(self._buffer_names) do
+    local t = rawget(self, name)
+    if t then table.insert(out, {prefix .. name, t}) end
+  end
+  for _, c in ipairs(self._children) do
+    c.module:named_buffers(prefix .. c.name .. ".", out)
+  end
+  return out
+end
+
+function Module:buffers()
+  local list = {}
+  for i, entry in ipairs(self:named_buffers()) do list[i] = entry[2] end
+  return list
+end
+
+-- Parameters, then buffers: everything state_dict holds, as {name, tensor}.
+local function named_state(self)
+  local list = self:named_parameters()
+  for _, entry in ipairs(self:named_buffers()) do table.insert(list, entry) end
+  return list
+end
+
 function Module:state_dict()
   local sd = {}
-  for _, entry in ipairs(self:named_parameters()) do sd[entry[1]] = entry[2] end
+  for _, entry in ipairs(named_state(self)) do sd[entry[1]] = entry[2] end
   return sd
 end
 
@@ -173,7 +226,7 @@ function Module:load_state_dict(sd, opts)
     error(("load_state_dict: a table name → tensor expected, got %s"):format(type(sd)), 2)
   end
   local strict = not (opts and opts.strict == false)
-  local params = self:named_parameters()
+  local params = named_state(self)
   local known, missing = {}, {}
   for _, entry in ipairs(params) do
     local name, p = entry[1], entry[2]
@@ -189,7 +242,7 @@ function Module:load_state_dict(sd, opts)
       local a, b = shape_string(p), shape_string(src)
       if a ~= b then
         error(("load_state_dict: '%s' has shape %s in the file but %s in the model"):format(
-          name, b, a), 2)
+          name, b == "" and "[] (a scalar)" or b, a == "" and "[] (a scalar)" or a), 2)
       end
     end
   end
@@ -386,6 +439,135 @@ function MaxPool2d:describe()
   return ("MaxPool2d(%d×%d, stride %d)"):format(self.kernel, self.kernel, self.stride)
 end
 
+local AvgPool2d = nn.class("AvgPool2d", Module)
+nn.AvgPool2d = AvgPool2d
+
+--- AvgPool2d(kernel[, stride = kernel[, padding = 0]]): PyTorch's, with its defaults
+-- count_include_pad = true (padding counts as zeros) and ceil_mode = false.
+function AvgPool2d:init(k, stride, padding)
+  check_positive("AvgPool2d", "kernel", k)
+  stride, padding = stride or k, padding or 0
+  check_positive("AvgPool2d", "stride", stride)
+  if math.type(padding) ~= "integer" or padding < 0 or padding > k // 2 then
+    error(("AvgPool2d: padding must be an integer in [0, kernel/2] = [0, %d], got %s")
+      :format(k // 2, tostring(padding)), 2)
+  end
+  self.kernel, self.stride, self.padding = k, stride, padding
+end
+
+function AvgPool2d:forward(x) return core.avg_pool2d(x, self.kernel, self.stride, self.padding) end
+
+function AvgPool2d:describe()
+  return ("AvgPool2d(%d×%d, stride %d, padding %d)"):format(self.kernel, self.kernel,
+    self.stride, self.padding)
+end
+
+local AdaptiveAvgPool2d = nn.class("AdaptiveAvgPool2d", Module)
+nn.AdaptiveAvgPool2d = AdaptiveAvgPool2d
+
+--- AdaptiveAvgPool2d(size) or AdaptiveAvgPool2d({h, w}): averages each plane down to h×w with
+-- PyTorch's windows [⌊i·H/h⌋, ⌈(i+1)·H/h⌉); AdaptiveAvgPool2d(1) is global average pooling.
+function AdaptiveAvgPool2d:init(size)
+  local h, w
+  if type(size) == "table" then h, w = size[1], size[2] else h, w = size, size end
+  check_positive("AdaptiveAvgPool2d", "output height", h)
+  check_positive("AdaptiveAvgPool2d", "output width", w)
+  self.out_h, self.out_w = h, w
+end
+
+function AdaptiveAvgPool2d:forward(x)
+  return core.adaptive_avg_pool2d(x, self.out_h, self.out_w)
+end
+
+function AdaptiveAvgPool2d:describe()
+  return ("AdaptiveAvgPool2d(%d×%d)"):format(self.out_h, self.out_w)
+end
+
+-- BatchNorm1d and BatchNorm2d: PyTorch's, defaults included. Parameters weight (ones) and
+-- bias (zeros) when affine; buffers running_mean (zeros), running_var (ones) and
+-- num_batches_tracked (int64 scalar) when track_running_stats. Training normalises with the
+-- batch's statistics and updates the running ones (momentum, or the cumulative average
+-- 1/num_batches_tracked when momentum = false); evaluation uses the running statistics, or
+-- the batch's when they are not tracked.
+local BN_OPTIONS = {eps = true, momentum = true, affine = true, track_running_stats = true}
+
+local function bn_init(self, fn, c, opts)
+  check_positive(fn, "num_features", c)
+  opts = check_options(fn, opts, BN_OPTIONS)
+  local eps = opts.eps == nil and 1e-5 or opts.eps
+  if type(eps) ~= "number" or not (eps > 0) then
+    error(("%s: eps must be a number > 0, got %s"):format(fn, tostring(eps)), 3)
+  end
+  -- momentum = false stands for PyTorch's momentum=None (a nil option means the default)
+  local momentum = opts.momentum == nil and 0.1 or opts.momentum
+  if momentum ~= false and (type(momentum) ~= "number" or momentum < 0 or momentum > 1) then
+    error(("%s: momentum must be a number in [0, 1] or false (cumulative average), got %s")
+      :format(fn, tostring(momentum)), 3)
+  end
+  for _, k in ipairs({"affine", "track_running_stats"}) do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then
+      error(("%s: %s must be a boolean, got %s"):format(fn, k, type(opts[k])), 3)
+    end
+  end
+  self.num_features, self.eps, self.momentum = c, eps, momentum
+  self.affine = opts.affine ~= false
+  self.track_running_stats = opts.track_running_stats ~= false
+  if self.affine then
+    self:register_parameter("weight", core.ones(c):requires_grad_(true))
+    self:register_parameter("bias", core.zeros(c):requires_grad_(true))
+  end
+  if self.track_running_stats then
+    self:register_buffer("running_mean", core.zeros(c))
+    self:register_buffer("running_var", core.ones(c))
+    self:register_buffer("num_batches_tracked", core.zeros({}, {dtype = "int64"}))
+  end
+end
+
+local function bn_forward(self, x, fn, want)
+  if not is_tensor(x) then
+    error(("%s: input must be a tensor, got %s"):format(fn, type(x)), 3)
+  end
+  if not want[x.ndim] then
+    error(("%s: expected %s input (got %dD input)"):format(fn, want.text, x.ndim), 3)
+  end
+  local factor = 0.0
+  local training = self.training
+  if training and self.track_running_stats then
+    local n = self.num_batches_tracked
+    n:fill_(n:item() + 1)
+    factor = self.momentum == false and 1.0 / n:item() or self.momentum
+  end
+  local rm, rv = rawget(self, "running_mean"), rawget(self, "running_var")
+  return core.batch_norm(x, rm, rv, rawget(self, "weight"), rawget(self, "bias"),
+    training or rm == nil, factor, self.eps)
+end
+
+local function bn_describe(self)
+  return ("%s(%d, eps = %g, momentum = %s, affine = %s, track_running_stats = %s)"):format(
+    getmetatable(self).__name, self.num_features, self.eps,
+    self.momentum == false and "none" or ("%g"):format(self.momentum), tostring(self.affine),
+    tostring(self.track_running_stats))
+end
+
+local BatchNorm2d = nn.class("BatchNorm2d", Module)
+nn.BatchNorm2d = BatchNorm2d
+
+--- BatchNorm2d(C[, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true}])
+-- over N×C×H×W.
+function BatchNorm2d:init(c, opts) bn_init(self, "BatchNorm2d", c, opts) end
+local BN2D_DIMS = {[4] = true, text = "4D"}
+function BatchNorm2d:forward(x) return bn_forward(self, x, "BatchNorm2d", BN2D_DIMS) end
+BatchNorm2d.describe = bn_describe
+
+local BatchNorm1d = nn.class("BatchNorm1d", Module)
+nn.BatchNorm1d = BatchNorm1d
+
+--- BatchNorm1d(C[, {...as BatchNorm2d}]) over N×C or N×C×L.
+function BatchNorm1d:init(c, opts) bn_init(self, "BatchNorm1d", c, opts) end
+local BN1D_DIMS = {[2] = true, [3] = true, text = "2D or 3D"}
+function BatchNorm1d:forward(x) return bn_forward(self, x, "BatchNorm1d", BN1D_DIMS) end
+BatchNorm1d.describe = bn_describe
+
 local ReLU = nn.class("ReLU", Module)
 nn.ReLU = ReLU
 function ReLU:forward(x) return x:relu() end
@@ -464,7 +646,8 @@ end
 -- ------------------------------------------------------------------ losses
 
 --- cross_entropy(logits N×K, targets int64 N[, {reduction = "mean"|"sum"|"none",
--- weight = per-sample N}])
+-- weight = per-class K}]), PyTorch's F.cross_entropy: with weight, the mean divides by
+-- Σ weight[target_i]. Per-sample weights: reduction = "none", then (ce * w):mean() or similar.
 nn.cross_entropy = core.cross_entropy
 nn.mse_loss = core.mse_loss
 

@@ -4,8 +4,8 @@
 --   local sgd = lab.optim.SGD(net:parameters(), {lr = 0.05, momentum = 0.9})  -- lr required
 --   opt:zero_grad(); loss:backward(); opt:step()
 --
--- state_dict()/load_state_dict() carry the moment buffers and step count, so a resumed run
--- continues exactly where it stopped. The defaults are cnnlab.defaults' adam, adamw and sgd.
+-- state_dict()/load_state_dict() carry the moment buffers and step counts (Adam's per parameter,
+-- as PyTorch's), so a resumed run continues exactly where it stopped. The defaults are cnnlab.defaults' adam, adamw and sgd.
 local core = require "cnnlab.core"
 local defaults = require "cnnlab.defaults"
 
@@ -67,11 +67,16 @@ function Optimizer:zero_grad()
   for _, p in ipairs(self.params) do p.grad = nil end
 end
 
---- Buffers and counters as a flat name → tensor table plus a scalar table.
+--- Buffers and counters as a flat name → tensor table plus a scalar table. Adam and AdamW
+-- also give "param_step", an int64 tensor with each parameter's own step count (PyTorch's
+-- state[p]['step']).
 function Optimizer:state_dict()
   local tensors = {}
   for name, list in pairs(self.buffers) do
     for i, t in pairs(list) do tensors[("%s.%d"):format(name, i)] = t end
+  end
+  if self.param_steps then
+    tensors.param_step = core.tensor(self.param_steps, {dtype = "int64"})
   end
   return tensors, {step = self.steps, kind = self.kind}
 end
@@ -94,6 +99,21 @@ function Optimizer:load_state_dict(tensors, scalars)
     end
   end
   self.steps = scalars and tonumber(scalars.step) or self.steps
+  if self.param_steps then
+    local t = tensors.param_step
+    if t then
+      local counts = t:totable()
+      if #counts ~= #self.params then
+        error(("load_state_dict: param_step has %d counts for %d parameters"):format(#counts,
+          #self.params), 2)
+      end
+      for i = 1, #self.params do self.param_steps[i] = math.tointeger(counts[i]) or counts[i] end
+    else
+      -- a checkpoint from before per-parameter counts: every parameter was counted with the
+      -- optimiser's own step, which is what it continues with
+      for i = 1, #self.params do self.param_steps[i] = self.steps end
+    end
+  end
 end
 
 --- SGD(params, {lr, momentum, weight_decay, nesterov}): lr required, the others defaulting to
@@ -134,18 +154,23 @@ local function adam(fn, params, opts, known)
       error(("%s: %s must be in [0, 1), got %g"):format(fn, k, o[k]), 3)
     end
   end
+  -- param_steps[i]: how many updates parameter i has had, counted per parameter as PyTorch's
+  -- state[p]['step']: a step on which p has no gradient neither moves p nor counts for it.
   local self = setmetatable({params = params, opts = o, kind = fn, steps = 0,
-    buffers = {m = {}, v = {}}}, Optimizer)
+    buffers = {m = {}, v = {}}, param_steps = {}}, Optimizer)
   for i, p in ipairs(params) do
     self.buffers.m[i] = core.zeros(p.shape)
     self.buffers.v[i] = core.zeros(p.shape)
+    self.param_steps[i] = 0
   end
   local function update(s)
     for i, p in ipairs(s.params) do
       local g = p.grad
       if g then
-        core.adam_step(p, g, s.buffers.m[i], s.buffers.v[i], s.steps, o.lr, o.beta1, o.beta2,
+        local t = s.param_steps[i] + 1
+        core.adam_step(p, g, s.buffers.m[i], s.buffers.v[i], t, o.lr, o.beta1, o.beta2,
           o.eps, o.weight_decay, o.decoupled)
+        s.param_steps[i] = t
       end
     end
   end

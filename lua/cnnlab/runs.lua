@@ -183,6 +183,15 @@ function runs.run(entry, seed, rho, dir, opts, data)
     epochs = epochs or method.epochs or lab.defaults.fit.epochs, batch = opts.batch, lr = opts.lr,
     optimizer = opts.optimizer, seed = seed, rho = rho, beta = opts.beta, data = opts.data,
     quick = opts.quick, generated_n = opts.data == "generated" and opts.generated_n or nil}
+  -- the data set and network, recorded when they are not the study's defaults (so that the
+  -- default runs' result.json files stay as they were)
+  local ds, arch = study.dataset(opts), study.arch(opts)
+  if not ds.is_default then
+    settings.dataset, settings.dataset_options = ds.spec, lab.models.options_text(ds.options)
+  end
+  if not arch.is_default then
+    settings.arch, settings.arch_options = arch.source, lab.models.options_text(arch.options)
+  end
   local rho_text = study.format_rho(rho)
   local r, reused = runs.cached(dir .. "/result.json", settings, function()
     local sets = data:get(seed, rho)
@@ -198,9 +207,12 @@ function runs.run(entry, seed, rho, dir, opts, data)
     local ev, fit = run.ev, run.fit
     local r = study.accuracies(ev, {train = {"acc", "conflicting_acc"},
       val = {"acc", "conflicting_acc"}, hard = {"acc", "conflicting_acc", "aligned_acc"}})
-    r.hard_conflicting_same_brightness_acc, r.hard_conflicting_other_brightness_acc,
-      r.n_hard_conflicting_same_brightness, r.n_hard_conflicting_other_brightness =
-      evidence.brightness_split(sets.hard, ev.hard.preds)
+    -- the brightness split is about SPEC §2's palette: only for data sets painted with it
+    if ds.module.spec_palette and sets.hard.colors then
+      r.hard_conflicting_same_brightness_acc, r.hard_conflicting_other_brightness_acc,
+        r.n_hard_conflicting_same_brightness, r.n_hard_conflicting_other_brightness =
+        evidence.brightness_split(sets.hard, ev.hard.preds)
+    end
     r.hard_follows_colour = study.follows_colour(ev.hard, sets.hard)
     r.epochs, r.seconds, r.history = fit.epochs_done, fit.seconds, fit.history
     r.hard_acc_by_color, r.hard_acc_by_label = ev.hard.by_color, ev.hard.by_label

@@ -12,6 +12,7 @@ local core = require "cnnlab.core"
 local util = require "cnnlab.util"
 local data = require "cnnlab.data"
 local models = require "cnnlab.models"
+local datasets = require "cnnlab.datasets"
 local defaults = require "cnnlab.defaults"
 
 local study = {}
@@ -29,6 +30,8 @@ study.COMMON = {
   optimizer = {"optimizer", defaults.study.optimizer, "adam, adamw or sgd"},
   method = {"method", "erm", "debias method: a name in lua/cnnlab/debias/ or a .lua file"},
   method_opt = {"method_opt", {}, "key=value setting for the method"},
+  arch = {"arch", "seed_cnn", "network: a name in lua/cnnlab/models/ or a .lua file"},
+  arch_opt = {"arch_opt", {}, "key=value setting of the network (repeatable or comma list)"},
   generated_n = {"generated_n", 3000, "digits generated with --data generated"},
   resume = {"resume", false, "continue an interrupted run from its checkpoint"},
   progress = {"progress", true, "show progress"},
@@ -42,6 +45,8 @@ function study.options(extra, settings)
     {"seed", defaults.study.seed, "seed of the data set and of training"},
     {"rho", 1.0, "share of easy-set digits painted in their class colour"},
     {"beta", 0.25, "background noise level"},
+    {"dataset", "colored_mnist", "data set: a name in lua/cnnlab/datasets/ or a .lua file"},
+    {"dataset_opt", {}, "key=value setting of the data set (repeatable or comma list)"},
     {"data", "mnist", "mnist, or generated (synthetic digits, no download; for tests)"},
     {"data_dir", "", "folder with the MNIST IDX files (default data/mnist)"},
     {"quick", false, "a small subset of every set, for a first look"},
@@ -83,23 +88,67 @@ local function subset(set, n)
   for _, key in ipairs({"images", "labels", "colors", "index", "conflicting"}) do
     if set[key] then s[key] = set[key]:narrow(0, 0, n) end
   end
+  s.bias = s.colors -- the same tensor under its two names (no second view)
+  s.source_images = set.source_images
   return s
 end
 study.subset = subset -- the first n samples of a set (the set itself when n ≥ its size)
 
---- Builds the coloured sets described by opts (seed, rho, beta, data, data_dir, quick).
+--- Was --name given on the script's command line (the global arg)?
+local function on_command_line(name)
+  for _, a in ipairs(type(arg) == "table" and arg or {}) do
+    if a == "--" .. name or a:sub(1, #name + 3) == "--" .. name .. "=" then return true end
+  end
+  return false
+end
+
+--- The data set opts choose (--dataset, --dataset-opt), loaded with its options: an option
+-- rho or beta of the data set takes --rho / --beta unless --dataset-opt sets it, when that
+-- was given on the command line or differs from the option's usual default (1.0, 0.25; a
+-- rho sweep): so biased_mnist keeps its own rho 0.99 unless --rho says otherwise.
+function study.dataset(opts)
+  local overrides = models.parse_options(opts.dataset_opt, "--dataset-opt")
+  local t = datasets.load(opts.dataset or datasets.DEFAULT).module
+  local usual = {rho = 1.0, beta = 0.25}
+  for _, k in ipairs({"rho", "beta"}) do
+    if overrides[k] == nil and opts[k] ~= nil and t.options and t.options[k] ~= nil
+      and (opts[k] ~= usual[k] or t.options[k] == usual[k] or on_command_line(k)) then
+      overrides[k] = opts[k]
+    end
+  end
+  return datasets.load(opts.dataset or datasets.DEFAULT, overrides)
+end
+
+--- The network opts choose (--arch, --arch-opt), loaded with its options (cnnlab.models).
+function study.arch(opts)
+  return models.load(opts.arch or models.DEFAULT,
+    models.parse_options(opts.arch_opt, "--arch-opt"))
+end
+
+--- The grey source digits of opts (--data mnist|generated, --data-dir).
+function study.digits(opts)
+  if opts.data == "generated" then
+    return data.generated{n = opts.generated_n or study.COMMON.generated_n[2], seed = opts.seed}
+  elseif opts.data == "mnist" or opts.data == nil then
+    return data.mnist(opts.data_dir ~= "" and opts.data_dir or nil)
+  end
+  error(("--data must be mnist or generated, got '%s'"):format(tostring(opts.data)), 0)
+end
+
+--- Builds the sets described by opts (dataset, dataset_opt, seed, rho, beta, data, data_dir,
+-- quick): {train, val, hard, hard_conflicting, signature, source, input_shape, classes,
+-- dataset}.
 function study.load_data(opts)
   if opts.threads and opts.threads > 0 then core.set_threads(opts.threads) end
+  local ds = study.dataset(opts)
   local source
-  if opts.data == "generated" then
-    source = data.generated{n = opts.generated_n or study.COMMON.generated_n[2], seed = opts.seed}
-  elseif opts.data == "mnist" then
-    source = data.mnist(opts.data_dir ~= "" and opts.data_dir or nil)
-  else
-    error(("--data must be mnist or generated, got '%s'"):format(tostring(opts.data)), 0)
-  end
-  local sets = data.colored_mnist{seed = opts.seed, rho = opts.rho, beta = opts.beta,
-    source = source}
+  local ctx = {seed = opts.seed, data = opts.data or "mnist", data_dir = opts.data_dir,
+    generated_n = opts.generated_n or study.COMMON.generated_n[2],
+    digits = function()
+      source = source or study.digits(opts)
+      return source
+    end}
+  local sets = datasets.build(ds, ctx)
   if opts.quick then
     for _, name in ipairs({"train", "val", "hard"}) do
       sets[name] = subset(sets[name], study.QUICK[name])
@@ -108,6 +157,10 @@ function study.load_data(opts)
   end
   sets.signature = {data = opts.data, seed = opts.seed, rho = opts.rho, beta = opts.beta,
     quick = opts.quick or false}
+  if not ds.is_default then
+    sets.signature.dataset = ds.spec
+    sets.signature.dataset_options = models.options_text(ds.options)
+  end
   -- the grey digits behind the sets (set.index points into source.train / source.test)
   sets.source = source
   return sets
@@ -138,9 +191,32 @@ function study.find_models(root, depth)
   return found
 end
 
---- Loads a trained seed network: a model.safetensors, or the model inside a training
--- checkpoint (checkpoint.safetensors, whose tensors are model.*, optim.*...). A missing file
--- gets advice on how to make one and the list of the models that exist under runs/.
+--- The grey digits behind the first n samples of a set (stroke masks): the set's
+-- source_images at its index, or the mean of its channels when it has none.
+function study.grey_digits(set, n)
+  n = n or set.n
+  local index = set.index:narrow(0, 0, n)
+  if set.source_images then return set.source_images:index_select(0, index) end
+  return set.images:narrow(0, 0, n):float():mean(1):byte()
+end
+
+-- A training checkpoint holds its network as model.* beside optim.* (and method state): the
+-- network's own state dict, or nil for a plain model file.
+local function checkpoint_model(tensors)
+  local network, is_checkpoint = {}, false
+  for name, t in pairs(tensors) do
+    local rest = name:match("^model%.(.+)$")
+    if rest then network[rest] = t end
+    if name:match("^optim%.") then is_checkpoint = true end
+  end
+  return is_checkpoint and next(network) and network or nil
+end
+
+--- Loads a trained model: a model.safetensors, or the model inside a training checkpoint
+-- (checkpoint.safetensors, whose tensors are model.*, optim.*...); the architecture its file
+-- records (cnnlab.models.metadata; a file without a record is the seed network), its weights,
+-- evaluation mode. A missing file gets advice on how to make one and the list of the models
+-- that exist under runs/.
 function study.load_model(path, opts)
   if type(path) ~= "string" or path == "" then
     error(("study.load_model: a path to a model.safetensors expected, got %s"):format(
@@ -153,17 +229,10 @@ function study.load_model(path, opts)
       #have > 0 and ("\nmodels under runs/:\n  " .. table.concat(have, "\n  "))
       or "\n(there is no model under runs/ yet)"), 0)
   end
-  local tensors = core.load_safetensors(path)
-  if tensors["model.conv1.weight"] ~= nil and tensors["conv1.weight"] == nil then
-    -- a training checkpoint: its model.* tensors are the network
-    local model_sd = {}
-    for name, t in pairs(tensors) do
-      local rest = name:match("^model%.(.+)$")
-      if rest then model_sd[rest] = t end
-    end
-    tensors = model_sd
-  end
-  local net = models.seed_cnn(opts)
+  local tensors, meta = core.load_safetensors(path)
+  tensors = checkpoint_model(tensors) or tensors
+  local arch, shape, classes = models.from_metadata(meta)
+  local net = arch.build(shape, classes, opts or {})
   net:load_state_dict(tensors)
   net:eval()
   return net
@@ -203,15 +272,28 @@ end
 function study.data_cache(base, settings)
   local say = settings and settings.progress
   local cache = {loads = 0}
+  local ds, ds_key
   function cache.get(self, seed, rho)
     seed, rho = seed or base.seed, rho or base.rho
-    local key = ("%s/%s"):format(seed, rho)
+    if not ds then -- resolved on first use, so that a wrong --dataset is a run's error
+      ds = study.dataset(base)
+      ds_key = ds.is_default and "" or (ds.spec .. models.options_text(ds.options) .. "/")
+    end
+    if rho ~= base.rho and (ds.module.options or {}).rho == nil then
+      error(("data set %s has no rho option, so it cannot be built at rho %s"):format(ds.name,
+        study.format_rho(rho)), 0)
+    end
+    local key = ("%s%s/%s"):format(ds_key, seed, rho)
     if self.key == key then return self.sets end
     self:clear()
     local o = {}
     for k, v in pairs(base) do o[k] = v end
     o.seed, o.rho = seed, rho
-    if say then
+    if say and not ds.is_default then
+      util.progress("building data set %s %s (seed %d%s%s)", ds.name,
+        models.options_text(ds.options), seed, o.quick and ", quick subset" or "",
+        o.data == "generated" and ", generated digits" or "")
+    elseif say then
       util.progress("building Colored MNIST (seed %d, rho %s, beta %g%s%s)", seed,
         study.format_rho(rho), o.beta, o.quick and ", quick subset" or "",
         o.data == "generated" and ", generated digits" or "")
@@ -245,6 +327,11 @@ function study.fit_options(opts, method, sets, extra)
   local o = {method = method, data = sets, epochs = epochs, batch = opts.batch, lr = opts.lr,
     optimizer = opts.optimizer, seed = opts.seed, progress = opts.progress,
     data_signature = sets and sets.signature}
+  -- the network (--arch) for every model the method builds, on the data set's image shape
+  local arch = study.arch(opts)
+  local shape, classes = sets and sets.input_shape, sets and sets.classes
+  o.model_factory = function(b) return arch.build(shape, classes, b) end
+  o.model_metadata = models.metadata(arch, shape, classes)
   for k, v in pairs(defaults.study_optimizer(opts.optimizer or defaults.study.optimizer)) do
     o[k] = v
   end
@@ -305,6 +392,7 @@ end
 --- Percentage of a set's digits whose prediction is the class of the digit's colour: the
 -- colour shortcut, measured.
 function study.follows_colour(e, set)
+  if not set.colors then return 0 / 0 end -- a data set without a bias attribute
   return 100 * e.preds:eq(set.colors):sum():item() / set.n
 end
 

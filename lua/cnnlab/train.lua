@@ -99,8 +99,12 @@ local CHECKPOINT = "checkpoint.safetensors"
 function train.save_checkpoint(out, ctx, position)
   util.mkdir_p(out)
   local model_sd = ctx.model:state_dict()
-  core.save_safetensors(out .. "/model.safetensors", model_sd, {
-    format = "cnnlab seed_cnn", method = ctx.method.name, seed = tostring(ctx.opts.seed)})
+  local model_meta = {format = "cnnlab seed_cnn", method = ctx.method.name,
+    seed = tostring(ctx.opts.seed)}
+  -- the architecture record (cnnlab.models.metadata; none for the default seed network)
+  for k, v in pairs(ctx.opts.model_metadata or {}) do model_meta[k] = v end
+  if model_meta.arch then model_meta.format = "cnnlab model" end
+  core.save_safetensors(out .. "/model.safetensors", model_sd, model_meta)
   local tensors = {}
   for name, t in pairs(model_sd) do tensors["model." .. name] = t end
   local opt_tensors, opt_scalars = ctx.optimizer:state_dict()

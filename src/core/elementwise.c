@@ -125,13 +125,15 @@ static int binary_backward(cl_node *n, cl_tensor *g, cl_tensor **gin) {
     break;
   }
   case CL_MAXIMUM:
-  case CL_MINIMUM: { /* ties go to a */
-    cl_tensor *mask = cl_binary(op == CL_MAXIMUM ? CL_GE : CL_LE, a, b);
+  case CL_MINIMUM: { /* ties split the gradient half and half, as PyTorch's */
+    cl_tensor *wins = cl_binary(op == CL_MAXIMUM ? CL_GT : CL_LT, a, b);
+    cl_tensor *tie = wins ? cl_binary(CL_EQ, a, b) : NULL;
+    cl_tensor *half = tie ? cl_binary_scalar(CL_MUL, tie, 0.5, 0) : NULL;
+    cl_tensor *mask = half ? cl_binary(CL_ADD, half, wins) : NULL; /* 1, 0.5 or 0 */
     cl_tensor *inv = mask ? cl_binary_scalar(CL_SUB, mask, 1, 1) : NULL;
     ga = mask ? cl_binary(CL_MUL, g, mask) : NULL;
     gb = inv ? cl_binary(CL_MUL, g, inv) : NULL;
-    cl_release(mask);
-    cl_release(inv);
+    cl_release(wins), cl_release(tie), cl_release(half), cl_release(mask), cl_release(inv);
     break;
   }
   default: break;

@@ -84,7 +84,8 @@ int cl_sgd_step(cl_tensor *p, const cl_tensor *g, cl_tensor *buf, double lr, dou
   return 0;
 }
 
-/* PyTorch's Adam (Kingma & Ba 2015), step t counted from 1:
+/* PyTorch's Adam (Kingma & Ba 2015), step t counted from 1 for this parameter alone (PyTorch's
+ * state[p]['step']: the caller counts only the steps on which p had a gradient):
  *   Adam:  g = g + wd·p            AdamW: p = p·(1 − lr·wd)
  *   m = β1·m + (1 − β1)·g;  v = β2·v + (1 − β2)·g²
  *   p = p − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + eps). */

@@ -195,6 +195,61 @@ int cl_min(cl_tensor *t, int dim, int keepdim, cl_tensor **values, cl_tensor **i
   return extreme(t, dim, keepdim, 0, values, indices);
 }
 
+/* max()/min() over every element → 0-d. Backward as PyTorch's full reduction: the gradient is
+ * shared evenly among all the elements equal to the result (all the NaNs when it is NaN),
+ * where max(dim) gives it to one index. */
+static int extreme_all_backward(cl_node *n, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *in = n->saved[0];
+  double best = n->farg[0];
+  int is_nan = best != best;
+  int64_t total = cl_numel(in), count = 0;
+  cl_tensor *r = cl_zeros(CL_FLOAT32, in->ndim, in->shape);
+  if (!r)
+    return -1;
+  float *pr = cl_f32(r);
+  for (int64_t i = 0; i < total; i++) {
+    double v = cl_item_at(in, i);
+    if (is_nan ? v != v : v == best)
+      count++;
+  }
+  float share = count ? (float)(cl_f32(g)[0] / (double)count) : 0.0f;
+  for (int64_t i = 0; i < total; i++) {
+    double v = cl_item_at(in, i);
+    if (is_nan ? v != v : v == best)
+      pr[i] = share;
+  }
+  gin[0] = r;
+  return 0;
+}
+
+static cl_tensor *extreme_all(cl_tensor *t, int want_max) {
+  const char *fn = want_max ? "max" : "min";
+  int64_t total = cl_numel(t);
+  if (total == 0)
+    return (void)cl_fail("%s: tensor is empty", fn), NULL;
+  cl_tensor *val = cl_empty(t->dtype, 0, NULL);
+  if (!val)
+    return NULL;
+  double bv = cl_item_at(t, 0);
+  for (int64_t k = 1; k < total; k++) {
+    double v = cl_item_at(t, k);
+    if (bv == bv && (v != v || (want_max ? v > bv : v < bv)))
+      bv = v;
+  }
+  cl_store(val->dtype, cl_data(val), 0, bv);
+  if (val->dtype == CL_FLOAT32) {
+    cl_node *node;
+    if (cl_record(&val, &node, fn, extreme_all_backward, 1, &t, 1, &t))
+      return NULL;
+    if (node)
+      node->farg[0] = bv;
+  }
+  return val;
+}
+
+cl_tensor *cl_max_all(cl_tensor *t) { return extreme_all(t, 1); }
+cl_tensor *cl_min_all(cl_tensor *t) { return extreme_all(t, 0); }
+
 cl_tensor *cl_argmax(cl_tensor *t, int dim, int keepdim) {
   cl_tensor *idx = NULL;
   int was = cl_grad_enabled();

@@ -182,6 +182,10 @@ cl_tensor *cl_mean(cl_tensor *t, int dim, int keepdim);
 /* Along dim: values (differentiable) and int64 positions; either out pointer may be NULL. */
 int cl_max(cl_tensor *t, int dim, int keepdim, cl_tensor **values, cl_tensor **indices);
 int cl_min(cl_tensor *t, int dim, int keepdim, cl_tensor **values, cl_tensor **indices);
+/* Over all elements → 0-d; backward shares the gradient evenly among tied extremes (PyTorch's
+ * t.max()), where cl_max along a dim sends it to one index (PyTorch's t.max(dim)). */
+cl_tensor *cl_max_all(cl_tensor *t);
+cl_tensor *cl_min_all(cl_tensor *t);
 cl_tensor *cl_argmax(cl_tensor *t, int dim, int keepdim);
 cl_tensor *cl_softmax(cl_tensor *t, int dim);
 cl_tensor *cl_log_softmax(cl_tensor *t, int dim);
@@ -210,8 +214,21 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride);
 cl_tensor *cl_linear(cl_tensor *x, cl_tensor *w, cl_tensor *b);
 /* Inverted dropout; identity when !training or p == 0. */
 cl_tensor *cl_dropout(cl_tensor *x, double p, int training, cl_rng *r);
+/* PyTorch's F.batch_norm: x N×C, N×C×L or N×C×H×W; weight, bias, running_mean, running_var
+ * C or NULL. Batch statistics when training or without running statistics (biased variance
+ * for normalising); then, when training with running statistics, updates them in place:
+ * r = (1 − momentum)·r + momentum·batch value, the variance unbiased. Else the running ones. */
+cl_tensor *cl_batch_norm(cl_tensor *x, cl_tensor *weight, cl_tensor *bias,
+                         cl_tensor *running_mean, cl_tensor *running_var, int training,
+                         double momentum, double eps);
+/* N×C×H×W → N×C×OH×OW, OH = ⌊(H + 2P − K)/S⌋ + 1; padding counts as zeros in the K² divisor
+ * (PyTorch's count_include_pad = True, ceil_mode = False), P ≤ K/2. */
+cl_tensor *cl_avg_pool2d(cl_tensor *x, int kernel, int stride, int padding);
+/* N×C×H×W → N×C×OH×OW, windows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) as PyTorch's. */
+cl_tensor *cl_adaptive_avg_pool2d(cl_tensor *x, int out_h, int out_w);
 typedef enum { CL_REDUCE_NONE, CL_REDUCE_MEAN, CL_REDUCE_SUM } cl_reduction;
-/* logits N×K, targets int64 N in [0, K), weights N or NULL. With weights, mean divides by N. */
+/* logits N×K, targets int64 N in [0, K), class weights K or NULL (PyTorch's weight: the mean
+ * divides by Σ weight[target_i]). */
 cl_tensor *cl_cross_entropy(cl_tensor *logits, const cl_tensor *targets, cl_tensor *weights,
                             cl_reduction reduction);
 cl_tensor *cl_mse_loss(cl_tensor *a, cl_tensor *b, cl_reduction reduction);
@@ -270,7 +287,8 @@ cl_tensor *cl_sum_to(cl_tensor *g, int ndim, const int64_t *shape);
 /* p -= lr·(g + wd·p), with momentum buffer buf (may be NULL when momentum == 0). */
 int cl_sgd_step(cl_tensor *p, const cl_tensor *g, cl_tensor *buf, double lr, double momentum,
                 double weight_decay, int nesterov);
-/* Adam (Kingma & Ba), step counted from 1; decoupled != 0 gives AdamW's weight decay. */
+/* Adam (Kingma & Ba), step counted from 1 per parameter (PyTorch's state[p]['step']);
+ * decoupled != 0 gives AdamW's weight decay. */
 int cl_adam_step(cl_tensor *p, const cl_tensor *g, cl_tensor *m, cl_tensor *v, long step, double lr,
                  double beta1, double beta2, double eps, double weight_decay, int decoupled);
 

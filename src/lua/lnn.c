@@ -101,9 +101,55 @@ static int l_upsample_bilinear(lua_State *L) {
   return 1;
 }
 
+/* batch_norm(x, running_mean_or_nil, running_var_or_nil, weight_or_nil, bias_or_nil,
+ *            training = false, momentum = 0.1, eps = 1e-5): PyTorch's F.batch_norm order */
+static int l_batch_norm(lua_State *L) {
+  const char *fn = "batch_norm";
+  cl_tensor *x = clb_arg_tensor(L, 1, fn, "input");
+  cl_tensor *rm = clb_arg_opttensor(L, 2, fn, "running_mean");
+  cl_tensor *rv = clb_arg_opttensor(L, 3, fn, "running_var");
+  cl_tensor *w = clb_arg_opttensor(L, 4, fn, "weight");
+  cl_tensor *b = clb_arg_opttensor(L, 5, fn, "bias");
+  int training = clb_arg_optbool(L, 6, fn, "training", 0);
+  double momentum = lua_isnoneornil(L, 7) ? 0.1 : clb_arg_numberin(L, 7, fn, "momentum", 0, 1);
+  double eps = clb_arg_optnumber(L, 8, fn, "eps", 1e-5);
+  if (!(eps > 0))
+    return luaL_error(L, "%s: eps must be > 0, got %s", fn, clb_describe(L, 8));
+  cl_tensor **slot = clb_slot(L);
+  *slot = cl_batch_norm(x, w, b, rm, rv, training, momentum, eps);
+  clb_done(L, slot);
+  return 1;
+}
+
+/* avg_pool2d(x, kernel, stride = kernel, padding = 0) */
+static int l_avg_pool2d(lua_State *L) {
+  const char *fn = "avg_pool2d";
+  cl_tensor *x = clb_arg_tensor(L, 1, fn, "input");
+  int kernel = clb_arg_int(L, 2, fn, "kernel", 1, 0);
+  int stride = clb_arg_int(L, 3, fn, "stride", 1, kernel);
+  int padding = clb_arg_int(L, 4, fn, "padding", 0, 0);
+  cl_tensor **slot = clb_slot(L);
+  *slot = cl_avg_pool2d(x, kernel, stride, padding);
+  clb_done(L, slot);
+  return 1;
+}
+
+/* adaptive_avg_pool2d(x, out_h, out_w = out_h) */
+static int l_adaptive_avg_pool2d(lua_State *L) {
+  const char *fn = "adaptive_avg_pool2d";
+  cl_tensor *x = clb_arg_tensor(L, 1, fn, "input");
+  int out_h = clb_arg_int(L, 2, fn, "out_h", 1, 0);
+  int out_w = clb_arg_int(L, 3, fn, "out_w", 1, out_h);
+  cl_tensor **slot = clb_slot(L);
+  *slot = cl_adaptive_avg_pool2d(x, out_h, out_w);
+  clb_done(L, slot);
+  return 1;
+}
+
 /* ---------------------------------------------------------------- losses */
 
-/* cross_entropy(logits, targets, {reduction = "mean"|"sum"|"none", weight = tensor}) */
+/* cross_entropy(logits, targets, {reduction = "mean"|"sum"|"none", weight = tensor}): weight is
+ * per class (K), as PyTorch's */
 static int l_cross_entropy(lua_State *L) {
   static const char *const allowed[] = {"reduction", "weight", NULL};
   const char *fn = "cross_entropy";
@@ -181,6 +227,9 @@ void clb_open_nn(lua_State *L) {
                                    {"linear", l_linear},
                                    {"dropout", l_dropout},
                                    {"upsample_bilinear", l_upsample_bilinear},
+                                   {"batch_norm", l_batch_norm},
+                                   {"avg_pool2d", l_avg_pool2d},
+                                   {"adaptive_avg_pool2d", l_adaptive_avg_pool2d},
                                    {"cross_entropy", l_cross_entropy},
                                    {"mse_loss", l_mse_loss},
                                    {"sgd_step", l_sgd_step},

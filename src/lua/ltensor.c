@@ -382,17 +382,10 @@ static int m_mean(lua_State *L) { return reduce(L, 1); }
 static int extreme(lua_State *L, int want_max) {
   cl_tensor *t = clb_check(L, 1);
   const char *fn = want_max ? "max" : "min";
-  if (lua_isnoneornil(L, 2)) { /* over everything: one value */
+  if (lua_isnoneornil(L, 2)) { /* over everything: one value, ties sharing the gradient */
     if (cl_numel(t) == 0)
       return luaL_error(L, "%s: tensor is empty", fn);
-    int64_t all = -1;
-    cl_tensor **flat = clb_slot(L);
-    *flat = cl_reshape(t, 1, &all);
-    clb_done(L, flat);
-    cl_tensor **v = clb_slot(L);
-    if (want_max ? cl_max(*flat, 0, 0, v, NULL) : cl_min(*flat, 0, 0, v, NULL))
-      return clb_error(L);
-    return 1;
+    CLB_PUSH_RESULT(L, want_max ? cl_max_all(t) : cl_min_all(t));
   }
   int dim = clb_check_dim(L, 2, t->ndim, fn);
   int keep = lua_toboolean(L, 3);

@@ -1,4 +1,4 @@
-/* loss.c — the losses: cross-entropy (optionally weighted per sample) and mean squared
+/* loss.c — the losses: cross-entropy (optionally weighted per class, as PyTorch's) and mean squared
  * error, each with none/mean/sum reduction. */
 #include "ops/ops_impl.h"
 
@@ -12,21 +12,23 @@ static int check_reduction(const char *fn, cl_reduction r) {
 }
 
 /* The factor that the incoming gradient of a reduced loss carries to sample/element i. */
-static double reduced_grad(const float *g, cl_reduction r, int64_t i, int64_t count) {
+static double reduced_grad(const float *g, cl_reduction r, int64_t i, double count) {
   if (r == CL_REDUCE_NONE)
     return g[i];
-  return r == CL_REDUCE_MEAN ? (double)g[0] / (double)count : (double)g[0];
+  return r == CL_REDUCE_MEAN ? (double)g[0] / count : (double)g[0];
 }
 
-/* logits z N×K, targets t (N, int64 in [0, K)), weights w (N) or none:
+/* logits z N×K, targets t (N, int64 in [0, K)), class weights w (K) or none — PyTorch's
+ * F.cross_entropy(z, t, weight=w, reduction=...):
  *   lse_i = log Σ_k exp(z[i,k])   (computed as m + log Σ exp(z − m), m = max_k z[i,k])
- *   l_i   = w_i · (lse_i − z[i, t_i])
- *   none → l (N);  sum → Σ_i l_i;  mean → Σ_i l_i / N — also with weights: these are
- *   per-sample weights, so the mean stays over samples (not over Σw as PyTorch's per-class
- *   weights do), and a weight of 2 counts a sample twice.
- * Backward, with c_i the incoming factor (g_i, g or g/N):
- *   dz[i,k] = c_i · w_i · (softmax(z_i)_k − [k = t_i]),   dw_i = c_i · (lse_i − z[i, t_i]).
- * The node keeps lse and the targets (copied: later writes to the targets cannot matter). */
+ *   ℓ_i = lse_i − z[i, t_i],   u_i = w[t_i] (1 without weights),   l_i = u_i · ℓ_i
+ *   none → l (N);  sum → Σ_i l_i;  mean → Σ_i l_i / W with W = Σ_i u_i (N without weights).
+ * Per-sample weights are not this option: take reduction none and weight the result.
+ * Backward, with c_i the incoming factor (g_i, g, or g/W for the mean) and L the mean loss:
+ *   dz[i,k] = c_i · u_i · (softmax(z_i)_k − [k = t_i])
+ *   dw[k]   = Σ_{i: t_i = k} c_i · ℓ_i   (none, sum);   Σ_{i: t_i = k} (g/W) · (ℓ_i − L) (mean).
+ * The node keeps lse and the targets (copied: later writes to the targets cannot matter),
+ * W in farg[0] and L in farg[1]. */
 typedef struct {
   double lse;
   int64_t target;
@@ -42,6 +44,7 @@ static int cross_entropy_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) 
   cl_tensor *z = node->saved[0], *w = node->saved[1];
   const ce_row *rows = node->ctx;
   cl_reduction red = (cl_reduction)node->iarg[0];
+  double total_w = node->farg[0], mean_loss = node->farg[1];
   int64_t n = z->shape[0], k = z->shape[1];
   const float *pz = cl_f32(z), *pw = w ? cl_f32(w) : NULL, *pg = cl_f32(g);
   if (node->inputs[0]) {
@@ -50,7 +53,7 @@ static int cross_entropy_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) 
       return -1;
     float *pdz = cl_f32(dz);
     for (int64_t i = 0; i < n; i++) {
-      double c = reduced_grad(pg, red, i, n) * (pw ? pw[i] : 1.0);
+      double c = reduced_grad(pg, red, i, total_w) * (pw ? pw[rows[i].target] : 1.0);
       for (int64_t j = 0; j < k; j++) {
         double soft = exp((double)pz[i * k + j] - rows[i].lse);
         pdz[i * k + j] = (float)(c * (soft - (j == rows[i].target ? 1.0 : 0.0)));
@@ -59,13 +62,23 @@ static int cross_entropy_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) 
     gin[0] = dz;
   }
   if (node->inputs[1]) {
-    cl_tensor *dw = cl_empty(CL_FLOAT32, 1, &n);
+    cl_tensor *dw = cl_zeros(CL_FLOAT32, 1, &k);
     if (!dw)
       return -1;
+    double *acc = cl_alloc(sizeof(double) * (size_t)k);
+    if (!acc)
+      return cl_release(dw), -1;
+    memset(acc, 0, sizeof(double) * (size_t)k);
+    for (int64_t i = 0; i < n; i++) {
+      double li = rows[i].lse - (double)pz[i * k + rows[i].target];
+      if (red == CL_REDUCE_MEAN)
+        li -= mean_loss;
+      acc[rows[i].target] += reduced_grad(pg, red, i, total_w) * li;
+    }
     float *pdw = cl_f32(dw);
-    for (int64_t i = 0; i < n; i++)
-      pdw[i] =
-          (float)(reduced_grad(pg, red, i, n) * (rows[i].lse - (double)pz[i * k + rows[i].target]));
+    for (int64_t j = 0; j < k; j++)
+      pdw[j] = (float)acc[j];
+    cl_dealloc(acc, sizeof(double) * (size_t)k);
     gin[1] = dw;
   }
   return 0;
@@ -92,9 +105,11 @@ cl_tensor *cl_cross_entropy(cl_tensor *logits, const cl_tensor *targets, cl_tens
     return (void)cl_fail("%s: targets must be 1-D of size N = %lld (the logits' N), got %s", fn,
                          (long long)n, cl_shape_str(targets, b2, sizeof b2)),
            NULL;
-  if (weights && (weights->ndim != 1 || weights->shape[0] != n))
-    return (void)cl_fail("%s: weight must be 1-D of size N = %lld (one per sample), got %s", fn,
-                         (long long)n, cl_shape_str(weights, b2, sizeof b2)),
+  if (weights && (weights->ndim != 1 || weights->shape[0] != k))
+    return (void)cl_fail("%s: weight must be 1-D of size K = %lld (one per class, as PyTorch's; "
+                         "for per-sample weights take reduction none and weight the result), "
+                         "got %s",
+                         fn, (long long)k, cl_shape_str(weights, b2, sizeof b2)),
            NULL;
   for (int64_t i = 0; i < n; i++) {
     int64_t t = target_at(targets, i);
@@ -118,7 +133,7 @@ cl_tensor *cl_cross_entropy(cl_tensor *logits, const cl_tensor *targets, cl_tens
   }
   const float *pz = cl_f32(z), *pw = w ? cl_f32(w) : NULL;
   float *py = cl_f32(out);
-  double total = 0;
+  double total = 0, total_w = 0;
   for (int64_t i = 0; i < n; i++) {
     const float *zi = pz + i * k;
     float m = zi[0];
@@ -129,13 +144,17 @@ cl_tensor *cl_cross_entropy(cl_tensor *logits, const cl_tensor *targets, cl_tens
       sum += exp((double)zi[j] - m);
     rows[i].lse = m + log(sum);
     rows[i].target = target_at(targets, i);
-    double loss = (rows[i].lse - zi[rows[i].target]) * (pw ? pw[i] : 1.0);
+    double u = pw ? pw[rows[i].target] : 1.0;
+    double loss = (rows[i].lse - zi[rows[i].target]) * u;
     if (reduction == CL_REDUCE_NONE)
       py[i] = (float)loss;
     total += loss;
+    total_w += u;
   }
+  /* PyTorch divides by the weights' sum even when it is 0 (giving nan); so does this */
+  double mean = total / total_w;
   if (reduction != CL_REDUCE_NONE)
-    py[0] = (float)(reduction == CL_REDUCE_MEAN ? total / (double)n : total);
+    py[0] = (float)(reduction == CL_REDUCE_MEAN ? mean : total);
   cl_node *node;
   cl_tensor *inputs[2] = {logits, weights}, *saved[2] = {z, w};
   int rc = cl_record(&out, &node, fn, cross_entropy_backward, 2, inputs, 2, saved);
@@ -147,6 +166,8 @@ cl_tensor *cl_cross_entropy(cl_tensor *logits, const cl_tensor *targets, cl_tens
   node->ctx = rows;
   node->ctx_bytes = rows_bytes;
   node->iarg[0] = reduction;
+  node->farg[0] = total_w;
+  node->farg[1] = mean;
   return out;
 }
 

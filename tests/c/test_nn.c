@@ -513,9 +513,9 @@ static void test_dropout(void) {
 
 static void test_cross_entropy(void) {
   float zv[6] = {1, 2, 3, 1, 1, 1};
-  int64_t zs[2] = {2, 3}, tv[2] = {2, 0}, two = 2;
-  float wv[2] = {2, 0.5f};
-  cl_tensor *z = tensor_f(2, zs, zv), *t = tensor_i64(2, tv), *w = tensor_f(1, &two, wv);
+  int64_t zs[2] = {2, 3}, tv[2] = {2, 0}, three = 3;
+  float wv[3] = {0.5f, 7, 2}; /* per class, as PyTorch's: the samples weigh w[2] = 2, w[0] = 0.5 */
+  cl_tensor *z = tensor_f(2, zs, zv), *t = tensor_i64(2, tv), *w = tensor_f(1, &three, wv);
   /* row 0: log(e + e² + e³) − 3; row 1: log 3 */
   const double l0 = 0.40760596444438013, l1 = 1.0986122886681098;
   cl_tensor *none = cl_cross_entropy(z, t, NULL, CL_REDUCE_NONE);
@@ -524,7 +524,8 @@ static void test_cross_entropy(void) {
   cl_tensor *wmean = cl_cross_entropy(z, t, w, CL_REDUCE_MEAN);
   cl_tensor *wsum = cl_cross_entropy(z, t, w, CL_REDUCE_SUM);
   double want_none[2] = {l0, l1}, want_mean = (l0 + l1) / 2, want_sum = l0 + l1;
-  double want_wsum = 2 * l0 + 0.5 * l1, want_wmean = want_wsum / 2; /* mean divides by N */
+  /* PyTorch's mean divides by the weights used, Σ w[t_i] = 2.5, not by N */
+  double want_wsum = 2 * l0 + 0.5 * l1, want_wmean = want_wsum / 2.5;
   check_values("ce none", none, want_none, 2, 1e-6);
   check_values("ce mean", mean, &want_mean, 1, 1e-6);
   check_values("ce sum", sum, &want_sum, 1, 1e-6);
@@ -543,11 +544,23 @@ static void test_cross_entropy(void) {
   cl_release(bz), cl_release(btt), cl_release(bl);
   cl_release(z), cl_release(t), cl_release(w);
 
+  /* PyTorch 1.13: F.cross_entropy(2·eye(3), [0, 0, 2], weight=[1, 2, 3]) = 0.6395 (the
+   * per-sample reading gave 1.8124) */
+  float dv[9] = {2, 0, 0, 0, 2, 0, 0, 0, 2}, cw[3] = {1, 2, 3};
+  int64_t ds[2] = {3, 3}, dt[3] = {0, 0, 2};
+  cl_tensor *dz = tensor_f(2, ds, dv), *dtt = tensor_i64(3, dt), *dw = tensor_f(1, &three, cw);
+  cl_tensor *dl = cl_cross_entropy(dz, dtt, dw, CL_REDUCE_MEAN);
+  double lse = log(exp(2.0) + 2), want_d = ((lse - 2) + (lse - 0) + 3 * (lse - 2)) / 5;
+  check_values("ce class weights (PyTorch's 0.6395)", dl, &want_d, 1, 1e-6);
+  CHECK(dl && fabs(cl_f32(dl)[0] - 0.6395) < 1e-4, "ce class weights: got %g, PyTorch 0.6395",
+        dl ? cl_f32(dl)[0] : -1.0);
+  cl_release(dz), cl_release(dtt), cl_release(dw), cl_release(dl);
+
   cl_rng r;
   cl_rng_seed(&r, 31, 0);
-  int64_t gs[2] = {5, 4}, five = 5, targets[5] = {0, 3, 1, 1, 2};
+  int64_t gs[2] = {5, 4}, four = 4, targets[5] = {0, 3, 1, 1, 2};
   cl_tensor *tt = tensor_i64(5, targets);
-  cl_tensor *in[2] = {grad_leaf(&r, 2, gs, -2, 2), grad_leaf(&r, 1, &five, 0.2f, 2)};
+  cl_tensor *in[2] = {grad_leaf(&r, 2, gs, -2, 2), grad_leaf(&r, 1, &four, 0.2f, 2)};
   ce_args a = {tt, CL_REDUCE_MEAN};
   grad_check("cross_entropy mean (logits, weight)", op_ce, in, 2, &a, 1e-2);
   a.reduction = CL_REDUCE_SUM;
@@ -748,8 +761,8 @@ static void test_bad_input(void) {
              "cross_entropy: targets must be an int64 tensor of class indices, got float32");
   FAILS_NULL(cl_cross_entropy(z, t3, NULL, CL_REDUCE_MEAN),
              "cross_entropy: targets must be 1-D of size N = 4 (the logits' N), got 3");
-  FAILS_NULL(cl_cross_entropy(z, tok, w3v, CL_REDUCE_MEAN),
-             "cross_entropy: weight must be 1-D of size N = 4 (one per sample), got 3");
+  FAILS_NULL(cl_cross_entropy(z, tok, tf, CL_REDUCE_MEAN),
+             "cross_entropy: weight must be 1-D of size K = 3 (one per class, as PyTorch's");
   FAILS_NULL(cl_cross_entropy(z1, t3, NULL, CL_REDUCE_MEAN),
              "cross_entropy: logits must be N×K with K >= 1 classes, got 3");
   FAILS_NULL(cl_cross_entropy(z, tok, NULL, (cl_reduction)7), "cross_entropy: reduction must be");

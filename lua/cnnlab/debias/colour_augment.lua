@@ -11,6 +11,9 @@
 -- sample from the method's generator (saved in checkpoints), then rounded to bytes as SPEC
 -- §2 stores images (round(255·x')/255). The background noise u is kept, recoloured with the
 -- digit, exactly as SPEC §2 would paint it.
+-- Other data sets say how their images are repainted: a data-set module's
+-- recolour(x, colors, new_colors) (lff_colored_mnist: the strokes, biased_mnist: the
+-- background); one painted with SPEC §2's palette (spec_palette) uses the recipe above.
 local lab = require "cnnlab"
 
 local M = {
@@ -38,6 +41,16 @@ function M.setup(ctx)
   if not ctx.data.train.colors then
     error("colour_augment: the training set has no colours (set.colors); this method needs "
       .. "each digit's palette colour", 0)
+  end
+  local ds = ctx.data.dataset
+  ctx.colour_augment_recolour = nil
+  if ds and not ds.module.spec_palette then
+    if type(ds.module.recolour) ~= "function" then
+      error(("colour_augment: data set %s does not say how to repaint its images (a "
+        .. "recolour(x, colors, new_colors) function in its file), and it is not painted with "
+        .. "SPEC §2's palette"):format(ds.name), 0)
+    end
+    ctx.colour_augment_recolour = ds.module.recolour
   end
 end
 
@@ -71,7 +84,9 @@ function M.loss(ctx, batch)
   for i = 1, n do
     if ctx.generator:uniform() < o.p then new[i] = ctx.generator:integer(10) else new[i] = c[i] end
   end
-  local x = M.recolour(batch.x, batch.colors, lab.tensor(new, {dtype = "int64"}), o.quantize)
+  local new_t = lab.tensor(new, {dtype = "int64"})
+  local x = ctx.colour_augment_recolour and ctx.colour_augment_recolour(batch.x, batch.colors, new_t, o.quantize)
+    or M.recolour(batch.x, batch.colors, new_t, o.quantize)
   local logits = ctx.model(x)
   return lab.cross_entropy(logits, batch.y), logits
 end
