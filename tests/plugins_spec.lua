@@ -173,7 +173,7 @@ describe("a toy plug-in in a temporary folder: one file, no other change", funct
     assert.truthy(tree:find("lua/cnnlab/attacks/pgd.lua", 1, true))
     assert.equal(tree, source_tree())
     assert.same(shipped, {lab.attacks.available(), lab.attributions.available()})
-    assert.same({"fgsm", "pgd"}, shipped[1])
+    assert.same({"apgd", "fgsm", "pgd"}, shipped[1])
     assert.same({"gradcam", "gradcampp", "saliency"}, shipped[2])
   end)
 end)
