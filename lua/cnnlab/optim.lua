@@ -55,6 +55,11 @@ local function check_opts(fn, opts, defaults_, required)
         :format(fn, k), 3)
     else out[k] = v end
   end
+  for k, v in pairs(out) do -- NaN passes every comparison below, so it is named here
+    if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+      error(("%s: option '%s' must be a finite number, got %s"):format(fn, k, tostring(v)), 3)
+    end
+  end
   if out.lr <= 0 then error(("%s: lr must be positive, got %g"):format(fn, out.lr), 3) end
   return out
 end
@@ -91,7 +96,15 @@ function Optimizer:load_state_dict(tensors, scalars)
       end
     end
   end
-  self.steps = scalars and tonumber(scalars.step) or self.steps
+  local step = scalars and scalars.step
+  if step ~= nil then
+    local n = math.tointeger(tonumber(step))
+    if n == nil or n < 0 then
+      error(("load_state_dict: the step count must be a non-negative integer, got %s")
+        :format(tostring(step)), 2)
+    end
+    self.steps = n
+  end
 end
 
 --- SGD(params, {lr, momentum, weight_decay, nesterov}): lr required, the others defaulting to

@@ -202,21 +202,17 @@ fail:
 }
 
 cl_tensor *cl_read_idx(const char *path) {
-  int fd = open(path, O_RDONLY);
+  uint64_t fsize;
+  int fd = cl_open_regular(path, "idx", &fsize);
   if (fd < 0)
-    return (void)cl_fail("idx: %s: cannot open: %s", path, strerror(errno)), NULL;
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return (void)cl_fail("idx: %s: not a regular file", path), NULL;
-  }
+    return NULL;
   gzFile gz = gzdopen(fd, "rb");
   if (!gz) {
     close(fd);
     return (void)cl_fail("idx: %s: not enough memory to open", path), NULL;
   }
   gzbuffer(gz, 1 << 18);
-  cl_tensor *t = read_idx_gz(gz, path, (uint64_t)st.st_size);
+  cl_tensor *t = read_idx_gz(gz, path, fsize);
   gzclose(gz);
   return t;
 }

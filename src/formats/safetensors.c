@@ -519,15 +519,11 @@ cl_safetensors *cl_parse_safetensors(const void *data, size_t size, const char *
 }
 
 cl_safetensors *cl_load_safetensors(const char *path, int with_data) {
-  int fd = open(path, O_RDONLY);
+  uint64_t fsize;
+  int fd = cl_open_regular(path, "safetensors", &fsize);
   if (fd < 0)
-    return (void)cl_fail("safetensors: %s: cannot open: %s", path, strerror(errno)), NULL;
-  struct stat stt;
-  if (fstat(fd, &stt) != 0 || !S_ISREG(stt.st_mode)) {
-    close(fd);
-    return (void)cl_fail("safetensors: %s: not a regular file", path), NULL;
-  }
-  st_source src = {NULL, fd, (uint64_t)stt.st_size, path};
+    return NULL;
+  st_source src = {NULL, fd, fsize, path};
   cl_safetensors *st = parse(&src, with_data);
   close(fd);
   return st;

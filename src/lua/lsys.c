@@ -32,7 +32,7 @@ static int dir_box_gc(lua_State *L) {
 
 /* Sorted names in a directory (without . and ..); nil and a message when it can't be read. */
 static int list_dir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "list_dir", "path");
   lua_settop(L, 1);
   DIR **box = lua_newuserdatauv(L, sizeof *box, 0); /* index 2, before opendir */
   *box = NULL;
