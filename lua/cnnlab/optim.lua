@@ -57,7 +57,8 @@ local function check_opts(fn, opts, defaults_, required)
   end
   for k, v in pairs(out) do -- NaN passes every comparison below, so it is named here
     if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
-      error(("%s: option '%s' must be a finite number, got %s"):format(fn, k, tostring(v)), 3)
+      error(("%s: option '%s' must be a finite number, got %s"):format(fn, k,
+        v ~= v and "nan" or tostring(v)), 3)
     end
   end
   if out.lr <= 0 then error(("%s: lr must be positive, got %g"):format(fn, out.lr), 3) end

@@ -107,12 +107,16 @@ int cl_check_view_shape(const char *fn, int ndim, const int64_t *shape) {
 }
 
 int cl_check_shape(const char *fn, int ndim, const int64_t *shape) {
-  if (cl_check_view_shape(fn, ndim, shape))
-    return -1;
+  if (ndim < 0 || ndim > CL_MAX_DIMS)
+    return cl_fail("%s: a tensor has 0 to %d dimensions, got %d", fn, CL_MAX_DIMS, ndim);
   int64_t n = 1;
-  for (int d = 0; d < ndim; d++)
-    (void)cl_mul_i64(n, shape[d] > 0 ? shape[d] : 1, &n); /* cannot overflow: checked above */
-  if (n > (INT64_C(1) << 40)) {
+  int over = 0;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] < 0)
+      return cl_check_view_shape(fn, ndim, shape); /* names the negative size */
+    over |= cl_mul_i64(n, shape[d] > 0 ? shape[d] : 1, &n);
+  }
+  if (over || n > (INT64_C(1) << 40)) {
     char b[200];
     return cl_fail("%s: shape %s: tensor of more than 2^40 elements refused (size-0 "
                    "dimensions count as 1)",
@@ -161,8 +165,8 @@ cl_tensor *cl_arange(double start, double end, double step, cl_dtype dtype) {
   if (count < 0)
     count = 0;
   if (!(count <= (double)(INT64_C(1) << 40))) /* also before the cast: beyond 2^63 it is UB */
-    return (void)cl_fail("arange: %.17g elements (from %g to %g by %g) is more than the 2^40 "
-                         "a tensor may have",
+    return (void)cl_fail("arange: %.17g elements (from %g to %g by %g): tensor of more than "
+                         "2^40 elements refused",
                          count, start, end, step),
            NULL;
   int64_t n = (int64_t)count;

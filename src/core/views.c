@@ -189,8 +189,8 @@ cl_tensor *cl_narrow(cl_tensor *t, int dim, int64_t start, int64_t length) {
     return NULL;
   /* Written so that nothing overflows: start + length could (start near 2^63). */
   if (start < 0 || length < 0 || start > t->shape[d] || length > t->shape[d] - start)
-    return (void)cl_fail("narrow: start %lld, length %lld do not fit in dimension %d of size "
-                         "%lld (start in 0..%lld, length at most size - start)",
+    return (void)cl_fail("narrow: start %lld, length %lld are outside dimension %d of size "
+                         "%lld (start must be in 0..%lld, length at most size - start)",
                          (long long)start, (long long)length, d, (long long)t->shape[d],
                          (long long)t->shape[d]),
            NULL;

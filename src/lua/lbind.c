@@ -123,7 +123,8 @@ lua_Integer clb_arg_integer(lua_State *L, int idx, const char *fn, const char *w
   if (!ok || lua_type(L, idx) != LUA_TNUMBER)
     arg_fail(L, idx,
                   lua_pushfstring(L, "%s: %s must be an integer, got %s", fn, what,
-                                  clb_describe(L, idx)));
+                                  lua_type(L, idx) == LUA_TNUMBER ? clb_describe(L, idx)
+                                                                  : luaL_typename(L, idx)));
   return v;
 }
 
@@ -171,7 +172,7 @@ int64_t clb_check_size(lua_State *L, int idx, const char *fn, const char *what, 
 const char *clb_check_name(lua_State *L, int idx, const char *fn, const char *what) {
   if (lua_type(L, idx) != LUA_TSTRING)
     arg_fail(L, idx,
-                  lua_pushfstring(L, "%s: %s must be a string, got %s", fn, what,
+                  lua_pushfstring(L, "%s: %s: string expected, got %s", fn, what,
                                   clb_describe(L, idx)));
   size_t len;
   const char *s = lua_tolstring(L, idx, &len);

@@ -110,7 +110,7 @@ static int make_filled(lua_State *L, const char *fn, int kind) {
   double value = 0;
   int value_at = next;
   if (kind == 'f') {
-    clb_arg_number(L, next, fn, "value");
+    luaL_checknumber(L, next);
     next++;
   }
   if (!lua_isnoneornil(L, next) && !lua_istable(L, next))
@@ -188,7 +188,7 @@ static int l_arange(lua_State *L) {
 }
 
 static int l_randperm(lua_State *L) {
-  lua_Integer n = clb_check_size(L, 1, "randperm", "n", 0);
+  lua_Integer n = clb_arg_integer(L, 1, "randperm", "n"); /* the range: cl_randperm */
   clb_check_opts(L, 2, "randperm", creation_opts);
   cl_rng *r = clb_opt_rng(L, 2);
   CLB_PUSH_RESULT(L, cl_randperm(r, n));

@@ -198,8 +198,9 @@ static int m_reshape(lua_State *L) {
       return luaL_error(L, "reshape: at most %d dimensions", CL_MAX_DIMS);
     for (int i = 1; i <= len; i++) {
       lua_rawgeti(L, 2, i);
-      shape[n++] = clb_check_size(L, -1, "reshape", lua_pushfstring(L, "shape entry %d", i), 1);
-      lua_pop(L, 1); /* the name */
+      char what[32];
+      snprintf(what, sizeof what, "shape entry %d", i);
+      shape[n++] = clb_check_size(L, -1, "reshape", what, 1);
       lua_pop(L, 1);
     }
   } else {
