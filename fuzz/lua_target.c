@@ -149,8 +149,8 @@ static const char *const templates[] = {
     "local _ = tostring(T[%T])",
     "local _ = T[%T]:numel()",
     "local _ = T[%T]:size(%I)",
-    "lab.save_safetensors(PATH .. '.st', {a = T[%T]}); T[%T] = lab.load_safetensors(PATH .. "
-    "'.st').a",
+    ("lab.save_safetensors(PATH .. '.st', {a = T[%T]}); "
+     "T[%T] = lab.load_safetensors(PATH .. '.st').a"),
     "lab.write_idx(PATH .. '.idx', T[%T]); T[%T] = lab.read_idx(PATH .. '.idx')",
     "T[%T] = lab.cat({T[%T], T[%T]}, %I)",
     "T[%T] = T[%T]:index_select(%I, T[%T])",

@@ -3,12 +3,15 @@
 #include "lua/lbind.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static int is_a_tty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  lua_Integer fd = luaL_optinteger(L, 1, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "a file descriptor (0..2^31-1) expected");
+  lua_pushboolean(L, isatty((int)fd));
   return 1;
 }
 
