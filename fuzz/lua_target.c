@@ -11,7 +11,7 @@
  * counts as a finding: a crash or sanitizer report, a hang (the watchdog turns a statement
  * running over two seconds into the core's "interrupted"; one it cannot stop times out in
  * libFuzzer), core memory still held after the state is closed (a leak), or an error without
- * a message. The core refuses single allocations above 64 MB and Lua's own heap is capped at
+ * a message. The core refuses single allocations above 16 MB and Lua's own heap is capped at
  * 256 MB here, so "not enough memory" is an ordinary refusal and never libFuzzer's OOM. */
 #define _GNU_SOURCE
 #include "targets.h"
@@ -32,8 +32,10 @@
 int luaopen_cnnlab_core(lua_State *L);
 
 #define LUA_HEAP_LIMIT ((size_t)256 << 20)
-#define CORE_ALLOC_LIMIT ((size_t)64 << 20)
+#define CORE_ALLOC_LIMIT ((size_t)16 << 20)
 #define STATEMENT_SECONDS 2
+/* No statement starts once an input has run this long (libFuzzer's -timeout is 10 s). */
+#define INPUT_SECONDS 4
 #define MAX_STATEMENTS 64
 
 /* ---------------------------------------------------------------- a capped Lua heap */
@@ -257,7 +259,10 @@ int fuzz_lua_one(const uint8_t *data, size_t size) {
     refused = run_chunk(L, (const char *)data, size);
   } else {
     reader r = {data, size, 0};
+    long input_started = now_seconds();
     for (int k = 0; k < MAX_STATEMENTS && r.at < r.n; k++) {
+      if (now_seconds() - input_started >= INPUT_SECONDS)
+        break;
       const char *tpl = templates[next_byte(&r) % (sizeof templates / sizeof templates[0])];
       char stmt[512];
       expand(&r, tpl, stmt, sizeof stmt);
