@@ -6,7 +6,8 @@
  *    seeds; only the base, math, string and table libraries and `lab` are there), or
  *  - bytes, decoded into a sequence of tensor calls: each statement is chosen by one byte and
  *    its arguments by the next ones, from tables of extreme values (0, -1, 2^31, 2^32, 2^53,
- *    2^62, maxinteger, mininteger, NaN, ±inf, ...), acting on four tensor slots T[1..4].
+ *    2^62, maxinteger, mininteger, NaN, ±inf, ...), acting on four tensor slots T[1..4]
+ *    (which start as a float 2×3, a float vector, an int64 2×2 and a uint8 vector).
  * Every statement runs in its own protected call: a Lua error is an expected outcome. What
  * counts as a finding: a crash or sanitizer report, a hang (the watchdog turns a statement
  * running over two seconds into the core's "interrupted"; one it cannot stop times out in
@@ -247,6 +248,16 @@ int fuzz_lua_one(const uint8_t *data, size_t size) {
   lua_setglobal(L, "lab");
   lua_newtable(L);
   lua_setglobal(L, "T");
+  /* Four small tensors to start from (float 2×3, a float vector, int64 and uint8), so the
+   * first statements already have something to act on. */
+  static const char init[] =
+      "T[1] = lab.arange(6):float():reshape(2, 3); T[2] = lab.ones(4); "
+      "T[3] = lab.tensor({{1, -2}, {math.maxinteger, 0}}, {dtype = 'int64'}); "
+      "T[4] = lab.tensor({0, 255, 7}, {dtype = 'uint8'})";
+  if (run_chunk(L, init, sizeof init - 1)) {
+    fprintf(stderr, "fuzz_lua: the starting tensors failed: %s\n", cl_last_error());
+    abort();
+  }
   char path[64];
   snprintf(path, sizeof path, "/tmp/cnnlab-fuzz-lua-%ld", (long)getpid());
   lua_pushstring(L, path);
@@ -258,6 +269,8 @@ int fuzz_lua_one(const uint8_t *data, size_t size) {
   if (size >= sizeof prefix - 1 && memcmp(data, prefix, sizeof prefix - 1) == 0) {
     refused = run_chunk(L, (const char *)data, size);
   } else {
+    /* CNNLAB_FUZZ_TRACE=1: each statement and its outcome on stderr, to read a finding */
+    int trace = getenv("CNNLAB_FUZZ_TRACE") != NULL;
     reader r = {data, size, 0};
     long input_started = now_seconds();
     for (int k = 0; k < MAX_STATEMENTS && r.at < r.n; k++) {
@@ -266,7 +279,12 @@ int fuzz_lua_one(const uint8_t *data, size_t size) {
       const char *tpl = templates[next_byte(&r) % (sizeof templates / sizeof templates[0])];
       char stmt[512];
       expand(&r, tpl, stmt, sizeof stmt);
-      refused |= run_chunk(L, stmt, strlen(stmt));
+      if (trace)
+        fprintf(stderr, "fuzz_lua: %s\n", stmt);
+      int rc = run_chunk(L, stmt, strlen(stmt));
+      refused |= rc;
+      if (trace)
+        fprintf(stderr, "fuzz_lua:   -> %s\n", rc ? cl_last_error() : "ok");
     }
   }
   lua_close(L); /* every tensor goes with the state */
