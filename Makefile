@@ -148,11 +148,12 @@ cnnlab: $(EXE)
 $(BUILD)/tests/%: tests/c/%.c tests/c/check.h tests/c/random_tensor.h $(BUILD)/libcnnlab.a | $(BUILD)/tests
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
 
-# The fuzz regression replay runs the fuzz targets' own code (fuzz/targets.c).
-$(BUILD)/tests/test_fuzz: tests/c/test_fuzz.c fuzz/targets.c fuzz/targets.h tests/c/check.h \
-  $(BUILD)/libcnnlab.a | $(BUILD)/tests
-	$(CC) $(CFLAGS_ALL) -Ifuzz tests/c/test_fuzz.c fuzz/targets.c -o $@ \
-	  $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS)
+# The fuzz regression replay runs the fuzz targets' own code (fuzz/targets.c, and
+# fuzz/lua_target.c over the Lua binding).
+$(BUILD)/tests/test_fuzz: tests/c/test_fuzz.c fuzz/targets.c fuzz/lua_target.c fuzz/targets.h \
+  tests/c/check.h $(BIND_OBJ) $(BUILD)/libcnnlab.a | $(BUILD)/tests
+	$(CC) $(CFLAGS_ALL) -Ifuzz tests/c/test_fuzz.c fuzz/targets.c fuzz/lua_target.c -o $@ \
+	  $(BIND_OBJ) $(BUILD)/libcnnlab.a $(LDEXTRA) $(LIBS) -lpthread
 
 test: all $(TEST_C_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh
@@ -194,17 +195,22 @@ bench-compare:
 # same way (no OpenMP, no BLAS: the readers need neither). Seeds are generated, not committed.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := idx safetensors png
+FUZZ_TARGETS := idx safetensors png lua
 FUZZ_DIR := build-fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wno-unknown-pragmas -O1 -g \
   -fno-omit-frame-pointer $(FUZZ_SAN) $(DEFS) $(INCLUDES)
 FUZZ_CORE_OBJ := $(CORE_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
+# The Lua target (fuzz/lua_target.c) also needs the binding, built the same way.
+FUZZ_BIND_OBJ := $(BIND_SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 
 $(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(LUA_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/obj/lua_target.o: fuzz/lua_target.c fuzz/targets.h $(HEADERS) | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(LUA_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_DIR)/obj/targets.o: fuzz/targets.c fuzz/targets.h $(HEADERS) | $(FUZZ_DIR)/obj
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
@@ -215,13 +221,19 @@ $(FUZZ_DIR)/obj:
 $(FUZZ_DIR)/libcnnlab.a: $(FUZZ_CORE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
+$(FUZZ_DIR)/fuzz_lua: fuzz/fuzz_lua.c $(FUZZ_DIR)/obj/lua_target.o $(FUZZ_BIND_OBJ) \
+  $(FUZZ_DIR)/libcnnlab.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/obj/lua_target.o $(FUZZ_BIND_OBJ) \
+	  $(FUZZ_DIR)/libcnnlab.a -o $@ $(LUA_LIBS) -lpng -lz -lcjson -lm -lpthread
+
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_DIR)/obj/targets.o $(FUZZ_DIR)/libcnnlab.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_DIR)/obj/targets.o \
 	  $(FUZZ_DIR)/libcnnlab.a -o $@ -lpng -lz -lcjson -lm
 
 # Seed corpora: small valid files of every kind each reader accepts, written by a script.
 $(FUZZ_DIR)/seeds/.done: fuzz/make_seeds.lua $(EXE)
-	rm -rf $(FUZZ_DIR)/seeds && $(EXE) fuzz/make_seeds.lua $(FUZZ_DIR)/seeds && touch $@
+	rm -rf $(FUZZ_DIR)/seeds && $(EXE) fuzz/make_seeds.lua $(FUZZ_DIR)/seeds && \
+	  mkdir -p $(FUZZ_DIR)/seeds/lua && touch $@
 
 fuzz-build: $(FUZZ_BIN) $(FUZZ_DIR)/seeds/.done
 

@@ -13,5 +13,7 @@
 int fuzz_idx_one(const uint8_t *data, size_t size);
 int fuzz_safetensors_one(const uint8_t *data, size_t size);
 int fuzz_png_one(const uint8_t *data, size_t size);
+/* The Lua API (fuzz/lua_target.c): 0 when every statement ran, 1 when one raised an error. */
+int fuzz_lua_one(const uint8_t *data, size_t size);
 
 #endif

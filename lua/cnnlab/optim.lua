@@ -55,6 +55,12 @@ local function check_opts(fn, opts, defaults_, required)
         :format(fn, k), 3)
     else out[k] = v end
   end
+  for k, v in pairs(out) do -- NaN passes every comparison below, so it is named here
+    if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+      error(("%s: option '%s' must be a finite number, got %s"):format(fn, k,
+        v ~= v and "nan" or tostring(v)), 3)
+    end
+  end
   if out.lr <= 0 then error(("%s: lr must be positive, got %g"):format(fn, out.lr), 3) end
   return out
 end
@@ -98,7 +104,15 @@ function Optimizer:load_state_dict(tensors, scalars)
       end
     end
   end
-  self.steps = scalars and tonumber(scalars.step) or self.steps
+  local step = scalars and scalars.step
+  if step ~= nil then
+    local n = math.tointeger(tonumber(step))
+    if n == nil or n < 0 then
+      error(("load_state_dict: the step count must be a non-negative integer, got %s")
+        :format(tostring(step)), 2)
+    end
+    self.steps = n
+  end
   if self.param_steps then
     local t = tensors.param_step
     if t then
@@ -107,7 +121,14 @@ function Optimizer:load_state_dict(tensors, scalars)
         error(("load_state_dict: param_step has %d counts for %d parameters"):format(#counts,
           #self.params), 2)
       end
-      for i = 1, #self.params do self.param_steps[i] = math.tointeger(counts[i]) or counts[i] end
+      for i = 1, #self.params do
+        local n = math.tointeger(counts[i])
+        if n == nil or n < 0 then
+          error(("load_state_dict: param_step[%d] must be a non-negative integer, got %s")
+            :format(i, tostring(counts[i])), 2)
+        end
+        self.param_steps[i] = n
+      end
     else
       -- a checkpoint from before per-parameter counts: every parameter was counted with the
       -- optimiser's own step, which is what it continues with

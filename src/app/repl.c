@@ -1,6 +1,8 @@
 /* Running Lua code interactively: Ctrl-C handling, error reports with tracebacks, and the
    read-eval-print loop with readline history. Values are printed by rprint.c, completion and
    help are in rcomplete.c. */
+#include "cnnlab.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +40,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
    is installed with SA_RESETHAND, so a second Ctrl-C (say, inside a long C loop) kills. */
 static void on_sigint_running(int sig) {
   (void)sig;
+  cl_interrupt(); /* a long C loop (printing, a copy, a reduction) stops with "interrupted" */
   lua_sethook(running_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
 }
 
@@ -84,6 +87,7 @@ int repl_docall(lua_State *L, int narg, int nres) {
     sa.sa_flags = SA_RESETHAND | SA_RESTART;
     installed = sigaction(SIGINT, &sa, NULL) == 0;
   }
+  cl_interrupt_clear(); /* a Ctrl-C that came between chunks must not stop this one */
   int status = lua_pcall(L, narg, nres, base);
   /* Put the old disposition back unless the code installed a handler of its own and left it
      (a trap that should outlive this chunk). SIG_DFL here means ours fired and reset itself. */

@@ -22,6 +22,7 @@
  * Not thread-safe, like the counters: kernels allocate before their parallel regions. */
 #include "cnnlab.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -132,11 +133,34 @@ size_t cl_mem_cached(void) { return bytes_cached; }
 
 /* ---------------------------------------------------------------- allocation */
 
+/* A ceiling on one allocation (0: none), for harnesses whose own memory limit must not be
+ * reached (the fuzzers): a refusal is the core's ordinary "not enough memory" failure. */
+static size_t alloc_limit;
+void cl_set_alloc_limit(size_t nbytes) { alloc_limit = nbytes; }
+
+/* ---------------------------------------------------------------- interruption
+ * A SIGINT handler calls cl_interrupt(); long loops poll cl_check_interrupt() and fail with
+ * "interrupted", which the binding raises as a Lua error. */
+static volatile sig_atomic_t interrupt_flag;
+void cl_interrupt(void) { interrupt_flag = 1; }
+void cl_interrupt_clear(void) { interrupt_flag = 0; }
+int cl_interrupt_pending(void) { return interrupt_flag != 0; }
+int cl_check_interrupt(void) {
+  if (!interrupt_flag)
+    return 0;
+  interrupt_flag = 0;
+  return cl_fail("interrupted");
+}
+
 void *cl_alloc(size_t nbytes) {
   allocations++;
   if (fail_at > 0 && allocations >= fail_at) {
     fail_at = 0;
     cl_fail("not enough memory");
+    return NULL;
+  }
+  if (alloc_limit && nbytes > alloc_limit) {
+    cl_fail("not enough memory (asked for %zu bytes, the limit set is %zu)", nbytes, alloc_limit);
     return NULL;
   }
   void *p = NULL;

@@ -88,12 +88,31 @@ static cl_tensor *sum_or_mean(cl_tensor *t, int dim_arg, int keepdim, int mean) 
       }
     cl_release(x);
   } else {
+    /* Exact for int64 (no trip through double); an overflowing sum is refused, not wrapped.
+     * Walks a strided view element by element, so it polls for an interrupt. */
+    int64_t polled = 0;
     for (int64_t o = 0; o < outer; o++)
       for (int64_t i = 0; i < inner; i++) {
         int64_t s = 0;
-        for (int64_t k = 0; k < n; k++)
-          s += (int64_t)cl_item_at(t, (o * n + k) * inner + i);
-        cl_store(dt, cl_data(out), o * inner + i, mean ? (double)s / (double)n : (double)s);
+        for (int64_t k = 0; k < n; k++) {
+          if (CL_POLL(polled++)) {
+            cl_release(out);
+            return NULL;
+          }
+          int64_t lin = (o * n + k) * inner + i;
+          int64_t v = t->dtype == CL_INT64 ? cl_item_i64_at(t, lin) : (int64_t)cl_item_at(t, lin);
+          if (__builtin_add_overflow(s, v, &s)) {
+            cl_release(out);
+            return (void)cl_fail("%s: the int64 sum overflows (convert with :float() for an "
+                                 "approximate sum)",
+                                 fn),
+                   NULL;
+          }
+        }
+        if (mean)
+          cl_store(dt, cl_data(out), o * inner + i, (double)s / (double)n);
+        else
+          ((int64_t *)cl_data(out))[o * inner + i] = s;
       }
     return out;
   }
@@ -152,11 +171,17 @@ static int extreme(cl_tensor *t, int dim_arg, int keepdim, int want_max, cl_tens
     return -1;
   }
   int64_t *pi = (int64_t *)cl_data(idx);
+  int64_t polled = 0;
   for (int64_t o = 0; o < outer; o++)
     for (int64_t i = 0; i < inner; i++) {
       int64_t best = 0;
       double bv = cl_item_at(t, o * n * inner + i);
       for (int64_t k = 1; k < n; k++) {
+        if (CL_POLL(polled++)) {
+          cl_release(val);
+          cl_release(idx);
+          return -1;
+        }
         double v = cl_item_at(t, (o * n + k) * inner + i);
         /* NaN wins, as in PyTorch: a NaN must not hide behind a number */
         if (bv == bv && (v != v || (want_max ? v > bv : v < bv))) {

@@ -59,8 +59,13 @@ cl_tensor *cl_rand(cl_rng *r, int ndim, const int64_t *shape) {
   if (!t)
     return NULL;
   float *p = cl_f32(t);
-  for (int64_t i = 0, n = cl_numel(t); i < n; i++)
+  for (int64_t i = 0, n = cl_numel(t); i < n; i++) {
+    if (CL_POLL(i)) {
+      cl_release(t);
+      return NULL;
+    }
     p[i] = cl_rng_uniform_f(r);
+  }
   return t;
 }
 
@@ -69,8 +74,13 @@ cl_tensor *cl_randn(cl_rng *r, int ndim, const int64_t *shape) {
   if (!t)
     return NULL;
   float *p = cl_f32(t);
-  for (int64_t i = 0, n = cl_numel(t); i < n; i++)
+  for (int64_t i = 0, n = cl_numel(t); i < n; i++) {
+    if (CL_POLL(i)) {
+      cl_release(t);
+      return NULL;
+    }
     p[i] = (float)cl_rng_normal(r);
+  }
   return t;
 }
 
@@ -84,6 +94,10 @@ cl_tensor *cl_randperm(cl_rng *r, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     p[i] = i;
   for (int64_t i = n - 1; i > 0; i--) { /* Fisher–Yates */
+    if (CL_POLL(i)) {
+      cl_release(t);
+      return NULL;
+    }
     int64_t j = cl_rng_below(r, (uint32_t)(i + 1));
     int64_t tmp = p[i];
     p[i] = p[j];

@@ -68,6 +68,9 @@ void cl_set_contiguous_strides(cl_tensor *t) {
 }
 
 cl_tensor *cl_header_new(cl_storage *storage, cl_dtype dtype, int ndim, const int64_t *shape) {
+  /* The last line of defence: callers check with their own name first. */
+  if (cl_check_view_shape("tensor", ndim, shape))
+    return NULL;
   cl_tensor *t = cl_alloc(sizeof *t);
   if (!t)
     return NULL;
@@ -85,22 +88,39 @@ cl_tensor *cl_header_new(cl_storage *storage, cl_dtype dtype, int ndim, const in
   return t;
 }
 
-int cl_check_shape(const char *fn, int ndim, const int64_t *shape) {
+int cl_check_view_shape(const char *fn, int ndim, const int64_t *shape) {
+  char b[200];
   if (ndim < 0 || ndim > CL_MAX_DIMS)
     return cl_fail("%s: a tensor has 0 to %d dimensions, got %d", fn, CL_MAX_DIMS, ndim);
   int64_t n = 1;
   for (int d = 0; d < ndim; d++) {
     if (shape[d] < 0)
-      return cl_fail("%s: size of dimension %d must be >= 0, got %lld", fn, d,
-                     (long long)shape[d]);
+      return cl_fail("%s: size of dimension %d must be >= 0, got %lld (shape %s)", fn, d,
+                     (long long)shape[d], cl_dims_str(ndim, shape, b, sizeof b));
     /* A size-0 dimension counts as 1 here: strides multiply the other sizes even when the
      * tensor is empty, so 0×2^32×2^32 would overflow them (found by fuzzing IDX headers). */
-    int64_t size = shape[d] > 0 ? shape[d] : 1;
-    if (n > (INT64_C(1) << 40) / size)
-      return cl_fail("%s: tensor of more than 2^40 elements refused (size-0 dimensions count as "
-                     "1)",
-                     fn);
-    n *= size;
+    if (cl_mul_i64(n, shape[d] > 0 ? shape[d] : 1, &n))
+      return cl_fail("%s: shape %s has more elements than a 64-bit count can hold", fn,
+                     cl_dims_str(ndim, shape, b, sizeof b));
+  }
+  return 0;
+}
+
+int cl_check_shape(const char *fn, int ndim, const int64_t *shape) {
+  if (ndim < 0 || ndim > CL_MAX_DIMS)
+    return cl_fail("%s: a tensor has 0 to %d dimensions, got %d", fn, CL_MAX_DIMS, ndim);
+  int64_t n = 1;
+  int over = 0;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] < 0)
+      return cl_check_view_shape(fn, ndim, shape); /* names the negative size */
+    over |= cl_mul_i64(n, shape[d] > 0 ? shape[d] : 1, &n);
+  }
+  if (over || n > (INT64_C(1) << 40)) {
+    char b[200];
+    return cl_fail("%s: shape %s: tensor of more than 2^40 elements refused (size-0 "
+                   "dimensions count as 1)",
+                   fn, cl_dims_str(ndim, shape, b, sizeof b));
   }
   return 0;
 }
@@ -144,6 +164,11 @@ cl_tensor *cl_arange(double start, double end, double step, cl_dtype dtype) {
   double count = ceil((end - start) / step);
   if (count < 0)
     count = 0;
+  if (!(count <= (double)(INT64_C(1) << 40))) /* also before the cast: beyond 2^63 it is UB */
+    return (void)cl_fail("arange: %.17g elements (from %g to %g by %g): tensor of more than "
+                         "2^40 elements refused",
+                         count, start, end, step),
+           NULL;
   int64_t n = (int64_t)count;
   cl_tensor *t = cl_empty(dtype, 1, &n);
   if (!t)
@@ -280,6 +305,13 @@ void cl_store(cl_dtype dtype, void *data, int64_t i, double v) {
   }
 }
 
+void cl_move_elem(cl_dtype dt, void *dst, int64_t di, cl_dtype st, const void *src, int64_t si) {
+  if (dt == CL_INT64 && st == CL_INT64) /* exact: no trip through double */
+    ((int64_t *)dst)[di] = ((const int64_t *)src)[si];
+  else
+    cl_store(dt, dst, di, cl_load(st, src, si));
+}
+
 int64_t cl_offset_of(const cl_tensor *t, int64_t linear) {
   int64_t off = 0;
   for (int d = t->ndim - 1; d >= 0; d--) {
@@ -344,8 +376,78 @@ int cl_fill_(cl_tensor *t, double value) {
     for (int64_t i = 0; i < n; i++)
       p[i] = v;
   } else {
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
+      if (CL_POLL(i))
+        return -1;
       cl_store(t->dtype, data, cl_offset_of(t, i), value);
+    }
+  }
+  t->storage->version++;
+  return 0;
+}
+
+int cl_check_value(const char *fn, cl_dtype dtype, double v) {
+  if (dtype == CL_FLOAT32)
+    return 0;
+  if (v != v)
+    return cl_fail("%s: NaN cannot be stored in a %s tensor", fn, cl_dtype_name(dtype));
+  double lo = dtype == CL_UINT8 ? 0 : -9223372036854775808.0;
+  double hi = dtype == CL_UINT8 ? 255 : 9223372036854775808.0; /* 2^63: excluded */
+  if (!(v >= lo && (dtype == CL_UINT8 ? v <= hi : v < hi)))
+    return cl_fail("%s: %.17g is outside the range of %s (%s)", fn, v, cl_dtype_name(dtype),
+                   dtype == CL_UINT8 ? "0..255" : "-2^63..2^63-1");
+  return 0;
+}
+
+static int check_i64_fits(const char *fn, cl_dtype dtype, int64_t v) {
+  if (dtype == CL_UINT8 && (v < 0 || v > 255))
+    return cl_fail("%s: %lld is outside the range of uint8 (0..255)", fn, (long long)v);
+  return 0;
+}
+
+static void store_i64(cl_dtype dtype, void *data, int64_t i, int64_t v) {
+  if (dtype == CL_INT64)
+    ((int64_t *)data)[i] = v;
+  else if (dtype == CL_UINT8)
+    ((uint8_t *)data)[i] = (uint8_t)v; /* checked by check_i64_fits */
+  else
+    ((float *)data)[i] = (float)v;
+}
+
+int64_t cl_item_i64_at(const cl_tensor *t, int64_t linear) {
+  return ((const int64_t *)cl_data(t))[cl_offset_of(t, linear)];
+}
+
+int cl_get_i64(const cl_tensor *t, const int64_t *idx, int64_t *value) {
+  int64_t off;
+  if (position(t, idx, "get", &off))
+    return -1;
+  if (t->dtype == CL_INT64)
+    *value = ((const int64_t *)cl_data(t))[off];
+  else
+    *value = (int64_t)cl_load(t->dtype, cl_data(t), off); /* uint8 only: float has no i64 get */
+  return 0;
+}
+
+int cl_set_i64(cl_tensor *t, const int64_t *idx, int64_t value) {
+  int64_t off;
+  if (cl_check_writable(t, "set") || check_i64_fits("set", t->dtype, value) ||
+      position(t, idx, "set", &off))
+    return -1;
+  store_i64(t->dtype, cl_data(t), off, value);
+  t->storage->version++;
+  return 0;
+}
+
+int cl_fill_i64_(cl_tensor *t, int64_t value) {
+  if (cl_check_writable(t, "fill_") || check_i64_fits("fill_", t->dtype, value))
+    return -1;
+  int64_t n = cl_numel(t);
+  void *data = cl_data(t);
+  for (int64_t i = 0; i < n; i++) {
+    if (CL_POLL(i))
+      return -1;
+    store_i64(t->dtype, data, cl_offset_of(t, i), value);
   }
   t->storage->version++;
   return 0;
@@ -399,8 +501,13 @@ int cl_copy_(cl_tensor *dst, const cl_tensor *src) {
     cl_tensor *tmp = cl_empty(src->dtype, src->ndim, src->shape);
     if (!tmp)
       return -1;
-    for (int64_t i = 0; i < cl_numel(src); i++)
-      cl_store(tmp->dtype, cl_data(tmp), i, cl_item_at(src, i));
+    for (int64_t i = 0; i < cl_numel(src); i++) {
+      if (CL_POLL(i)) {
+        cl_release(tmp);
+        return -1;
+      }
+      cl_move_elem(tmp->dtype, cl_data(tmp), i, src->dtype, cl_data(src), cl_offset_of(src, i));
+    }
     int r = cl_copy_(dst, tmp);
     cl_release(tmp);
     return r;
@@ -414,6 +521,8 @@ int cl_copy_(cl_tensor *dst, const cl_tensor *src) {
     const void *sd = cl_data(src);
     void *dd = cl_data(dst);
     for (int64_t i = 0; i < total; i++) {
+      if (CL_POLL(i))
+        return -1;
       int64_t rem = i, so = 0, doff = 0;
       for (int d = n - 1; d >= 0; d--) {
         int64_t k = rem % shape[d];
@@ -421,7 +530,7 @@ int cl_copy_(cl_tensor *dst, const cl_tensor *src) {
         so += k * sstr[d];
         doff += k * dst->stride[d];
       }
-      cl_store(dst->dtype, dd, doff, cl_load(src->dtype, sd, so));
+      cl_move_elem(dst->dtype, dd, doff, src->dtype, sd, so);
     }
   }
   dst->storage->version++;

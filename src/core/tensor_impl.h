@@ -7,11 +7,22 @@
 cl_tensor *cl_header_new(cl_storage *storage, cl_dtype dtype, int ndim, const int64_t *shape);
 void cl_set_contiguous_strides(cl_tensor *t);
 int cl_check_shape(const char *fn, int ndim, const int64_t *shape);
+/* The one checked multiply for shape products: a·b into *out, -1 (no message) on int64
+ * overflow. */
+static inline int cl_mul_i64(int64_t a, int64_t b, int64_t *out) {
+  return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+/* A shape any tensor header may have (views included): sizes >= 0 and the product of the
+ * sizes (size-0 counting as 1, so every stride fits too) within int64. The message names fn
+ * and the sizes. */
+int cl_check_view_shape(const char *fn, int ndim, const int64_t *shape);
 const char *cl_dims_str(int ndim, const int64_t *shape, char *buf, size_t len);
 int cl_check_writable(const cl_tensor *t, const char *fn);
 
 double cl_load(cl_dtype dtype, const void *data, int64_t i);
 void cl_store(cl_dtype dtype, void *data, int64_t i, double v);
+/* dst[di] = src[si] with conversion; int64 to int64 exactly. */
+void cl_move_elem(cl_dtype dt, void *dst, int64_t di, cl_dtype st, const void *src, int64_t si);
 /* Element offset (from cl_data) of the linear-th element in row-major order. */
 int64_t cl_offset_of(const cl_tensor *t, int64_t linear);
 

@@ -37,14 +37,23 @@ static cl_tensor *copy_as(const cl_tensor *t, cl_dtype dtype) {
     rowview.ndim = last;
     float *out = dst;
     for (int64_t r = 0; r < rows && cols > 0; r++) {
+      if ((r & 0xFF) == 0xFF && cl_check_interrupt()) {
+        cl_release(c);
+        return NULL;
+      }
       const float *in = (const float *)src + cl_offset_of(&rowview, r);
       int64_t st = t->stride[last];
       for (int64_t j = 0; j < cols; j++)
         out[r * cols + j] = in[j * st];
     }
   } else {
-    for (int64_t i = 0; i < n; i++)
-      cl_store(dtype, dst, i, cl_load(t->dtype, src, cl_offset_of(t, i)));
+    for (int64_t i = 0; i < n; i++) {
+      if (CL_POLL(i)) {
+        cl_release(c);
+        return NULL;
+      }
+      cl_move_elem(dtype, dst, i, t->dtype, src, cl_offset_of(t, i));
+    }
   }
   return c;
 }
@@ -123,8 +132,10 @@ cl_tensor *cl_reshape(cl_tensor *t, int ndim, const int64_t *shape) {
       return (void)cl_fail("reshape: size %lld of dimension %d is negative", (long long)shape[d],
                            d),
              NULL;
-    } else {
-      known *= shape[d];
+    } else if (cl_mul_i64(known, shape[d], &known)) {
+      return (void)cl_fail("reshape: shape %s has more elements than a 64-bit count can hold",
+                           cl_dims_str(ndim, shape, b1, sizeof b1)),
+             NULL;
     }
   }
   int64_t n = cl_numel(t);
@@ -176,11 +187,12 @@ cl_tensor *cl_narrow(cl_tensor *t, int dim, int64_t start, int64_t length) {
   int d = 0;
   if (cl_norm_dim("narrow", dim, t->ndim, &d))
     return NULL;
-  if (start < 0 || length < 0 || start + length > t->shape[d])
-    return (void)cl_fail("narrow: positions %lld to %lld (start %lld, length %lld) are outside "
-                         "dimension %d of size %lld",
-                         (long long)start, (long long)(start + length - 1), (long long)start,
-                         (long long)length, d, (long long)t->shape[d]),
+  /* Written so that nothing overflows: start + length could (start near 2^63). */
+  if (start < 0 || length < 0 || start > t->shape[d] || length > t->shape[d] - start)
+    return (void)cl_fail("narrow: start %lld, length %lld are outside dimension %d of size "
+                         "%lld (start must be in 0..%lld, length at most size - start)",
+                         (long long)start, (long long)length, d, (long long)t->shape[d],
+                         (long long)t->shape[d]),
            NULL;
   int64_t shape[CL_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
@@ -308,8 +320,13 @@ cl_tensor *cl_expand(cl_tensor *t, int ndim, const int64_t *shape) {
   int64_t stride[CL_MAX_DIMS], dims[CL_MAX_DIMS];
   for (int d = 0; d < ndim; d++) {
     int64_t want = shape[d], have = d < lead ? 1 : t->shape[d - lead];
-    if (want == -1)
+    if (want == -1 && d >= lead)
       want = have;
+    if (want < 0)
+      return (void)cl_fail("expand: size %lld of dimension %d is invalid (sizes are >= 0, or -1 "
+                           "to keep an existing dimension) in %s",
+                           (long long)shape[d], d, cl_dims_str(ndim, shape, b2, sizeof b2)),
+             NULL;
     if (have != want && have != 1)
       return (void)cl_fail("expand: cannot expand %s to %s (dimension %d)",
                            cl_shape_str(t, b1, sizeof b1), cl_dims_str(ndim, shape, b2, sizeof b2),
@@ -318,6 +335,8 @@ cl_tensor *cl_expand(cl_tensor *t, int ndim, const int64_t *shape) {
     dims[d] = want;
     stride[d] = d < lead || (have == 1 && want != 1) ? 0 : t->stride[d - lead];
   }
+  if (cl_check_view_shape("expand", ndim, dims))
+    return NULL;
   cl_tensor *v = view_of(t, ndim, dims, stride, t->offset);
   cl_record(&v, NULL, "expand", expand_backward, 1, &t, 0, NULL);
   return v;

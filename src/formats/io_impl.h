@@ -23,6 +23,13 @@ int cl_atomic_commit(cl_atomic *a, FILE *f, const char *path, const char *who);
 /* Closes (through f if given) and removes the temporary; safe to call after a failed commit. */
 void cl_atomic_abort(cl_atomic *a, FILE *f);
 
+/* Opens path for reading, refusing anything but a regular file without blocking: the open is
+ * non-blocking (a FIFO with no writer would otherwise block in open() forever), the check is
+ * fstat on the descriptor itself (no window between a check and the open), and the descriptor
+ * is made blocking again for the reads. Returns the descriptor (its size in *size) or -1 with
+ * a message starting with `who`. */
+int cl_open_regular(const char *path, const char *who, uint64_t *size);
+
 /* Reads a whole file into a cl_alloc'd buffer (*size bytes, buffer size *size + 1 with a NUL
  * after the data). max bounds the size accepted. */
 int cl_read_file(const char *path, const char *who, size_t max, unsigned char **data, size_t *size);

@@ -98,24 +98,44 @@ int cl_atomic_commit(cl_atomic *a, FILE *f, const char *path, const char *who) {
   return 0;
 }
 
+int cl_open_regular(const char *path, const char *who, uint64_t *size) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return cl_fail("%s: %s: cannot open: %s", who, path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return cl_fail("%s: %s: not a regular file", who, path);
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    return cl_fail("%s: %s: cannot open: %s", who, path, strerror(e));
+  }
+  *size = (uint64_t)st.st_size;
+  return fd;
+}
+
 int cl_read_file(const char *path, const char *who, size_t max, unsigned char **data,
                  size_t *size) {
   *data = NULL;
   *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f)
+  uint64_t fsize;
+  int fd = cl_open_regular(path, who, &fsize);
+  if (fd < 0)
+    return -1;
+  if (fsize > max) {
+    close(fd);
+    return cl_fail("%s: %s: file too large (%llu bytes, at most %zu accepted)", who, path,
+                   (unsigned long long)fsize, max);
+  }
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
     return cl_fail("%s: %s: cannot open: %s", who, path, strerror(errno));
-  struct stat st;
-  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-    fclose(f);
-    return cl_fail("%s: %s: not a regular file", who, path);
   }
-  if ((uint64_t)st.st_size > max) {
-    fclose(f);
-    return cl_fail("%s: %s: file too large (%lld bytes, at most %zu accepted)", who, path,
-                   (long long)st.st_size, max);
-  }
-  size_t n = (size_t)st.st_size;
+  size_t n = (size_t)fsize;
   unsigned char *buf = cl_alloc(n + 1);
   if (!buf) {
     fclose(f);

@@ -10,8 +10,9 @@
 #include <png.h>
 #include <string.h>
 
-/* Caps what a forged header can make us allocate: 2^28 pixels is a 16k × 16k image. */
-#define PNG_MAX_PIXELS (1u << 28)
+/* Caps what a forged header can make us allocate: 2^26 pixels is an 8192 × 8192 image (a
+ * 261 KB file of 16384² grey pixels took 530 MB at the former 2^28). docs/reliability.md. */
+#define PNG_MAX_PIXELS (1u << 26)
 #define PNG_MAX_FILE ((size_t)1 << 30)
 /* Deflate cannot expand more than 1032 times (see idx.c). */
 #define DEFLATE_MAX_RATIO 1100
@@ -49,7 +50,7 @@ int cl_write_png(const char *path, const cl_tensor *t) {
   if (image_dims(t, path, &c, &h, &w))
     return -1;
   if ((uint64_t)h * (uint64_t)w > PNG_MAX_PIXELS)
-    return cl_fail("png: %s: image too large (%lld×%lld, at most 2^28 pixels)", path, (long long)h,
+    return cl_fail("png: %s: image too large (%lld×%lld, at most 2^26 pixels)", path, (long long)h,
                    (long long)w);
   size_t npix = (size_t)(h * w), nbytes = npix * (size_t)c;
   uint8_t *buf = cl_alloc(nbytes);
@@ -147,7 +148,7 @@ cl_tensor *cl_decode_png(const void *data, size_t size, const char *name) {
   if (npix == 0 || npix > PNG_MAX_PIXELS || npix * (uint64_t)c / DEFLATE_MAX_RATIO > size) {
     cl_fail("png: %s: unsupported or corrupt: %u×%u pixels%s", name, (unsigned)img.width,
             (unsigned)img.height,
-            npix > PNG_MAX_PIXELS ? " (at most 2^28 accepted)"
+            npix > PNG_MAX_PIXELS ? " (at most 2^26 = 8192×8192 accepted)"
                                   : " cannot come from a file this small (truncated?)");
     png_image_free(&img);
     return NULL;

@@ -39,6 +39,21 @@ size_t cl_mem_peak(void);
 /* Make the n-th allocation from now fail (n >= 1); 0 disables. Returns allocations so far. */
 void cl_fail_alloc_after(long n);
 long cl_alloc_count(void);
+/* Refuse any single allocation above nbytes (0: no ceiling), as "not enough memory". */
+void cl_set_alloc_limit(size_t nbytes);
+
+/* ---------------------------------------------------------------- interruption */
+
+/* cl_interrupt() is async-signal-safe: a SIGINT handler calls it. Every long loop of the core
+ * (copies, fills, reductions, element-wise ops) polls cl_check_interrupt() every
+ * CL_POLL_MASK + 1 elements; it returns -1 with the message "interrupted" (clearing the
+ * request) when one is pending, 0 otherwise. */
+void cl_interrupt(void);
+void cl_interrupt_clear(void);
+int cl_interrupt_pending(void);
+int cl_check_interrupt(void);
+#define CL_POLL_MASK 0xFFFF
+#define CL_POLL(i) (((i) & CL_POLL_MASK) == CL_POLL_MASK && cl_check_interrupt())
 
 /* ---------------------------------------------------------------- the block cache */
 
@@ -112,6 +127,15 @@ int cl_same_shape(const cl_tensor *a, const cl_tensor *b);
 /* Element access by position; idx has t->ndim entries, each checked. */
 int cl_get(const cl_tensor *t, const int64_t *idx, double *value);
 int cl_set(cl_tensor *t, const int64_t *idx, double value);
+/* Exact integer access for int64 tensors (other dtypes convert; a value a uint8 tensor cannot
+ * hold is refused rather than saturated). */
+int cl_get_i64(const cl_tensor *t, const int64_t *idx, int64_t *value);
+int cl_set_i64(cl_tensor *t, const int64_t *idx, int64_t value);
+int cl_fill_i64_(cl_tensor *t, int64_t value);
+int64_t cl_item_i64_at(const cl_tensor *t, int64_t linear); /* no checks, int64 tensors */
+/* Whether v can be stored in an integer tensor of dtype exactly-enough: finite and within the
+ * dtype's range (floats always pass); -1 with a message naming fn otherwise. */
+int cl_check_value(const char *fn, cl_dtype dtype, double v);
 double cl_item_at(const cl_tensor *t, int64_t linear); /* no checks: linear in row-major order */
 
 /* In-place writes (refused on a leaf that requires grad while grad mode is on). */

@@ -4,6 +4,7 @@
 #include "lua/lbind.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -106,20 +107,138 @@ int clb_check_shape(lua_State *L, int idx, int64_t *shape, int *next, const char
   return n;
 }
 
-int clb_check_dim(lua_State *L, int idx, int ndim, const char *fn) {
-  int ok;
-  lua_Integer d = lua_tointegerx(L, idx, &ok);
-  if (!ok)
-    luaL_argerror(
-        L, idx,
-        lua_pushfstring(L, "%s: dimension must be an integer, got %s", fn, luaL_typename(L, idx)));
-  if (d < -ndim || d >= ndim || ndim == 0)
-    luaL_argerror(L, idx,
+/* An argument error: "bad argument #n" for a real argument, a plain error for a value the
+ * caller pushed itself (idx < 0: an entry of a table argument, say). */
+static void arg_fail(lua_State *L, int idx, const char *msg) {
+  if (idx < 0)
+    luaL_error(L, "%s", msg);
+  luaL_argerror(L, idx, msg);
+}
+
+/* The argument at idx as an exact integer: a float with an integral value in range is
+ * accepted (2^40 as well as 1099511627776), anything else names fn, what and the value. */
+lua_Integer clb_arg_integer(lua_State *L, int idx, const char *fn, const char *what) {
+  int ok = 0;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  if (!ok || lua_type(L, idx) != LUA_TNUMBER)
+    arg_fail(L, idx,
+                  lua_pushfstring(L, "%s: %s must be an integer, got %s", fn, what,
+                                  lua_type(L, idx) == LUA_TNUMBER ? clb_describe(L, idx)
+                                                                  : luaL_typename(L, idx)));
+  return v;
+}
+
+/* A dim in [lo, hi] (after adding `wrap` to a negative one), range-checked as a lua_Integer
+ * before it is narrowed to int, so 2^32 is refused instead of read as 0. */
+static int check_dim_in(lua_State *L, int idx, int ndim, int extra, const char *fn) {
+  lua_Integer d = clb_arg_integer(L, idx, fn, "dimension");
+  lua_Integer n = (lua_Integer)ndim + extra; /* valid: -n .. n-1 */
+  if (extra && (d < -n || d >= n))
+    arg_fail(L, idx,
+             lua_pushfstring(L, "%s: position %I out of range 0..%d (or %I..-1 from the end)", fn,
+                             d, ndim, -n));
+  if (n == 0 || d < -n || d >= n) {
+    if (n == 0)
+      arg_fail(L, idx,
+                    lua_pushfstring(L, "%s: dimension %I out of range: the tensor has no "
+                                       "dimensions (a scalar)",
+                                    fn, d));
+    arg_fail(L, idx,
                   lua_pushfstring(L,
-                                  "%s: dimension %d out of range for a tensor with %d "
-                                  "dimensions (dims count from 0)",
-                                  fn, (int)d, ndim));
-  return (int)(d < 0 ? d + ndim : d);
+                                  "%s: dimension %I out of range for a tensor with %d "
+                                  "dimensions (expected %I..%I; dims count from 0)",
+                                  fn, d, ndim, -n, n - 1));
+  }
+  return (int)(d < 0 ? d + n : d);
+}
+
+int clb_check_dim(lua_State *L, int idx, int ndim, const char *fn) {
+  return check_dim_in(L, idx, ndim, 0, fn);
+}
+
+int clb_check_newdim(lua_State *L, int idx, int ndim, const char *fn) {
+  return check_dim_in(L, idx, ndim, 1, fn);
+}
+
+int64_t clb_check_size(lua_State *L, int idx, const char *fn, const char *what, int keep_ok) {
+  lua_Integer v = clb_arg_integer(L, idx, fn, what);
+  if (v < 0 && !(keep_ok && v == -1))
+    arg_fail(L, idx,
+                  lua_pushfstring(L, "%s: %s must be %s, got %I", fn, what,
+                                  keep_ok ? ">= 0 (or -1 to keep the size)" : ">= 0", v));
+  return (int64_t)v;
+}
+
+const char *clb_check_name(lua_State *L, int idx, const char *fn, const char *what) {
+  if (lua_type(L, idx) != LUA_TSTRING)
+    arg_fail(L, idx,
+                  lua_pushfstring(L, "%s: %s: string expected, got %s", fn, what,
+                                  clb_describe(L, idx)));
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (strlen(s) != len)
+    arg_fail(L, idx,
+                  lua_pushfstring(L,
+                                  "%s: %s contains a NUL byte (at byte %d); it would be cut "
+                                  "there",
+                                  fn, what, (int)strlen(s) + 1));
+  return s;
+}
+
+const char *clb_opt_name(lua_State *L, int idx, const char *fn, const char *what,
+                         const char *def) {
+  return lua_isnoneornil(L, idx) ? def : clb_check_name(L, idx, fn, what);
+}
+
+double clb_arg_notnan(lua_State *L, int idx, const char *fn, const char *what) {
+  double v = clb_arg_number(L, idx, fn, what);
+  if (v != v)
+    arg_fail(L, idx, lua_pushfstring(L, "%s: %s must be a number, got NaN", fn, what));
+  return v;
+}
+
+void clb_check_value(lua_State *L, int idx, cl_dtype dt, const char *fn, clb_value *out) {
+  if (lua_type(L, idx) != LUA_TNUMBER && !lua_isboolean(L, idx))
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L, "%s: value must be a number, got %s", fn,
+                                  clb_describe(L, idx)));
+  clb_value_at(L, idx, dt, fn, out);
+}
+
+void clb_value_at(lua_State *L, int idx, cl_dtype dt, const char *fn, clb_value *out) {
+  out->is_int = 0;
+  if (lua_isboolean(L, idx)) {
+    out->is_int = 1;
+    out->i = lua_toboolean(L, idx);
+    out->d = (double)out->i;
+    return;
+  }
+  if (lua_isinteger(L, idx)) {
+    out->is_int = 1;
+    out->i = lua_tointeger(L, idx);
+    out->d = (double)out->i;
+    if (dt == CL_UINT8 && (out->i < 0 || out->i > 255))
+      luaL_error(L, "%s: %I is outside the range of uint8 (0..255)", fn, out->i);
+    return;
+  }
+  out->d = lua_tonumber(L, idx);
+  if (dt == CL_FLOAT32)
+    return;
+  if (cl_check_value(fn, dt, out->d))
+    clb_error(L);
+  if (dt == CL_INT64 && out->d == floor(out->d)) { /* an integral float: exact from here */
+    out->is_int = 1;
+    out->i = (lua_Integer)out->d; /* in range: checked above */
+  }
+}
+
+void clb_push_elem(lua_State *L, const cl_tensor *t, int64_t linear) {
+  if (t->dtype == CL_INT64)
+    lua_pushinteger(L, (lua_Integer)cl_item_i64_at(t, linear));
+  else if (t->dtype == CL_FLOAT32)
+    lua_pushnumber(L, cl_item_at(t, linear));
+  else
+    lua_pushinteger(L, (lua_Integer)cl_item_at(t, linear));
 }
 
 cl_rng *clb_opt_rng(lua_State *L, int idx) {
@@ -144,7 +263,7 @@ const char *clb_opt_string(lua_State *L, int idx, const char *key, const char *d
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
-    s = lua_tostring(L, -1); /* stays alive: the options table holds it */
+    s = clb_check_name(L, -1, "options", key); /* stays alive: the options table holds it */
   }
   lua_pop(L, 1);
   return s;

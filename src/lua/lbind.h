@@ -50,8 +50,35 @@ int clb_error(lua_State *L);
 /* Reads a shape at idx: either a table {2, 3, 28} or integers idx, idx+1, ... (stopping at
  * the first non-number). Returns the number of dims; *next is the index after the shape. */
 int clb_check_shape(lua_State *L, int idx, int64_t *shape, int *next, const char *fn);
-/* A dim argument counted from 0 (negative counts from the end), checked against ndim. */
+/* A dim argument counted from 0 (negative counts from the end), checked against ndim as a
+ * lua_Integer before narrowing (2^32 is refused, not read as 0); the message shows the value
+ * given and the valid range. Every method taking a dim uses it. */
 int clb_check_dim(lua_State *L, int idx, int ndim, const char *fn);
+/* The same for a position where a new dim goes (unsqueeze): -(ndim+1) .. ndim. */
+int clb_check_newdim(lua_State *L, int idx, int ndim, const char *fn);
+/* An exact integer argument (integral floats accepted), else an error naming fn and what. */
+lua_Integer clb_arg_integer(lua_State *L, int idx, const char *fn, const char *what);
+/* A size: an integer >= 0, or -1 too when keep_ok (expand's "keep this size"). */
+int64_t clb_check_size(lua_State *L, int idx, const char *fn, const char *what, int keep_ok);
+/* A string without embedded NUL bytes (a name, a key, a path): "a\0b" would be cut to "a"
+ * by every C function it reaches, so it is refused. */
+const char *clb_check_name(lua_State *L, int idx, const char *fn, const char *what);
+const char *clb_opt_name(lua_State *L, int idx, const char *fn, const char *what,
+                         const char *def);
+/* A number that is not NaN. */
+double clb_arg_notnan(lua_State *L, int idx, const char *fn, const char *what);
+/* A value for an element of a tensor of dtype dt: integers stay exact (lua_Integer) for
+ * int64 tensors; NaN or out-of-range values for integer dtypes are errors naming fn. */
+typedef struct {
+  int is_int;
+  lua_Integer i;
+  double d;
+} clb_value;
+void clb_check_value(lua_State *L, int idx, cl_dtype dt, const char *fn, clb_value *out);
+/* The same for a value already known to be a number or boolean. */
+void clb_value_at(lua_State *L, int idx, cl_dtype dt, const char *fn, clb_value *out);
+/* Pushes the element at linear position of t: exact integers for int64. */
+void clb_push_elem(lua_State *L, const cl_tensor *t, int64_t linear);
 /* opts.generator if opts (a table at idx) has one, else the default generator. */
 cl_rng *clb_opt_rng(lua_State *L, int idx);
 /* Reads a string option `key` from an options table at idx (absent → def). */

@@ -28,6 +28,17 @@ static int nested_shape(lua_State *L, int idx, int64_t *shape) {
   return nd;
 }
 
+/* One element from the Lua value at idx: exact for int64, NaN or out of range refused for the
+ * integer dtypes. */
+static void store_value(lua_State *L, int idx, cl_tensor *t, int64_t pos) {
+  clb_value v;
+  clb_value_at(L, idx, t->dtype, "tensor", &v);
+  if (v.is_int && t->dtype == CL_INT64)
+    ((int64_t *)cl_data(t))[pos] = v.i;
+  else
+    cl_store(t->dtype, cl_data(t), pos, v.d);
+}
+
 static void fill_nested(lua_State *L, int idx, cl_tensor *t, int dim, int64_t *pos) {
   int64_t len = (int64_t)lua_rawlen(L, idx);
   if (len != t->shape[dim])
@@ -41,16 +52,10 @@ static void fill_nested(lua_State *L, int idx, cl_tensor *t, int dim, int64_t *p
                    luaL_typename(L, -1));
       fill_nested(L, lua_gettop(L), t, dim + 1, pos);
     } else {
-      int isnum;
-      lua_Number v = lua_tonumberx(L, -1, &isnum);
-      if (!isnum && lua_isboolean(L, -1)) {
-        v = lua_toboolean(L, -1);
-        isnum = 1;
-      }
-      if (!isnum)
+      if (lua_type(L, -1) != LUA_TNUMBER && !lua_isboolean(L, -1))
         luaL_error(L, "tensor: expected a number at position %d, got %s", (int)*pos + 1,
                    luaL_typename(L, -1));
-      cl_store(t->dtype, cl_data(t), (*pos)++, v);
+      store_value(L, lua_gettop(L), t, (*pos)++);
     }
     lua_pop(L, 1);
   }
@@ -88,7 +93,7 @@ static int l_tensor(lua_State *L) {
   *slot = cl_empty(dt, nd, shape);
   clb_done(L, slot);
   if (nd == 0) {
-    cl_store(dt, cl_data(*slot), 0, lua_tonumber(L, 1));
+    store_value(L, 1, *slot, 0);
   } else {
     int64_t pos = 0;
     fill_nested(L, 1, *slot, 0, &pos);
@@ -103,8 +108,9 @@ static int make_filled(lua_State *L, const char *fn, int kind) {
   int next;
   int nd = clb_check_shape(L, 1, shape, &next, fn);
   double value = 0;
+  int value_at = next;
   if (kind == 'f') {
-    value = luaL_checknumber(L, next);
+    luaL_checknumber(L, next);
     next++;
   }
   if (!lua_isnoneornil(L, next) && !lua_istable(L, next))
@@ -124,9 +130,17 @@ static int make_filled(lua_State *L, const char *fn, int kind) {
   case 'o':
     *slot = cl_full(dt, nd, shape, 1);
     break;
-  case 'f':
-    *slot = cl_full(dt, nd, shape, value);
+  case 'f': {
+    clb_value v;
+    clb_value_at(L, value_at, dt, fn, &v);
+    value = v.d;
+    *slot = cl_empty(dt, nd, shape);
+    if (*slot && (v.is_int && dt != CL_FLOAT32 ? cl_fill_i64_(*slot, v.i) : cl_fill_(*slot, value))) {
+      cl_release(*slot);
+      *slot = NULL;
+    }
     break;
+  }
   case 'e':
     *slot = cl_empty(dt, nd, shape);
     break;
@@ -174,7 +188,7 @@ static int l_arange(lua_State *L) {
 }
 
 static int l_randperm(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_Integer n = clb_arg_integer(L, 1, "randperm", "n"); /* the range: cl_randperm */
   clb_check_opts(L, 2, "randperm", creation_opts);
   cl_rng *r = clb_opt_rng(L, 2);
   CLB_PUSH_RESULT(L, cl_randperm(r, n));

@@ -21,7 +21,7 @@
 #define ST_BOX "cnnlab.io.safetensors"
 
 static int l_read_idx(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "read_idx", "path");
   cl_tensor **slot = clb_slot(L);
   *slot = cl_read_idx(path);
   clb_done(L, slot);
@@ -35,7 +35,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 static int l_write_idx(lua_State *L) {
   static const char *const allowed[] = {"gzip", NULL};
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "write_idx", "path");
   cl_tensor *t = clb_check(L, 2);
   clb_check_opts(L, 3, "write_idx", allowed);
   int gzip = clb_opt_bool(L, 3, "gzip", ends_with(path, ".gz"));
@@ -45,7 +45,7 @@ static int l_write_idx(lua_State *L) {
 }
 
 static int l_read_png(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "read_png", "path");
   cl_tensor **slot = clb_slot(L);
   *slot = cl_read_png(path);
   clb_done(L, slot);
@@ -53,7 +53,7 @@ static int l_read_png(lua_State *L) {
 }
 
 static int l_write_png(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "write_png", "path");
   cl_tensor *t = clb_check(L, 2);
   if (cl_write_png(path, t))
     return clb_error(L);
@@ -77,7 +77,7 @@ static int l_image_grid(lua_State *L) {
 /* ---------------------------------------------------------------- safetensors */
 
 static int l_save_safetensors(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "save_safetensors", "path");
   luaL_checktype(L, 2, LUA_TTABLE);
   if (!lua_isnoneornil(L, 3))
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -88,6 +88,7 @@ static int l_save_safetensors(lua_State *L) {
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_error(L, "save_safetensors: tensor names must be strings, got a %s key",
                         luaL_typename(L, -2));
+    clb_check_name(L, -2, "save_safetensors", "a tensor name");
     if (!clb_is_tensor(L, -1))
       return luaL_error(L, "save_safetensors: '%s' must be a tensor, got %s", lua_tostring(L, -2),
                         luaL_typename(L, -1));
@@ -107,7 +108,10 @@ static int l_save_safetensors(lua_State *L) {
       if (lua_type(L, -2) != LUA_TSTRING)
         return luaL_error(L, "save_safetensors: metadata keys must be strings, got a %s key",
                           luaL_typename(L, -2));
+      clb_check_name(L, -2, "save_safetensors", "a metadata key");
       int vt = lua_type(L, -1);
+      if (vt == LUA_TSTRING)
+        clb_check_name(L, -1, "save_safetensors", "a metadata value");
       if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
         return luaL_error(L,
                           "save_safetensors: metadata '%s' must be a string or a number, got "
@@ -170,7 +174,7 @@ static void push_metadata(lua_State *L, const cl_safetensors *st) {
 }
 
 static int l_load_safetensors(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "load_safetensors", "path");
   cl_safetensors **box = st_box(L); /* index 2: owns everything until moved out */
   *box = cl_load_safetensors(path, 1);
   if (!*box)
@@ -190,7 +194,7 @@ static int l_load_safetensors(lua_State *L) {
 }
 
 static int l_safetensors_info(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "safetensors_info", "path");
   cl_safetensors **box = st_box(L);
   *box = cl_load_safetensors(path, 0);
   if (!*box)
@@ -279,7 +283,7 @@ static int l_split_indices(lua_State *L) {
 
 static int l_assign_colors(lua_State *L) {
   cl_tensor *labels = clb_check(L, 1);
-  const char *kind = luaL_checkstring(L, 3);
+  const char *kind = clb_check_name(L, 3, "assign_colors", "kind");
   int hard = !strcmp(kind, "hard");
   if (!hard && strcmp(kind, "easy"))
     return luaL_error(L,

@@ -6,6 +6,8 @@
  * strand a C tensor. */
 #include "lua/lbind.h"
 
+#include <math.h>
+
 #include <string.h>
 
 /* ---------------------------------------------------------------- argument checks */
@@ -186,6 +188,15 @@ static int l_mse_loss(lua_State *L) {
 
 /* ---------------------------------------------------------------- optimizer steps */
 
+/* NaN (or ±inf) hyper-parameters would silently turn every weight into NaN. */
+static void check_not_nan(lua_State *L, const char *fn, const double *v, const char *const *name,
+                          int n) {
+  for (int i = 0; i < n; i++)
+    if (v[i] != v[i] || v[i] == HUGE_VAL || v[i] == -HUGE_VAL)
+      luaL_error(L, "%s: %s must be a finite number, got %s", fn, name[i],
+                 v[i] != v[i] ? "nan" : v[i] > 0 ? "inf" : "-inf");
+}
+
 /* sgd_step(p, g, buf_or_nil, lr, momentum = 0, weight_decay = 0, nesterov = false) */
 static int l_sgd_step(lua_State *L) {
   const char *fn = "sgd_step";
@@ -196,6 +207,9 @@ static int l_sgd_step(lua_State *L) {
   double momentum = clb_arg_optnumber(L, 5, fn, "momentum", 0);
   double weight_decay = clb_arg_optnumber(L, 6, fn, "weight_decay", 0);
   int nesterov = clb_arg_optbool(L, 7, fn, "nesterov", 0);
+  const double nums[] = {lr, momentum, weight_decay};
+  static const char *const names[] = {"lr", "momentum", "weight_decay"};
+  check_not_nan(L, fn, nums, names, 3);
   if (cl_sgd_step(p, g, buf, lr, momentum, weight_decay, nesterov))
     return clb_error(L);
   return 0;
@@ -216,6 +230,9 @@ static int l_adam_step(lua_State *L) {
   double eps = clb_arg_optnumber(L, 9, fn, "eps", 1e-8);
   double weight_decay = clb_arg_optnumber(L, 10, fn, "weight_decay", 0);
   int decoupled = clb_arg_optbool(L, 11, fn, "decoupled", 0);
+  const double nums[] = {lr, beta1, beta2, eps, weight_decay};
+  static const char *const names[] = {"lr", "beta1", "beta2", "eps", "weight_decay"};
+  check_not_nan(L, fn, nums, names, 5);
   if (cl_adam_step(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled))
     return clb_error(L);
   return 0;

@@ -3,13 +3,16 @@
 #include "lua/lbind.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static int is_a_tty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  lua_Integer fd = luaL_optinteger(L, 1, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "a file descriptor (0..2^31-1) expected");
+  lua_pushboolean(L, isatty((int)fd));
   return 1;
 }
 
@@ -50,7 +53,7 @@ static int dir_box_gc(lua_State *L) {
 
 /* Sorted names in a directory (without . and ..); nil and a message when it can't be read. */
 static int list_dir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = clb_check_name(L, 1, "list_dir", "path");
   lua_settop(L, 1);
   DIR **box = lua_newuserdatauv(L, sizeof *box, 0); /* index 2, before opendir */
   *box = NULL;

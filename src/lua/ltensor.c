@@ -89,6 +89,13 @@ static int m_get(lua_State *L) {
                       t->ndim == 1 ? "" : "s", cl_shape_str(t, (char[96]){0}, 96),
                       lua_gettop(L) - 1);
   check_positions(L, t, 2, idx, "get");
+  if (t->dtype == CL_INT64) {
+    int64_t iv;
+    if (cl_get_i64(t, idx, &iv))
+      return clb_error(L);
+    lua_pushinteger(L, (lua_Integer)iv);
+    return 1;
+  }
   double v;
   if (cl_get(t, idx, &v))
     return clb_error(L);
@@ -107,8 +114,9 @@ static int m_set(lua_State *L) {
                       t->ndim, t->ndim == 1 ? "" : "s", cl_shape_str(t, (char[96]){0}, 96),
                       lua_gettop(L) - 1);
   check_positions(L, t, 2, idx, "set");
-  double v = luaL_checknumber(L, t->ndim + 2);
-  if (cl_set(t, idx, v))
+  clb_value v;
+  clb_check_value(L, t->ndim + 2, t->dtype, "set", &v);
+  if (v.is_int && t->dtype != CL_FLOAT32 ? cl_set_i64(t, idx, v.i) : cl_set(t, idx, v.d))
     return clb_error(L);
   lua_settop(L, 1);
   return 1;
@@ -121,7 +129,7 @@ static int m_item(lua_State *L) {
     return luaL_error(L, "item: tensor must have exactly one element, got shape %s",
                       cl_shape_str(t, b, sizeof b));
   }
-  push_value(L, t->dtype, cl_item_at(t, 0));
+  clb_push_elem(L, t, 0);
   return 1;
 }
 
@@ -131,7 +139,7 @@ static void push_nested(lua_State *L, const cl_tensor *t, int dim, int64_t *line
     if (dim + 1 < t->ndim)
       push_nested(L, t, dim + 1, linear);
     else
-      push_value(L, t->dtype, cl_item_at(t, (*linear)++));
+      clb_push_elem(L, t, (*linear)++);
     lua_rawseti(L, -2, i + 1);
   }
 }
@@ -139,9 +147,13 @@ static void push_nested(lua_State *L, const cl_tensor *t, int dim, int64_t *line
 static int m_totable(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   if (t->ndim == 0) {
-    push_value(L, t->dtype, cl_item_at(t, 0));
+    clb_push_elem(L, t, 0);
     return 1;
   }
+  /* Every element becomes a Lua value: a view of 2^40 elements would exhaust memory first. */
+  if (cl_numel(t) > (INT64_C(1) << 27))
+    return luaL_error(L, "totable: %I elements are too many for a Lua table (at most 2^27)",
+                      (lua_Integer)cl_numel(t));
   int64_t linear = 0;
   luaL_checkstack(L, t->ndim + 4, "totable: tensor too deep");
   push_nested(L, t, 0, &linear);
@@ -150,7 +162,9 @@ static int m_totable(lua_State *L) {
 
 static int m_fill_(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
-  if (cl_fill_(t, luaL_checknumber(L, 2)))
+  clb_value v;
+  clb_check_value(L, 2, t->dtype, "fill_", &v);
+  if (v.is_int && t->dtype != CL_FLOAT32 ? cl_fill_i64_(t, v.i) : cl_fill_(t, v.d))
     return clb_error(L);
   lua_settop(L, 1);
   return 1;
@@ -184,11 +198,9 @@ static int m_reshape(lua_State *L) {
       return luaL_error(L, "reshape: at most %d dimensions", CL_MAX_DIMS);
     for (int i = 1; i <= len; i++) {
       lua_rawgeti(L, 2, i);
-      int ok;
-      shape[n++] = lua_tointegerx(L, -1, &ok);
-      if (!ok)
-        return luaL_error(L, "reshape: shape entry %d must be an integer, got %s", i,
-                          luaL_typename(L, -1));
+      char what[32];
+      snprintf(what, sizeof what, "shape entry %d", i);
+      shape[n++] = clb_check_size(L, -1, "reshape", what, 1);
       lua_pop(L, 1);
     }
   } else {
@@ -196,7 +208,7 @@ static int m_reshape(lua_State *L) {
     if (top - 1 > CL_MAX_DIMS)
       return luaL_error(L, "reshape: at most %d dimensions", CL_MAX_DIMS);
     for (int i = 2; i <= top; i++)
-      shape[n++] = luaL_checkinteger(L, i);
+      shape[n++] = clb_check_size(L, i, "reshape", "a size", 1);
   }
   CLB_PUSH_RESULT(L, cl_reshape(t, n, shape));
 }
@@ -216,14 +228,15 @@ static int m_flatten(lua_State *L) {
 static int m_narrow(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = clb_check_dim(L, 2, t->ndim, "narrow");
-  lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
+  lua_Integer start = clb_arg_integer(L, 3, "narrow", "start");
+  lua_Integer len = clb_arg_integer(L, 4, "narrow", "length");
   CLB_PUSH_RESULT(L, cl_narrow(t, d, start, len));
 }
 
 static int m_select(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
   int d = clb_check_dim(L, 2, t->ndim, "select");
-  CLB_PUSH_RESULT(L, cl_select(t, d, luaL_checkinteger(L, 3)));
+  CLB_PUSH_RESULT(L, cl_select(t, d, clb_arg_integer(L, 3, "select", "index")));
 }
 
 static int m_transpose(lua_State *L) {
@@ -247,7 +260,7 @@ static int m_permute(lua_State *L) {
       lua_rawgeti(L, 2, i + 1);
     else
       lua_pushvalue(L, i + 2);
-    perm[i] = (int)luaL_checkinteger(L, -1);
+    perm[i] = clb_check_dim(L, tab ? -1 : i + 2, t->ndim, "permute");
     lua_pop(L, 1);
   }
   CLB_PUSH_RESULT(L, cl_permute(t, perm));
@@ -255,7 +268,7 @@ static int m_permute(lua_State *L) {
 
 static int m_unsqueeze(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
-  CLB_PUSH_RESULT(L, cl_unsqueeze(t, (int)luaL_checkinteger(L, 2)));
+  CLB_PUSH_RESULT(L, cl_unsqueeze(t, clb_check_newdim(L, 2, t->ndim, "unsqueeze")));
 }
 
 static int m_squeeze(lua_State *L) {
@@ -274,7 +287,7 @@ static int m_expand(lua_State *L) {
       return luaL_error(L, "expand: at most %d dimensions", CL_MAX_DIMS);
     for (int i = 0; i < n; i++) {
       lua_rawgeti(L, 2, i + 1);
-      shape[i] = luaL_checkinteger(L, -1);
+      shape[i] = clb_check_size(L, -1, "expand", "a size", 1);
       lua_pop(L, 1);
     }
   } else {
@@ -282,7 +295,7 @@ static int m_expand(lua_State *L) {
     if (n > CL_MAX_DIMS)
       return luaL_error(L, "expand: at most %d dimensions", CL_MAX_DIMS);
     for (int i = 0; i < n; i++)
-      shape[i] = luaL_checkinteger(L, i + 2);
+      shape[i] = clb_check_size(L, i + 2, "expand", "a size", 1);
   }
   CLB_PUSH_RESULT(L, cl_expand(t, n, shape));
 }
@@ -300,7 +313,7 @@ static int m_type(lua_State *L) {
     lua_pushstring(L, cl_dtype_name(t->dtype));
     return 1;
   }
-  cl_dtype dt = clb_check_dtype(L, luaL_checkstring(L, 2), "type");
+  cl_dtype dt = clb_check_dtype(L, clb_check_name(L, 2, "type", "dtype"), "type");
   CLB_PUSH_RESULT(L, cl_to_dtype(t, dt));
 }
 
@@ -356,8 +369,9 @@ static int m_unm(lua_State *L) { CLB_PUSH_RESULT(L, cl_unary(CL_NEG, clb_check(L
 
 static int m_clamp(lua_State *L) {
   cl_tensor *t = clb_check(L, 1);
-  double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
-  double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+  /* nil means "no bound"; NaN is refused rather than read as one. */
+  double lo = lua_isnoneornil(L, 2) ? NAN : clb_arg_notnan(L, 2, "clamp", "min");
+  double hi = lua_isnoneornil(L, 3) ? NAN : clb_arg_notnan(L, 3, "clamp", "max");
   CLB_PUSH_RESULT(L, cl_clamp(t, lo, hi));
 }
 

@@ -87,7 +87,10 @@ cl_tensor *cl_upsample_bilinear(cl_tensor *x, int out_h, int out_w) {
            NULL;
   int64_t h = x->shape[2], w = x->shape[3], planes = x->shape[0] * x->shape[1];
   int64_t shape[4] = {x->shape[0], x->shape[1], out_h, out_w};
-  size_t taps_bytes = sizeof(lerp_tap) * (size_t)(out_h + out_w);
+  /* Before anything is multiplied: 2^30 × 2^30 outputs overflow more than one product. */
+  if (cl_check_shape("upsample_bilinear", 4, shape))
+    return NULL;
+  size_t taps_bytes = sizeof(lerp_tap) * ((size_t)out_h + (size_t)out_w);
   lerp_tap *rows = cl_alloc(taps_bytes);
   cl_tensor *xc = rows ? cl_float_contiguous(x) : NULL;
   cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;

@@ -95,7 +95,10 @@ int main(void) {
     const char *name;
     target_fn fn;
   } targets[] = {
-      {"idx", fuzz_idx_one}, {"safetensors", fuzz_safetensors_one}, {"png", fuzz_png_one}};
+      {"idx", fuzz_idx_one},
+      {"safetensors", fuzz_safetensors_one},
+      {"png", fuzz_png_one},
+      {"lua", fuzz_lua_one}};
   int total = 0;
   for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
     char dir[2048];
@@ -127,6 +130,13 @@ int main(void) {
   memcpy(st_ok + 8, st_hdr, sizeof st_hdr - 1);
   CHECK(fuzz_safetensors_one(st_ok, 8 + sizeof st_hdr - 1 + 2) == 0,
         "a valid safetensors file is refused: %s", cl_last_error());
+  /* The Lua target runs its statements: a valid one is accepted, a hostile one refused. */
+  static const char lua_ok[] = "--lua\nT[1] = lab.ones(2, 3):sum(1)";
+  CHECK(fuzz_lua_one((const uint8_t *)lua_ok, sizeof lua_ok - 1) == 0,
+        "the Lua target refused valid code: %s", cl_last_error());
+  static const char lua_bad[] = "--lua\nlab.ones(3):narrow(0, 1, math.maxinteger)";
+  CHECK(fuzz_lua_one((const uint8_t *)lua_bad, sizeof lua_bad - 1) == 1,
+        "the Lua target accepted an out-of-range narrow");
   static const uint8_t not_png[] = "not a png at all";
   CHECK(fuzz_png_one(not_png, sizeof not_png) == 1, "garbage accepted as PNG");
   CHECK_DONE();

@@ -1,0 +1,2 @@
+--lua
+local t = lab.arange(0, 1e300)

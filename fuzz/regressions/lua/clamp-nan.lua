@@ -1,0 +1,2 @@
+--lua
+local t = lab.ones(2):clamp(0/0, 1)

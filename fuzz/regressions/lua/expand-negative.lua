@@ -1,0 +1,2 @@
+--lua
+local t = lab.ones(1):expand(-5, 3)

@@ -1,0 +1,3 @@
+--lua
+local s = tostring(lab.ones(1):expand(2^40))
+assert(#s < 4000)
