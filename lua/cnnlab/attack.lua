@@ -57,6 +57,7 @@
 --                  random_start, confidence, early_stop, loss, batch}
 -- }
 local core = require "cnnlab.core"
+local nn = require "cnnlab.nn"
 
 local attack = {}
 
@@ -294,6 +295,26 @@ function attack.sign_step(x, grad, s)
   return x + grad:sign() * (s.sign * s.step_size)
 end
 
+--- attack.guarded(model, fn, body): runs body with model in evaluation mode, its parameters
+-- frozen and gradients on (an attack differentiates with respect to its input only), and
+-- restores all of it, even on error (cnnlab.nn.frozen). A model that is a plain function runs
+-- as it is. Errors begin with fn.
+function attack.guarded(model, fn, body)
+  local ok, err
+  if type(model) == "table" and type(model.parameters) == "function" then
+    ok, err = pcall(nn.frozen, model, body, {grad = true})
+  else
+    local was = core.set_grad_enabled(true)
+    ok, err = pcall(body)
+    core.set_grad_enabled(was)
+  end
+  if not ok then
+    local msg = tostring(err)
+    if not msg:find("^" .. fn) then msg = fn .. ": " .. msg end
+    error(msg, 0)
+  end
+end
+
 --- Runs the attack plug-in p (a table of lua/cnnlab/attacks/, see its init.lua) on x: the
 -- engine above with p's defaults and p.step as the update. Errors begin with fn.
 function attack.run(p, model, x, opts, fn)
@@ -306,26 +327,12 @@ function attack.run(p, model, x, opts, fn)
   local out = {adversarial = x:clone(), success = {}, steps = {}, confidence = {}, pred = {},
     forward = 0, backward = 0}
   -- evaluation mode, no parameter gradients; both restored afterwards, even on error
-  local was_training = type(model) == "table" and model.training
-  local params = type(model) == "table" and model.parameters and model:parameters() or {}
-  local flags = {}
-  for i, p in ipairs(params) do flags[i] = p.requires_grad; p.requires_grad = false end
-  if type(model) == "table" and model.eval then model:eval() end
-  local grad_was = core.set_grad_enabled(true)
-  local ok, err = pcall(function()
+  attack.guarded(model, fn, function()
     for base = 0, n - 1, s.batch do
       local count = math.min(s.batch, n - base)
       run_chunk(model, x:narrow(0, base, count), classes:narrow(0, base, count), s, out, base)
     end
   end)
-  core.set_grad_enabled(grad_was)
-  for i, p in ipairs(params) do p.requires_grad = flags[i] end
-  if type(model) == "table" and model.train and was_training ~= nil then model:train(was_training) end
-  if not ok then
-    local msg = tostring(err)
-    if not msg:find("^" .. fn) then msg = fn .. ": " .. msg end
-    error(msg, 0)
-  end
   s.generator, s.step = nil, nil
   local result = {settings = s, n = n}
   local was = core.set_grad_enabled(false)

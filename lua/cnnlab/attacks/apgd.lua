@@ -279,13 +279,7 @@ function apgd.run(model, x, opts, fn)
     out.success[i], out.steps[i], out.confidence[i], out.pred[i] = 0, 0, -1, -1
     out.done_steps[i] = 0
   end
-  local was_training = type(model) == "table" and model.training
-  local params = type(model) == "table" and model.parameters and model:parameters() or {}
-  local flags = {}
-  for i, p in ipairs(params) do flags[i] = p.requires_grad; p.requires_grad = false end
-  if type(model) == "table" and model.eval then model:eval() end
-  local grad_was = core.set_grad_enabled(true)
-  local ok, err = pcall(function()
+  attack.guarded(model, fn, function()
     local src_all
     if s.targeted and s.loss == "dlr" then
       if opts.source ~= nil then
@@ -350,14 +344,6 @@ function apgd.run(model, x, opts, fn)
       end
     end
   end)
-  core.set_grad_enabled(grad_was)
-  for i, p in ipairs(params) do p.requires_grad = flags[i] end
-  if type(model) == "table" and model.train and was_training ~= nil then model:train(was_training) end
-  if not ok then
-    local msg = tostring(err)
-    if not msg:find("^" .. fn) then msg = fn .. ": " .. msg end
-    error(msg, 0)
-  end
   s.generator = nil
   s.eps_per_sample = eps_t ~= nil
   local result = {settings = s, n = n}
