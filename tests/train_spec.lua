@@ -73,6 +73,32 @@ describe("train.fit", function()
     assert.is_false(same_weights(a.model, c.model))
   end)
 
+  it("calls a method's begin_step once per step with the whole batch, before any loss", function()
+    -- batch 200 over 640 samples: steps of 200, 200, 200, 40; with micro_batches = 2 the
+    -- losses see halves, begin_step and before_step the whole batch
+    for _, micro in ipairs({1, 2}) do
+      local events = {}
+      local function log(kind) return function(ctx, batch)
+        events[#events + 1] = ("%s%d/%d"):format(kind, batch.y:numel(), ctx.micro_batches)
+      end end
+      local m = tiny_method{begin_step = log("B"), before_step = log("S")}
+      local loss = m.loss
+      m.loss = function(ctx, batch)
+        log("L")(ctx, batch)
+        return loss(ctx, batch)
+      end
+      lab.train.fit{method = m, data = {train = small_sets().train}, epochs = 1, batch = 200,
+        lr = 3e-3, seed = 5, progress = false, validate = false, micro_batches = micro}
+      local want = {}
+      for _, count in ipairs({200, 200, 200, 40}) do
+        want[#want + 1] = ("B%d/%d"):format(count, micro)
+        for _ = 1, micro do want[#want + 1] = ("L%d/%d"):format(count // micro, micro) end
+        want[#want + 1] = ("S%d/%d"):format(count, micro)
+      end
+      assert.are.same(want, events)
+    end
+  end)
+
   it("resumes after a finished epoch to the weights of an uninterrupted run", function()
     local dir = tmpdir()
     local whole = fit{epochs = 2}

@@ -291,6 +291,7 @@ fit = function(opts)
   if micro > 1 and nranks > 1 then
     error("train: micro_batches splits batches in one process; under MPI the ranks do it", 2)
   end
+  ctx.micro_batches = micro -- methods' begin_step reads it: > 1 when each batch is split
   local function check_finite(value, epoch, step)
     if value ~= value or value == math.huge or value == -math.huge then
       error(("train: the loss became %s at epoch %d, step %d (global step %d); the last " ..
@@ -316,6 +317,10 @@ fit = function(opts)
         ctx.optimizer:zero_grad()
         local batch, logits, value, step_correct = nil, nil, 0.0, 0
         local step_loss = 0.0
+        -- the whole batch (this rank's share under MPI), seen by begin_step before any loss
+        -- and by before_step after the last one
+        local whole = positions and train.batch_of(set, positions)
+        if whole and method.begin_step then method.begin_step(ctx, whole) end
         if positions and micro > 1 then
           -- One process computing the batch as `micro` ranks would: each share's weighted loss
           -- back-propagated in turn, the gradients summed in .grad in rank order. With micro = K
@@ -335,9 +340,9 @@ fit = function(opts)
             end
           end
           value = step_loss / count
-          batch = train.batch_of(set, positions) -- what before_step sees: the whole batch
+          batch = whole -- what before_step sees: the whole batch
         elseif positions then
-          batch = train.batch_of(set, positions)
+          batch = whole
           local loss
           loss, logits = method.loss(ctx, batch)
           value = loss:item()

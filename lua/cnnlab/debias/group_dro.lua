@@ -8,6 +8,8 @@
 -- renormalisation (as in the authors' code). η = `eta` (0.01 as in the paper). The paper's
 -- strong ℓ2 penalty and group adjustments are not used (weight decay is the trainer's
 -- --weight-decay, default 0). q is kept as a float32 tensor and saved in checkpoints.
+-- With train.fit{micro_batches = K > 1} q is updated once per step, in begin_step, from the
+-- whole batch's group losses, and each part's loss is its share of the whole batch's loss.
 local lab = require "cnnlab"
 
 local M = {
@@ -34,17 +36,53 @@ function M.setup(ctx)
   ctx.group_dro = {q = lab.full({GROUPS}, 1 / GROUPS), eye = eye}
 end
 
+-- The batch's one-hot groups (N×100) and group sizes (at least 1).
+local function groups_of(st, batch)
+  local groups = batch.y * 10 + batch.colors                          -- int64 N
+  local onehot = st.eye:index_select(0, groups)                       -- N×100
+  local counts = onehot:sum(0):clamp(1, math.huge)
+  return onehot, counts
+end
+
+-- Once per optimiser step, before any loss. When the trainer splits the step into parts
+-- (ctx.micro_batches > 1), q is updated here from the whole batch's group losses (one forward
+-- pass without gradients), and the whole batch's group sizes are kept for loss; unsplit, loss
+-- updates q itself, as it always did.
+function M.begin_step(ctx, batch)
+  local st = ctx.group_dro
+  st.step_counts, st.step_n = nil, nil
+  if (ctx.micro_batches or 1) <= 1 then return end
+  lab.no_grad(function()
+    local ce = lab.cross_entropy(ctx.model(batch.x), batch.y, {reduction = "none"})
+    local onehot, counts = groups_of(st, batch)
+    local group_loss = (ce:unsqueeze(1) * onehot):sum(0) / counts
+    local q = st.q * (group_loss * ctx.options.eta):exp()
+    st.q = q / q:sum()
+    st.step_counts, st.step_n = counts, batch.y:numel()
+  end)
+end
+
 function M.loss(ctx, batch)
   local st = ctx.group_dro
   local logits = ctx.model(batch.x)
   local ce = lab.cross_entropy(logits, batch.y, {reduction = "none"})
-  local groups = batch.y * 10 + batch.colors                          -- int64 N
-  local onehot = st.eye:index_select(0, groups)                       -- N×100
-  local counts = onehot:sum(0):clamp(1, math.huge)
+  local onehot, counts = groups_of(st, batch)
+  if st.step_counts then
+    -- a part of a split step: its samples' share of the whole batch's group losses, scaled by
+    -- (batch size / part size) since the trainer weights the part's loss by its share; the
+    -- parts' weighted losses then add up to the whole batch's Σ_g q_g·ℓ_g. q is begin_step's.
+    local part_sum = (ce:unsqueeze(1) * onehot):sum(0) / st.step_counts
+    return (part_sum * st.q):sum() * (st.step_n / batch.y:numel()), logits
+  end
   local group_loss = (ce:unsqueeze(1) * onehot):sum(0) / counts       -- 100
   local q = st.q * (group_loss:detach() * ctx.options.eta):exp()
   st.q = q / q:sum()
   return (group_loss * st.q):sum(), logits
+end
+
+-- the split step is over: a later loss call (without begin_step) updates q itself again
+function M.before_step(ctx)
+  ctx.group_dro.step_counts, ctx.group_dro.step_n = nil, nil
 end
 
 function M.end_epoch(ctx, _, record)

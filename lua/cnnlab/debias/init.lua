@@ -5,7 +5,16 @@
 --   or a function(options) → number for methods whose length depends on their options),
 --   build_model(ctx) → model          loss(ctx, batch) → loss[, logits]
 --   setup(ctx), begin_epoch(ctx, e), end_epoch(ctx, e, record), before_step(ctx, batch)
+--   begin_step(ctx, batch)
 --   state_dict(ctx) → tensors, meta   load_state_dict(ctx, tensors, meta)     (all optional)
+-- begin_step is called once per optimiser step, after ctx.optimizer:zero_grad() and before
+-- any loss call, with the whole batch (under MPI: the rank's share). With
+-- train.fit{micro_batches = K > 1} (ctx.micro_batches) loss is then called once per part of
+-- that batch, each part's loss weighted by its share of the batch and back-propagated in
+-- turn; a method with state updated from a batch (per-sample statistics, weights over
+-- groups, a second model's gradients) updates it here from the whole batch, so that a split
+-- step makes the same update as an unsplit one. before_step(ctx, batch) gets the whole batch
+-- after the last loss, before ctx.optimizer:step().
 -- debias.new_model(ctx, o) builds a network for a method (seed_cnn unless train.fit was given
 -- a model_factory). Shipped methods live in lua/cnnlab/debias/NAME.lua; `--method path/to/file.lua` loads any
 -- other file, with no rebuild.

@@ -21,8 +21,12 @@
 --     as 0), separately for B and D. W uses 1e-8 in the denominator. W is a constant (no
 --     gradient).
 --   * Total loss = mean(GCE_B) + mean(W · CE_D); both models step with the same optimizer
---     settings (the trainer's --optimizer/--lr); B has its own optimizer, stepped in
---     before_step. B starts from its own initial weights (generator stream 1041 of the seed).
+--     settings (the trainer's --optimizer/--lr); B has its own optimizer, cleared in
+--     begin_step and stepped in before_step. B starts from its own initial weights (generator
+--     stream 1041 of the seed).
+--   * With train.fit{micro_batches = K > 1} the whole batch's EMAs and W are formed in
+--     begin_step (one extra forward pass of both models, without gradients) and each part
+--     uses them, so a split step makes the same update as an unsplit one.
 --   * The paper's Colored MNIST runs use an MLP for 100 epochs; here both are the seed CNN
 --     and the schedule is `epochs` (default 5) — stated in docs/debias.md.
 -- State in checkpoints: B's weights, B's optimizer, both EMAs and the seen flags (EMA values
@@ -77,17 +81,9 @@ local function class_max(st, ema, c)
   return m
 end
 
-function M.loss(ctx, batch)
-  local o, st = ctx.options, ctx.lff
-  st.bias_optimizer:zero_grad()
-  local y = batch.y
-  local logits_b = st.bias_model(batch.x)
-  local logits_d = ctx.model(batch.x)
-  local ce_b = lab.cross_entropy(logits_b, y, {reduction = "none"})
-  local ce_d = lab.cross_entropy(logits_d, y, {reduction = "none"})
-  -- EMA of each sample's losses, then class-wise max normalisation.
-  local idx, ys = batch.index:totable(), y:totable()
-  local lb, ld = ce_b:detach():totable(), ce_d:detach():totable()
+-- Updates the EMAs of the batch's samples (sample positions idx, 0-based; labels ys; plain
+-- cross-entropies lb of B and ld of D) and returns the weights W of those samples and their sum.
+local function update_weights(st, o, idx, ys, lb, ld)
   local a = o.ema
   for j, i0 in ipairs(idx) do
     local i = i0 + 1
@@ -109,7 +105,54 @@ function M.loss(ctx, batch)
     w[j] = b / (b + d + 1e-8)
     wsum = wsum + w[j]
   end
+  return w, wsum
+end
+
+-- Once per optimiser step, before any loss: B's gradients are cleared here (not in loss, which
+-- runs once per part when the trainer splits the batch). When the step is split
+-- (ctx.micro_batches > 1), the whole batch's EMAs and weights W are computed here, without
+-- gradients, so that every part uses the weights an unsplit step would; loss then only looks
+-- them up. Unsplit, loss updates the EMAs and forms W itself, as it always did.
+function M.begin_step(ctx, batch)
+  local o, st = ctx.options, ctx.lff
+  st.bias_optimizer:zero_grad()
+  st.began = true
+  st.step_w = nil
+  if (ctx.micro_batches or 1) <= 1 then return end
+  local lb, ld = lab.no_grad(function()
+    local ce_b = lab.cross_entropy(st.bias_model(batch.x), batch.y, {reduction = "none"})
+    local ce_d = lab.cross_entropy(ctx.model(batch.x), batch.y, {reduction = "none"})
+    return ce_b:totable(), ce_d:totable()
+  end)
+  local idx = batch.index:totable()
+  local w, wsum = update_weights(st, o, idx, batch.y:totable(), lb, ld)
+  st.step_w = {}
+  for j, i0 in ipairs(idx) do st.step_w[i0 + 1] = w[j] end
   st.last_mean_weight = wsum / #idx
+end
+
+function M.loss(ctx, batch)
+  local o, st = ctx.options, ctx.lff
+  -- a caller that does not call begin_step gets B's gradients cleared here, once per loss
+  if not st.began then st.bias_optimizer:zero_grad() end
+  local y = batch.y
+  local logits_b = st.bias_model(batch.x)
+  local logits_d = ctx.model(batch.x)
+  local ce_b = lab.cross_entropy(logits_b, y, {reduction = "none"})
+  local ce_d = lab.cross_entropy(logits_d, y, {reduction = "none"})
+  local idx = batch.index:totable()
+  local w
+  if st.step_w then
+    -- split step: the weights begin_step formed from the whole batch
+    w = {}
+    for j, i0 in ipairs(idx) do w[j] = st.step_w[i0 + 1] end
+  else
+    -- EMA of each sample's losses, then class-wise max normalisation.
+    local wsum
+    w, wsum = update_weights(st, o, idx, y:totable(), ce_b:detach():totable(),
+      ce_d:detach():totable())
+    st.last_mean_weight = wsum / #idx
+  end
   local p_y = logits_b:detach():softmax(1):gather(1, y:unsqueeze(1)):reshape(-1)
   local gce = (ce_b * (p_y:pow(o.q) * o.q)):mean()
   local weighted = (ce_d * lab.tensor(w)):mean()
@@ -117,7 +160,9 @@ function M.loss(ctx, batch)
 end
 
 function M.before_step(ctx)
-  ctx.lff.bias_optimizer:step()
+  local st = ctx.lff
+  st.bias_optimizer:step()
+  st.began, st.step_w = nil, nil
 end
 
 function M.end_epoch(ctx, _, record)
