@@ -99,7 +99,7 @@ local function file_hash(h, path)
 end
 
 -- Everything a result can depend on besides the step's own script and arguments: the Lua
--- library (the report module excepted: it only presents) and the interpreter with its core.
+-- library (the report module and its parts excepted: they only present) and the interpreter with its core.
 local library_hash = (function()
   local h = fnv(nil, "cnnlab")
   local function walk(d)
@@ -107,7 +107,7 @@ local library_hash = (function()
       local path = d .. "/" .. name
       if name:match("%.lua$") then
         if name ~= "report.lua" then h = file_hash(h, path) end
-      elseif not name:find("%.") then
+      elseif not name:find("%.") and path ~= "lua/cnnlab/report" then
         walk(path)
       end
     end

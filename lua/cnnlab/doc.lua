@@ -35,6 +35,9 @@ lab.conv2d | lab.conv2d(x, weight[, bias, stride, padding]) → tensor | 2-D con
 lab.linear | lab.linear(x, weight[, bias]) → tensor | x · weightᵀ + bias for N×I input and O×I weights.
 lab.max_pool2d | lab.max_pool2d(x, kernel[, stride]) → tensor | 2-D max pooling of N×C×H×W input.
 lab.upsample_bilinear | lab.upsample_bilinear(x, height, width) → tensor | Bilinear resize of N×C×H×W maps.
+lab.avg_pool2d | lab.avg_pool2d(x, kernel[, stride = kernel[, padding = 0]]) → tensor | 2-D average pooling of N×C×H×W input (padding counted, as PyTorch's default).
+lab.adaptive_avg_pool2d | lab.adaptive_avg_pool2d(x, height[, width = height]) → tensor | Average pooling of N×C×H×W input to a given output size (1: global average pooling).
+lab.batch_norm | lab.batch_norm(x, running_mean, running_var, weight, bias[, training = false[, momentum = 0.1[, eps = 1e-5]]]) → tensor | Batch normalisation over the channels of N×C[×…] input, in F.batch_norm's order.
 lab.dropout | lab.dropout(x, p, training[, generator]) → tensor | Zeroes elements with probability p and scales the rest by 1/(1−p) when training.
 lab.cross_entropy | lab.cross_entropy(logits, targets[, {weight =, reduction =}]) → tensor | Cross-entropy loss of N×K logits against int64 class targets.
 lab.mse_loss | lab.mse_loss(input, target) → tensor | Mean squared error.

@@ -239,7 +239,8 @@ BatchNorm2d.describe = bn_describe
 local BatchNorm1d = nn.class("BatchNorm1d", Module)
 nn.BatchNorm1d = BatchNorm1d
 
---- BatchNorm1d(C[, {...as BatchNorm2d}]) over N×C or N×C×L.
+--- BatchNorm1d(C[, {...as BatchNorm2d}])
+-- over N×C or N×C×L.
 function BatchNorm1d:init(c, opts) bn_init(self, "BatchNorm1d", c, opts) end
 local BN1D_DIMS = {[2] = true, [3] = true, text = "2D or 3D"}
 function BatchNorm1d:forward(x) return bn_forward(self, x, "BatchNorm1d", BN1D_DIMS) end
