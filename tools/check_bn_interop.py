@@ -27,23 +27,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DTYPES = {"F32": np.float32, "I64": np.int64, "U8": np.uint8}
-NAMES = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64", np.dtype(np.uint8): "U8"}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n])
-    data = blob[8 + n:]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        lo, hi = e["data_offsets"]
-        out[name] = np.frombuffer(data[lo:hi], dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<")).reshape(e["shape"]).copy()
-    return out
+# the safetensors reader (and dtype names) of the other interop check, not a second copy
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from check_torch_interop import DTYPES, NAMES, read_safetensors  # noqa: E402
 
 
 def write_safetensors(path, tensors):

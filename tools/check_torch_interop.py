@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 DTYPES = {"F32": np.float32, "U8": np.uint8, "I64": np.int64, "I32": np.int32}
+NAMES = {np.dtype(v): k for k, v in DTYPES.items()}
 
 
 def read_safetensors(path):
@@ -38,7 +39,7 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         lo, hi = e["data_offsets"]
-        out[name] = np.frombuffer(data[lo:hi], dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<")).reshape(e["shape"])
+        out[name] = np.frombuffer(data[lo:hi], dtype=np.dtype(DTYPES[e["dtype"]]).newbyteorder("<")).reshape(e["shape"]).copy()
     return out
 
 
