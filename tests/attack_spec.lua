@@ -529,3 +529,97 @@ describe("Task 5's measurement on a small run (scripts/task5_attack.lua)", funct
     os.execute("rm -rf " .. dir)
   end)
 end)
+
+describe("Task 5's steps (cnnlab.robustness)", function()
+  local robustness = lab.robustness
+  local helpers = require "tests.helpers"
+  local function opts_of(extra)
+    local o = {confidence = 0.9, batch = 64, loss = "ce", restarts = 1, random_start = false,
+      attack_seed = 1, source = 7, target = 3, eps = 0.05, step_size = 0.01, matrix_steps = 50,
+      min_hi = 0.3}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return o
+  end
+
+  it("builds the attack's options from the task's", function()
+    local o = robustness.attack_options(opts_of(), {name = "pgd"}, 3, 0.1, 0, 0)
+    assert.equal(3, o.target)
+    assert.equal(0.1, o.eps)
+    assert.equal(0.9, o.confidence)
+    assert.equal(64, o.batch)
+    assert.equal("ce", o.loss)
+    assert.is_nil(o.steps) -- 0: the attack's own
+    assert.is_nil(o.step_size)
+    assert.is_nil(o.generator)
+    o = robustness.attack_options(opts_of({restarts = 3}), {name = "apgd"}, 3, 0.1, 20, 0.01)
+    assert.equal(20, o.steps)
+    assert.equal(0.01, o.step_size)
+    assert.equal(3, o.restarts)
+    assert.is_not_nil(o.generator)
+    assert.is_nil(robustness.attack_options(opts_of({restarts = 3}), {name = "pgd"}, 3, 0.1).restarts)
+    o = robustness.attack_options(opts_of({random_start = true}), {name = "pgd"}, 3, 0.1)
+    assert.is_true(o.random_start)
+    assert.is_not_nil(o.generator)
+  end)
+
+  it("lists the models: --model and Task 4's beside it, or --models with unique names", function()
+    local dir = helpers.tmpdir()
+    local state = lab.models.seed_cnn{generator = lab.Generator(1)}:state_dict()
+    for _, sub in ipairs({"task1", "task4/grey_invariant", "a/net", "b/net"}) do
+      lab.util.mkdir_p(dir .. "/" .. sub)
+      lab.save_safetensors(dir .. "/" .. sub .. "/model.safetensors", state)
+    end
+    local base = {}
+    local list = robustness.model_list(opts_of({models = "", compare_dir = "", compare_model = "",
+      compare_name = "", model = dir .. "/task1/model.safetensors"}), base)
+    assert.equal(2, #list)
+    assert.same({"baseline", "grey_invariant"}, {list[1].name, list[2].name})
+    assert.equal(base, list[1].model)
+    assert.is_not_nil(list[2].model)
+    assert.equal(dir .. "/task4/grey_invariant/model.safetensors", list[2].path)
+    local paths = {dir .. "/task1/model.safetensors", dir .. "/a/net/model.safetensors",
+      dir .. "/b/net/model.safetensors", dir .. "/a/net/model.safetensors"}
+    list = robustness.model_list(opts_of({models = table.concat(paths, ","), model = paths[1],
+      compare_dir = "", compare_model = "", compare_name = ""}), base)
+    assert.same({"baseline", "net", "net_3"}, {list[1].name, list[2].name, list[3].name})
+    assert.equal("net_3", list[3].key)
+    assert.equal(base, list[1].model)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("confirms successes with a separate pass and rejects one it does not see", function()
+    local model, x = helpers.pixel_model(), pixels({0.5, 0.5})
+    local a = pixels({0.6, 0.5})
+    local c = robustness.confirmed_counts(opts_of(), model, x,
+      lab.tensor({1, 0}, {dtype = "uint8"}), a, 0.15, 3, "test")
+    assert.same({1, 1, 1}, {c.confirmed, c.bytes, c.bytes_within})
+    assert.is_true(c.detail.confirmed[1])
+    assert.is_false(c.detail.confirmed[2])
+    local ok, err = pcall(robustness.confirmed_counts, opts_of(), model, x,
+      lab.tensor({1, 1}, {dtype = "uint8"}), a, 0.15, 3, "test")
+    assert.is_false(ok)
+    assert.truthy(err:find("test: sample 2 counted as a success", 1, true))
+  end)
+
+  it("measures the success matrix and the ε curve into metrics and figures", function()
+    local dir = helpers.tmpdir()
+    local labels = {}
+    for i = 1, 20 do labels[i] = (i - 1) % 10 end
+    local set = {images = lab.full({20, 1, 1, 1}, 128, {dtype = "uint8"}),
+      labels = lab.tensor(labels, {dtype = "int64"})}
+    local atk, model, m = lab.attacks.load("pgd"), helpers.pixel_model(), {}
+    local o = opts_of({eps = 0.1, matrix_per_digit = 2, out = dir, curve_n = 2, model = "m",
+      compare_model = "", compare_dir = "", compare_name = ""})
+    robustness.success_matrix(o, atk, model, {val = set}, m)
+    assert.equal(2, m.matrix_n_7)
+    assert.equal(100, m.matrix_7_3) -- 128/255 + 0.053 reaches p(3) ≥ 0.9
+    assert.equal(0, m.matrix_7_5) -- z5 = −100 whatever the pixel
+    assert.is_true(lab.util.exists(dir .. "/matrix.svg"))
+    robustness.success_curve(o, atk, model, {val = set}, {0.04, 0.1}, m)
+    assert.same({0, 100}, {m.curve_baseline_0, m.curve_baseline_1})
+    assert.same({0.04, 0.1}, {m.curve_eps_0, m.curve_eps_1})
+    assert.equal(2, m.curve_n)
+    assert.is_true(lab.util.exists(dir .. "/curve.svg"))
+    os.execute("rm -rf " .. dir)
+  end)
+end)

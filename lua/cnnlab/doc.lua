@@ -26,7 +26,7 @@ end
 -- Lua submodules documented by their own comments, as lab.NAME.
 doc.MODULES = {"nn", "optim", "data", "train", "models", "metrics", "svg", "util", "hooks",
   "gradcam", "attack", "attacks", "attributions", "ablation", "debias", "gradcheck", "report",
-  "mpi", "study", "defaults", "show", "doc"}
+  "mpi", "study", "defaults", "show", "doc", "robustness"}
 
 local function public(name) return type(name) == "string" and not name:find("^_") end
 
