@@ -160,6 +160,9 @@ end
 
 -- ------------------------------------------------------------------ recording
 
+--- ablation.record(model, set[, {layers =, batch = 500, n =, classes = 10}]) → stats: The mean
+-- activation of every channel of the given layers (spatial mean per image, then mean over
+-- images), overall, per label and per colour, recorded through forward hooks (see the header).
 function ablation.record(model, set, opts)
   local fn = "ablation.record"
   check_model(fn, model)

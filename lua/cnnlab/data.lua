@@ -187,6 +187,7 @@ function data.colored_mnist(opts)
   return out
 end
 
+--- The grey version of coloured images: the channel mean of N×3×H×W (lab.to_grey).
 function data.grey(x)
   return lab.to_grey(x)
 end
@@ -235,6 +236,7 @@ function data.export(set, path, opts)
                               index = set.index}, meta)
 end
 
+--- Reads a set written by data.export back from path, with the file's metadata as set.metadata.
 function data.load_export(path)
   local t, meta = lab.load_safetensors(path)
   for _, name in ipairs({"images", "labels", "colors", "index"}) do
@@ -248,11 +250,14 @@ function data.load_export(path)
   return s
 end
 
+--- The share of a set's images whose colour is their label's colour (NaN for an empty set).
 function data.aligned_fraction(set)
   if set.n == 0 then return 0 / 0 end
   return set.colors:eq(set.labels):sum():item() / set.n
 end
 
+--- data.color_label_counts(set) → counts: How many images of a set have each label and colour,
+-- as a Lua table 10×10 indexed counts[label + 1][color + 1].
 function data.color_label_counts(set)
   local counts = {}
   for y = 1, 10 do

@@ -110,6 +110,8 @@ local function check_images(fn, x)
   end
 end
 
+--- Raises an error naming fn unless activations A and gradients G are tensors N×K×h×w of the
+-- same shape.
 function gradcam.check_pair(fn, A, G)
   if not core.is_tensor(A) or not core.is_tensor(G) then
     error(("%s: A and G must be tensors, got %s and %s"):format(fn, type(A), type(G)), 3)
@@ -243,6 +245,8 @@ end
 local function method(name) return require("cnnlab.attributions").load(name) end
 
 function gradcam.from_gradients(A, G) return method("gradcam").from_gradients(A, G) end
+--- Grad-CAM++ maps N×h×w and weights N×K from activations A and gradients G alone (the
+-- gradcampp method file's arithmetic).
 function gradcam.pp_from_gradients(A, G) return method("gradcampp").from_gradients(A, G) end
 
 function gradcam.compute(model, x, opts)
@@ -259,11 +263,15 @@ function gradcam.compute(model, x, opts)
   return gradcam.layer_maps(fn, model, x, o, combines)
 end
 
+--- Grad-CAM++: the result of gradcam.compute (same options) with maps, upsampled and weights
+-- computed by Grad-CAM++.
 function gradcam.gradcam_pp(model, x, opts)
   return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
     {{"", method("gradcampp").from_gradients}})
 end
 
+--- The saliency maps of x (N×H×W, the gradient of the target logit with respect to the input)
+-- by the saliency method file: {maps =, upsampled =, target =, logits =, probs =}.
 function gradcam.saliency(model, x, opts)
   return method("saliency").compute(model, x, opts, "gradcam.saliency")
 end

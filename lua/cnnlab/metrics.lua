@@ -115,6 +115,8 @@ function metrics.confusion_table(confusion)
   return table.concat(lines, "\n")
 end
 
+--- The 10×10 confusion matrix (rows = true digit) as an annotated SVG heat map
+-- (title default "Confusion matrix").
 function metrics.confusion_svg(confusion, title)
   local labels = {}
   for k = 0, 9 do labels[#labels + 1] = tostring(k) end
@@ -143,6 +145,8 @@ function metrics.masked_mean(t, select)
   return v:mean():item()
 end
 
+--- Pearson's correlation r of two lists of numbers of the same length (NaN when either is
+-- constant).
 function metrics.correlation(a, b)
   if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then
     error(("metrics.correlation: a and b must be lists of the same length, got %s and %s")
