@@ -160,6 +160,9 @@ end
 
 -- ------------------------------------------------------------------ recording
 
+--- ablation.record(model, set[, {layers =, batch = 500, n =, classes = 10}]) → stats: The mean
+-- activation of every channel of the given layers (spatial mean per image, then mean over
+-- images), overall, per label and per colour, recorded through forward hooks (see the header).
 function ablation.record(model, set, opts)
   local fn = "ablation.record"
   check_model(fn, model)
@@ -228,6 +231,9 @@ end
 
 -- ------------------------------------------------------------------ selectivity
 
+--- ablation.selectivity_index(means) → index, group: The selectivity (μ_max − μ_−max) /
+-- (μ_max + μ_−max) of one channel over its group means (NaN groups skipped) and its preferred
+-- group, counted from 0; the header gives the measure's source.
 function ablation.selectivity_index(means)
   local fn = "ablation.selectivity_index"
   if type(means) ~= "table" then
@@ -252,6 +258,8 @@ function ablation.selectivity_index(means)
   return (best - others) / den, best_g
 end
 
+--- ablation.selectivity(stats) → stats: Adds to each layer of ablation.record's stats the
+-- colour and class selectivity of every channel and its preferred colour and class.
 function ablation.selectivity(stats)
   local fn = "ablation.selectivity"
   if type(stats) ~= "table" or type(stats.layers) ~= "table" then
@@ -277,6 +285,10 @@ end
 
 -- ------------------------------------------------------------------ attribution
 
+--- ablation.attribution(model, x[, {layers =, target =}]) → {scores =, preds =, probs =, target =}: Scores
+-- every channel of the given layers by Σ over space of activation × ∂logit_target /
+-- ∂activation, a first-order estimate of how much the target logit falls when the channel is
+-- zeroed (see the header).
 function ablation.attribution(model, x, opts)
   local fn = "ablation.attribution"
   check_model(fn, model)
@@ -357,6 +369,8 @@ function ablation.attribution(model, x, opts)
   end)
 end
 
+--- ablation.rank(scores[, {ascending = false}]) → channels: The channel positions (from 0)
+-- ordered by score, best first, ties in channel order; scores a Lua list or a 1-D tensor.
 function ablation.rank(scores, opts)
   local fn = "ablation.rank"
   opts = check_opts(fn, opts, {ascending = true})
@@ -431,6 +445,9 @@ local function channel_mask(fn, layer, channels, out)
   return mask:reshape(1, c_count)
 end
 
+--- ablation.ablate(model, layer, channels) or ablation.ablate(model, {[layer] = channels, …}) → handle: Silences
+-- the given channels with forward hooks that zero them in the layer's output, until
+-- handle:remove().
 function ablation.ablate(model, layer, channels)
   local fn = "ablation.ablate"
   check_model(fn, model)
@@ -471,6 +488,8 @@ function ablation.ablate(model, layer, channels)
   }
 end
 
+--- ablation.with_ablation(model, spec, fn, ...) → fn(...)'s results: Calls fn with the channels
+-- of spec (as ablation.ablate takes them) silenced, and removes the hooks even when fn raises.
 function ablation.with_ablation(model, spec, fn, ...)
   if type(fn) ~= "function" then
     error(("ablation.with_ablation: fn (argument #3) must be a function, got %s"):format(

@@ -41,7 +41,7 @@ end
 local function converter(expected, fn)
   return setmetatable({expected = expected}, {__call = function(_, item) return fn(item) end})
 end
---- cli.number_in(lo, hi) → converter: for cli.list, accepts a number in [lo, hi].
+--- cli.number_in(lo, hi) → converter: A converter for cli.list that accepts a number in [lo, hi].
 function cli.number_in(lo, hi)
   return converter(("a number in [%g, %g]"):format(lo, hi), function(s)
     local v = tonumber(s)

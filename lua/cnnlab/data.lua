@@ -83,6 +83,9 @@ function data.fetch(dir)
   end
 end
 
+--- data.mnist([dir], {fetch = bool}) → {train = {images, labels}, test = {images, labels}, dir}: Loads
+-- the four MNIST IDX files (raw or .gz) of dir, default data/mnist, as uint8 N×H×W images and
+-- int64 labels; missing files of the default folder are fetched unless fetch = false.
 function data.mnist(dir, opts)
   local default = dir == nil
   dir = dir or data.DEFAULT_DIR
@@ -122,6 +125,8 @@ function data.mnist(dir, opts)
   return out
 end
 
+--- data.generated({n = 1000, n_test = n // 5, seed = 0}) → {train =, test =}: Synthetic
+-- seven-segment digits shaped like data.mnist's result, for tests on machines without MNIST.
 function data.generated(opts)
   opts = opts or {}
   local n = opts.n or 1000
@@ -141,6 +146,10 @@ local function set_of(name, images, labels, colors, index)
   return s
 end
 
+--- data.colored_mnist({seed = 0, rho = 1, beta = 0.25, dir =, source =}) → {train =, val =, hard =, hard_conflicting =, ...}: Builds
+-- the Colored MNIST sets of SPEC §2 from MNIST (or from source, a table like
+-- data.mnist's result): each set holds images, labels, colours, MNIST positions and which
+-- samples conflict (see the header).
 function data.colored_mnist(opts)
   opts = opts or {}
   local known = {seed = true, rho = true, beta = true, dir = true, source = true}
@@ -187,10 +196,14 @@ function data.colored_mnist(opts)
   return out
 end
 
+--- The grey version of coloured images: the channel mean of N×3×H×W (lab.to_grey).
 function data.grey(x)
   return lab.to_grey(x)
 end
 
+--- data.batches(set, batch_size[, {shuffle = true, generator =, drop_last = false, grey = false}]) → iterator: Iterates
+-- over a set in mini-batches: for x, y, idx, colors in data.batches(set, 64), x
+-- float32 in [0,1] (grey when asked), y the labels, idx the positions in the set.
 function data.batches(set, batch_size, opts)
   opts = opts or {}
   if math.type(batch_size) ~= "integer" or batch_size < 1 then
@@ -217,6 +230,8 @@ function data.batches(set, batch_size, opts)
   end
 end
 
+--- data.export(set, path[, {float = false, metadata = {...}}]) → nil: Writes a set (images,
+-- labels, colors, index) to the safetensors file of SPEC §4 at path; data.load_export reads it back.
 function data.export(set, path, opts)
   opts = opts or {}
   -- without this a set missing a tensor was written as a file missing it, silently
@@ -235,6 +250,7 @@ function data.export(set, path, opts)
                               index = set.index}, meta)
 end
 
+--- Reads a set written by data.export back from path, with the file's metadata as set.metadata.
 function data.load_export(path)
   local t, meta = lab.load_safetensors(path)
   for _, name in ipairs({"images", "labels", "colors", "index"}) do
@@ -248,11 +264,14 @@ function data.load_export(path)
   return s
 end
 
+--- The share of a set's images whose colour is their label's colour (NaN for an empty set).
 function data.aligned_fraction(set)
   if set.n == 0 then return 0 / 0 end
   return set.colors:eq(set.labels):sum():item() / set.n
 end
 
+--- data.color_label_counts(set) → counts: How many images of a set have each label and colour,
+-- as a Lua table 10×10 indexed counts[label + 1][color + 1].
 function data.color_label_counts(set)
   local counts = {}
   for y = 1, 10 do

@@ -110,6 +110,8 @@ local function check_images(fn, x)
   end
 end
 
+--- Raises an error naming fn unless activations A and gradients G are tensors N×K×h×w of the
+-- same shape.
 function gradcam.check_pair(fn, A, G)
   if not core.is_tensor(A) or not core.is_tensor(G) then
     error(("%s: A and G must be tensors, got %s and %s"):format(fn, type(A), type(G)), 3)
@@ -166,6 +168,9 @@ local function upsample(maps, h, w)
   return core.upsample_bilinear(maps:unsqueeze(1), h, w):squeeze(1)
 end
 
+--- gradcam.layer_maps(fn, model, x, opts, combines) → result: The engine of the layer methods:
+-- the batched gradient of the chosen logit at opts.layer, each {suffix, f} of combines turning
+-- activations A and gradients G into maps<suffix>, upsampled<suffix> and weights<suffix>.
 function gradcam.layer_maps(fn, model, x, opts, combines)
   opts = check_opts(fn, opts, {layer = true, target = true, size = true, batch = true})
   check_images(fn, x)
@@ -211,6 +216,9 @@ function gradcam.layer_maps(fn, model, x, opts, combines)
   return result
 end
 
+--- gradcam.input_maps(fn, model, x, opts, reduce) → {maps =, upsampled =, target =, logits =, probs =}: The
+-- engine of the input methods: maps = reduce(∂y_c/∂x), the gradient of the target logit with
+-- respect to the input, computed in batches.
 function gradcam.input_maps(fn, model, x, opts, reduce)
   opts = check_opts(fn, opts, {target = true, batch = true})
   check_images(fn, x)
@@ -242,9 +250,16 @@ end
 
 local function method(name) return require("cnnlab.attributions").load(name) end
 
+--- Grad-CAM maps N×h×w and weights N×K from activations A and gradients G alone (the gradcam
+-- method file's arithmetic).
 function gradcam.from_gradients(A, G) return method("gradcam").from_gradients(A, G) end
+--- Grad-CAM++ maps N×h×w and weights N×K from activations A and gradients G alone (the
+-- gradcampp method file's arithmetic).
 function gradcam.pp_from_gradients(A, G) return method("gradcampp").from_gradients(A, G) end
 
+--- gradcam.compute(model, x[, {layer =, target =, size =, batch =, plusplus =}]) → result: Grad-CAM
+-- maps of x at a layer, raw and upsampled to the input's size, with the targets, logits and
+-- probabilities; plusplus adds Grad-CAM++ from the same pass (see the header).
 function gradcam.compute(model, x, opts)
   local fn = "gradcam.compute"
   local o = {}
@@ -259,15 +274,21 @@ function gradcam.compute(model, x, opts)
   return gradcam.layer_maps(fn, model, x, o, combines)
 end
 
+--- Grad-CAM++: the result of gradcam.compute (same options) with maps, upsampled and weights
+-- computed by Grad-CAM++.
 function gradcam.gradcam_pp(model, x, opts)
   return gradcam.layer_maps("gradcam.gradcam_pp", model, x, opts,
     {{"", method("gradcampp").from_gradients}})
 end
 
+--- The saliency maps of x (N×H×W, the gradient of the target logit with respect to the input)
+-- by the saliency method file: {maps =, upsampled =, target =, logits =, probs =}.
 function gradcam.saliency(model, x, opts)
   return method("saliency").compute(model, x, opts, "gradcam.saliency")
 end
 
+--- gradcam.stroke_mask(grey[, threshold = 0.5]) → mask: The digits' strokes as a float N×H×W mask
+-- of 0/1, 1 where grey/255 (uint8 digits) or grey (float in [0,1]) exceeds threshold.
 function gradcam.stroke_mask(grey, threshold)
   threshold = threshold or gradcam.STROKE_THRESHOLD
   if not core.is_tensor(grey) or grey:dim() ~= 3 then
@@ -282,6 +303,8 @@ function gradcam.stroke_mask(grey, threshold)
   return g:gt(threshold):float()
 end
 
+--- gradcam.mass_share(maps, mask) → float N: The share Σ mask·map / Σ map of each map's mass that
+-- lies on the mask (NaN for a map that is zero everywhere).
 function gradcam.mass_share(maps, mask)
   local fn = "gradcam.mass_share"
   if not core.is_tensor(maps) or not core.is_tensor(mask) then
@@ -301,6 +324,9 @@ function gradcam.mass_share(maps, mask)
   end)
 end
 
+--- gradcam.share_ceiling(mask, h, w) → {best =, density =}: What any map at a layer's h×w
+-- resolution, upsampled as Grad-CAM's is, could score on each digit's strokes: the best single
+-- cell's share and that of a map weighting each cell by its stroke mass (see the header).
 function gradcam.share_ceiling(mask, h, w)
   local fn = "gradcam.share_ceiling"
   if not core.is_tensor(mask) or mask:dim() ~= 3 then
@@ -328,6 +354,9 @@ function gradcam.share_ceiling(mask, h, w)
   end)
 end
 
+--- gradcam.mean_share(shares[, select]) → mean, count, zero_maps: The mean of the defined
+-- (non-NaN) shares, over the rows where select ~= 0 when select is given, with how many rows
+-- counted and how many selected maps were zero everywhere (NaN shares).
 function gradcam.mean_share(shares, select)
   if not core.is_tensor(shares) or shares:dim() ~= 1 then
     error("gradcam.mean_share: shares must be a float vector (from gradcam.mass_share)", 2)
@@ -350,6 +379,9 @@ function gradcam.mean_share(shares, select)
   return count > 0 and sum / count or 0 / 0, count, zero
 end
 
+--- gradcam.pick_examples(labels, colors, preds, kind, count) → positions: Up to count digits
+-- (positions from 0) worth showing: for kind "easy" correctly read ones, one per class first;
+-- for "hard" digits misread as their colour's class first (see the header).
 function gradcam.pick_examples(labels, colors, preds, kind, count)
   local picked, used = {}, {}
   local function add(i, key)
@@ -385,6 +417,8 @@ function gradcam.pick_examples(labels, colors, preds, kind, count)
 end
 
 
+--- gradcam.first_digits(set, grey, n, name) → s: The first n samples of a set (all when n is 0 or
+-- more than it has), with the grey digits behind them, as the sets gradcam.analyse takes.
 function gradcam.first_digits(set, grey_source, n, name)
   n = (n > 0 and n < set.n) and n or set.n
   local s = {name = name, n = n}
@@ -398,6 +432,9 @@ function gradcam.first_digits(set, grey_source, n, name)
   return s
 end
 
+--- gradcam.analyse(model, s, methods, o) → r: Computes every map of the study (Task 3) for the
+-- digits s of gradcam.first_digits with each attribution method, their stroke shares, the
+-- predictions and the share ceiling (see the header for r's fields and o).
 function gradcam.analyse(model, set, methods, o)
   local progress = o.progress or function() end
   local r = {set = set, res = {}, share = {}}
@@ -427,6 +464,9 @@ function gradcam.analyse(model, set, methods, o)
   return r
 end
 
+--- gradcam.set_measures(r) → measures: One set's numbers of the study from gradcam.analyse's
+-- result: counts, accuracy, misread digits, stroke area and, for a layered method, the
+-- unreached mass and area and the share ceilings.
 function gradcam.set_measures(r)
   local v = {n = r.set.n, n_correct = r.correct:sum():item()}
   v.acc = 100 * v.n_correct / r.set.n
@@ -445,6 +485,9 @@ function gradcam.set_measures(r)
   return v
 end
 
+--- gradcam.colour_scales(R, picks, methods) → {[method] = top}: The top of each method's colour
+-- scale, shared by the sets of R over the examples picks[kind].idx (figure.scale_top with the
+-- method's clip_quantile).
 function gradcam.colour_scales(R, picks, methods)
   local scales = {}
   for _, meth in ipairs(methods) do

@@ -65,6 +65,7 @@ end
 
 local function shape_string(t) return table.concat(t.shape, "×") end
 
+--- The dotted names of every module below the model's root, in order.
 function hooks.layer_names(model)
   check_model("hooks.layer_names", model)
   local names = {}
@@ -126,6 +127,8 @@ local function attach_modules(names, modules, fn)
   end}
 end
 
+--- The module of model called name ("conv1", "relu3", "fc"); an unknown name is an error
+-- listing the known ones.
 function hooks.module(model, name)
   check_model("hooks.module", model)
   return resolve("hooks.module", model, name)
@@ -207,6 +210,10 @@ function hooks.guarded(model, grad, cleanup, body)
 end
 local guarded = hooks.guarded
 
+--- hooks.capture(model, names, x[, {grad = false, detach = true, reduce = fn, eval = true}]) → acts, output: Runs
+-- model(x) once with a forward hook on each named module and returns what each module output
+-- (acts[name]) and the model's output; the hooks and the model's mode are restored even when
+-- the forward raises.
 function hooks.capture(model, names, x, opts)
   check_model("hooks.capture", model)
   names = name_list("hooks.capture", names)
@@ -254,6 +261,9 @@ local function as_float(fn, images)
   return images
 end
 
+--- hooks.collect(model, names, images[, {batch = 256, reduce = fn, progress = fn}]) → acts: Runs
+-- hooks.capture over a whole set of images in batches, in evaluation mode, and concatenates each
+-- module's outputs (and the model's, as acts.output) along dimension 0.
 function hooks.collect(model, names, images, opts)
   check_model("hooks.collect", model)
   names = name_list("hooks.collect", names)
@@ -311,6 +321,9 @@ local function targets_for(fn, output, target)
     :format(fn, type(target)), 3)
 end
 
+--- hooks.gradient(model, name, x[, {target =, score =, cut = true, input_grad = false}]) → {activation =, gradient =, output =, target =, input_grad =}: The
+-- gradient of a scalar score (default: each row's target logit, summed) with respect to the
+-- output of module name, captured by a backward hook at the module's boundary (see the header).
 function hooks.gradient(model, name, x, opts)
   local fn = "hooks.gradient"
   check_model(fn, model)
@@ -384,11 +397,15 @@ function hooks.gradient(model, name, x, opts)
   end)
 end
 
+--- hooks.channel_means(t) → N×C: The spatial mean of each channel of N×C×H×W activations.
 function hooks.channel_means(t)
   if t:dim() == 2 then return t end
   return t:reshape(t:size(0), t:size(1), -1):mean(2)
 end
 
+--- hooks.colour_response(model, layer, grey, o) → {blank =, digit =, blank_rows =, digit_rows =}: The
+-- mean activation of each channel of layer to each of the 10 palette colours, on blank inputs
+-- and on the grey digits painted in that colour.
 function hooks.colour_response(model, layer, grey, o)
   local nr = grey:size(0)
   local blank_grey = core.zeros({nr, grey:size(1), grey:size(2)}, {dtype = "uint8"})
@@ -411,6 +428,9 @@ function hooks.colour_response(model, layer, grey, o)
   return {blank = blank, digit = digit, blank_rows = blank_rows, digit_rows = digit_rows}
 end
 
+--- hooks.variance_explained(model, layers, images, groups, o) → {[layer] = {channel =, unit =}}: How
+-- much of each layer's activations the groupings explain: metrics.anova's results per layer,
+-- on each channel's spatial mean and on each unit, with "input" and "fc" besides the layers.
 function hooks.variance_explained(model, layers, images, groups, o)
   local metrics = require "cnnlab.metrics"
   local n, batch, inner = images:size(0), o and o.batch or 256, {}

@@ -48,6 +48,9 @@ local function shape_string(t) return table.concat(t.shape, "×") end
 
 local function percent(num, den) return den > 0 and 100 * num / den or nil end
 
+--- metrics.evaluate(model, set[, {batch = 128}]) → results: Evaluates a model on a set: accuracy
+-- overall, on colour-aligned and on conflicting samples, per digit and per colour, the
+-- confusion matrix, and each sample's prediction and confidence (see the header).
 function metrics.evaluate(model, set, opts)
   local preds, confs = train.predict(model, set, opts)
   local labels = set.labels
@@ -115,6 +118,8 @@ function metrics.confusion_table(confusion)
   return table.concat(lines, "\n")
 end
 
+--- The 10×10 confusion matrix (rows = true digit) as an annotated SVG heat map
+-- (title default "Confusion matrix").
 function metrics.confusion_svg(confusion, title)
   local labels = {}
   for k = 0, 9 do labels[#labels + 1] = tostring(k) end
@@ -133,6 +138,8 @@ function metrics.mean_sd(xs)
   return mean, n > 1 and math.sqrt(ss / (n - 1)) or 0
 end
 
+--- metrics.masked_mean(t[, select]) → number: The mean of a tensor's values, over the positions
+-- where select ~= 0 when select is given (NaN when nothing is selected).
 function metrics.masked_mean(t, select)
   local v = t:float()
   if select then
@@ -143,6 +150,8 @@ function metrics.masked_mean(t, select)
   return v:mean():item()
 end
 
+--- Pearson's correlation r of two lists of numbers of the same length (NaN when either is
+-- constant).
 function metrics.correlation(a, b)
   if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then
     error(("metrics.correlation: a and b must be lists of the same length, got %s and %s")
@@ -161,6 +170,9 @@ function metrics.correlation(a, b)
   return sab / math.sqrt(saa * sbb)
 end
 
+--- metrics.preferences(means) → pref, selectivity: For each unit c of means[c][g] (its mean
+-- response to group g), the group it answers most (nil for a dead unit) and its selectivity
+-- (best − mean of the others) / (best + mean of the others).
 function metrics.preferences(means)
   local pref, sel = {}, {}
   for c, row in ipairs(means) do
@@ -179,6 +191,8 @@ function metrics.preferences(means)
   return pref, sel
 end
 
+--- metrics.mean_sd_table(rows, keys) → lines: A text table of mean ± sd over seeds, one line per
+-- row and one column per {key, title} of keys ("—" without a mean, "x.xx (n=1)" for one seed).
 function metrics.mean_sd_table(rows, keys)
   local function cell(row, key)
     local mean = row[key .. "_mean"]
@@ -197,6 +211,8 @@ function metrics.mean_sd_table(rows, keys)
   return lines
 end
 
+--- metrics.preference_order(pref, means) → units: The units 1..#means ordered by preferred group
+-- (dead units last), then by their highest mean response, highest first.
 function metrics.preference_order(pref, means)
   local order = {}
   for c = 1, #means do order[c] = c end
@@ -209,6 +225,9 @@ function metrics.preference_order(pref, means)
   return order
 end
 
+--- metrics.preference_summary(pref, selectivity, pref_blank, n) → {preferred =, preferred_blank =, dead =, selectivity =}: Over
+-- n units, how many distinct groups are preferred on digits and on blanks, how many units are
+-- dead, and the mean selectivity of the live ones (NaN when none lives).
 function metrics.preference_summary(pref, selectivity, pref_blank, n)
   local distinct, distinct_b, dead, sel_sum, sel_n = {}, {}, 0, 0, 0
   for c = 1, n do
@@ -224,6 +243,8 @@ function metrics.preference_summary(pref, selectivity, pref_blank, n)
     selectivity = sel_n > 0 and sel_sum / sel_n or 0 / 0}
 end
 
+--- metrics.quantile(sorted, q) → number: The q-quantile of a sorted list, linear between ranks
+-- (NaN for an empty list).
 function metrics.quantile(sorted, q)
   if #sorted == 0 then return 0 / 0 end
   local pos = 1 + q * (#sorted - 1)

@@ -3,31 +3,37 @@
 --
 --   mpirun -np 2 ./build-mpi/cnnlab script.lua ...      (cnnlab built with `make MPI=1`)
 --
---   lab.mpi.rank(), lab.mpi.size()          this process's rank (0..K−1) and the number K
---   lab.mpi.is_root()                       rank 0: the one that writes files and prints
---   lab.mpi.allreduce(t[, op])              a tensor, in place, returns it; op "sum" (default),
---                                           "max" or "min"
---   lab.mpi.allreduce({t1, t2, ...}[, op])  a list of float32 tensors through ONE flat buffer
---                                           (packed, reduced by one MPI call, unpacked back);
---                                           float sums are identical on every rank (with K > 2
---                                           rank 0's result is broadcast after the reduction)
---   lab.mpi.allreduce_numbers({x, ...}[, op]) → {y, ...}   Lua numbers, in double precision
---   lab.mpi.allreduce_grads(params[, numbers]) → numbers   sums every p.grad (a missing grad
---                                           counts as zeros) and the numbers in one call
---   lab.mpi.broadcast(t | {t1, ...}[, root])  root's values into every rank's tensors, in place
---   lab.mpi.broadcast_string(s[, root]) → s   (s may be nil except on root)
---   lab.mpi.allgather(t) → tensor           every rank's t stacked along dimension 0
---   lab.mpi.barrier(), lab.mpi.abort(msg[, code]), lab.mpi.stats([reset])
---   lab.mpi.share(n[, rank, size]) → start, count   rank's contiguous share of n items
---   lab.mpi.split(t) → t:narrow(0, start, count) or nil when the share is empty
---   lab.mpi.points(n) → {i, ...}            the positions (1-based) of n independent jobs this
---                                           rank takes: rank, rank + K, rank + 2K, ...
+--   mpi.rank()  This process's rank in the world communicator, 0..K−1 (0 without MPI).
+--   mpi.size()  The number K of processes in the job (1 without MPI).
+--   mpi.local_size()  The number of the job's processes on this node (1 without MPI).
+--   mpi.running()  True when MPI was started (the process runs under mpirun or srun).
+--   mpi.is_root([comm])  True on rank 0, the rank that writes files and prints.
+--   mpi.allreduce(t | {t1, t2, ...}[, op]) → first argument
+--       Reduces a tensor, or a list of float32 tensors through ONE flat buffer, in place
+--       across the ranks; op "sum" (default), "max" or "min". Float sums are identical on
+--       every rank (with K > 2 rank 0's result is broadcast after the reduction).
+--   mpi.allreduce_numbers({x, ...}[, op]) → {y, ...}  Reduces a list of Lua numbers across the ranks in double precision.
+--   mpi.allreduce_grads(params[, numbers]) → numbers
+--       Sums every p.grad of params (a missing grad counts as zeros) and the numbers across
+--       the ranks in one all-reduce; returns the summed numbers.
+--   mpi.broadcast(t | {t1, ...}[, root])  Copies rank root's values (default 0) into every rank's tensors, in place.
+--   mpi.broadcast_parameters(model | {t1, ...}[, root])  Makes a model's parameters (or a list of tensors) identical on every rank: rank root's values.
+--   mpi.broadcast_string(s[, root]) → s  Returns rank root's string on every rank (s may be nil except on root).
+--   mpi.allgather(t) → tensor  Stacks every rank's t along dimension 0, in rank order.
+--   mpi.barrier()  Waits until every rank reaches this call (sleeping, not spinning).
+--   mpi.abort(msg[, code])  Prints msg and ends the whole job with exit code code (default 1).
+--   mpi.stats([reset]) → {seconds =, cpu_seconds =, calls =, bytes =}
+--       The wall and CPU time, calls and bytes spent in the collectives so far; reset
+--       starts the counts again.
+--   mpi.share(n[, rank, size]) → start, count  This rank's contiguous share of n items (positions 0..n−1).
+--   mpi.split(t) → t:narrow(0, start, count) | nil  This rank's share of tensor t along dimension 0, or nil when it is empty.
+--   mpi.points(n) → {i, ...}  The 1-based positions of n independent jobs this rank takes: rank+1, rank+1+K, ...
 --   What scripts/mpi_compare.lua compares (no communication involved):
---   lab.mpi.snapshot_steps(dir) → sorted steps of the dir/snapshot_<step>.safetensors files
---   lab.mpi.weight_difference(a, b) → max_rel, l2_rel, name: for two state dicts with the
---       same names, the worst tensor's max |a − b| / max |a|, the worst ‖a − b‖ / ‖a‖ (each
---       over the tensors), and the name of the tensor with the worst max_rel ("-" when none
---       differs)
+--   mpi.snapshot_steps(dir) → {step, ...}  The sorted steps of the dir/snapshot_<step>.safetensors files.
+--   mpi.weight_difference(a, b) → max_rel, l2_rel, name
+--       Compares two state dicts with the same names: the worst tensor's max |a − b| / max |a|,
+--       the worst ‖a − b‖ / ‖a‖, and the name of the tensor with the worst max_rel ("-" when
+--       none differs).
 --
 -- Without MPI (the default build, or the MPI build started without mpirun) everything still
 -- works: rank 0 of 1, every reduction and broadcast returns its input unchanged, so scripts

@@ -137,8 +137,9 @@ function Optimizer:load_state_dict(tensors, scalars)
   end
 end
 
---- SGD(params, {lr, momentum, weight_decay, nesterov}): lr required, the others defaulting to
--- cnnlab.defaults.sgd (PyTorch's: momentum 0, weight_decay 0, nesterov false).
+--- SGD(params, {lr, momentum, weight_decay, nesterov}): Stochastic gradient descent over params;
+-- lr required, the others defaulting to cnnlab.defaults.sgd (PyTorch's: momentum 0,
+-- weight_decay 0, nesterov false).
 function optim.SGD(params, opts)
   check_params("SGD", params)
   local o = check_opts("SGD", opts, defaults.sgd, {"lr"})
@@ -204,12 +205,13 @@ local function adam(fn, params, opts, known)
   return self
 end
 
---- Adam(params, {lr, beta1, beta2, eps, weight_decay, decoupled}), each defaulting to
--- cnnlab.defaults.adam (PyTorch's); decoupled = true gives AdamW's update.
+--- Adam(params, {lr, beta1, beta2, eps, weight_decay, decoupled}): The Adam optimiser over params,
+-- each option defaulting to cnnlab.defaults.adam (PyTorch's); decoupled = true gives AdamW's
+-- update.
 function optim.Adam(params, opts) return adam("Adam", params, opts, defaults.adam) end
 
---- AdamW(params, {...as Adam}): decoupled weight decay, defaults cnnlab.defaults.adamw
--- (PyTorch's AdamW: weight_decay 0.01).
+--- AdamW(params, {...as Adam}): Adam with decoupled weight decay over params, defaults
+-- cnnlab.defaults.adamw (PyTorch's AdamW: weight_decay 0.01).
 function optim.AdamW(params, opts) return adam("AdamW", params, opts, defaults.adamw) end
 
 --- Sets the learning rate of an optimizer (schedules call this between epochs).

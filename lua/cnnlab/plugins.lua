@@ -17,10 +17,13 @@ function plugins.caller_dir(level)
   return src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "."
 end
 
+--- The registry of the plug-ins of one kind in folder o.dir: {available =, load =} (see the
+-- header); o.check(t, name) returns nil or what is wrong with a loaded table.
 function plugins.folder(o)
   local kind, dir, check = o.kind, o.dir, o.check
   local reg = {}
 
+  --- The sorted names of the shipped plug-ins of this kind (the registry's init.lua excluded).
   function reg.available()
     local names = {}
     for _, file in ipairs(core.listdir(dir) or {}) do
@@ -31,6 +34,8 @@ function plugins.folder(o)
     return names
   end
 
+  --- Loads a plug-in by shipped name or by path to a .lua file and returns its table, checked,
+  -- with a file-safe name (default: the file's base name).
   function reg.load(name_or_path)
     if type(name_or_path) ~= "string" or name_or_path == "" then
       error(("%s: a %s name or a path to a .lua file is required, got %s"):format(kind, kind,

@@ -70,7 +70,8 @@ function svg.text_width(s, size, bold)
 end
 local text_width = svg.text_width
 
---- attrs: a string of attributes ('font-size="11" fill="#444"'), or nil.
+--- A <text> element with s (XML-escaped) at (x, y); attrs: a string of attributes
+-- ('font-size="11" fill="#444"'), or nil.
 function svg.text(x, y, s, attrs)
   return string.format('<text x="%s" y="%s"%s>%s</text>', num(x), num(y),
     attrs and (" " .. attrs) or "", esc(s))
@@ -83,18 +84,21 @@ function svg.vtext(x, y, s, attrs)
     num(y), attrs and (" " .. attrs) or "", num(x), num(y), esc(s))
 end
 
+--- A <rect> at (x, y) of size w×h; attrs default to an unfilled grey outline.
 function svg.rect(x, y, w, h, attrs)
   return string.format('<rect x="%s" y="%s" width="%s" height="%s" %s/>', num(x), num(y), num(w),
     num(h), attrs or 'fill="none" stroke="#444"')
 end
 local rect = svg.rect
 
+--- A <line> from (x1, y1) to (x2, y2); attrs default to a grey stroke.
 function svg.line(x1, y1, x2, y2, attrs)
   return string.format('<line x1="%s" x2="%s" y1="%s" y2="%s" %s/>', num(x1), num(x2), num(y1),
     num(y2), attrs or 'stroke="#444"')
 end
 local line = svg.line
 
+--- A <path> with path data d (not escaped); attrs default to a dark unfilled stroke.
 function svg.path(d, attrs)
   return string.format('<path d="%s" %s/>', d, attrs or 'stroke="#222" fill="none"')
 end
@@ -107,6 +111,7 @@ function svg.polyline(points, attrs)
     table.concat(pts, " "))
 end
 
+--- A <circle> of radius r centred at (cx, cy); attrs default to a grey fill.
 function svg.circle(cx, cy, r, attrs)
   return string.format('<circle cx="%s" cy="%s" r="%s" %s/>', num(cx), num(cy), num(r),
     attrs or 'fill="#444"')
@@ -208,6 +213,9 @@ local function legend_width(series)
   return 17 + wmax
 end
 
+--- svg.heatmap({values = {{row}, ...}, row_labels =, col_labels =, title =, fmt =, vmin =, vmax =, cell =}) → svg:
+-- A matrix (a confusion matrix, colour-versus-label counts) as an SVG document of coloured,
+-- annotated cells with axis labels and a colour scale bar; see the header for the options.
 function svg.heatmap(o)
   local values = assert(o.values, "svg.heatmap: values (a table of rows) required")
   local nr, nc = #values, #(values[1] or {})
@@ -318,6 +326,9 @@ local function range(o, all)
   return lo, hi
 end
 
+--- svg.bars({labels =, series = {{name =, values =, errors =}, ...} | values =, title =, ymin =, ymax =, fmt =}) → svg:
+-- A grouped bar chart as an SVG document, with ± error bars for series that give errors; see
+-- the header for the options.
 function svg.bars(o)
   local series = o.series or {{name = o.name, values = assert(o.values, "svg.bars: values or series required")}}
   local labels = o.labels or {}
@@ -373,6 +384,9 @@ function svg.bars(o)
   return doc(w, h, b)
 end
 
+--- svg.lines({series = {{name =, x =, y =, dashed =}, ...}, title =, xlabel =, ylabel =, markers =, ...}) → svg:
+-- A line chart (training curves, accuracy versus ε) as an SVG document, with a legend; see the
+-- header for the options.
 function svg.lines(o)
   local series = assert(o.series, "svg.lines: series required")
   local xs, ys = {}, {}
@@ -441,6 +455,7 @@ function svg.lines(o)
   return doc(w, h, b)
 end
 
+--- svg.save(path, text): Writes the SVG text to path atomically (cnnlab.util.write_file).
 function svg.save(path, text_)
   require("cnnlab.util").write_file(path, text_)
 end

@@ -23,10 +23,12 @@
 -- flag or a bad value prints the problem and the usage to stderr and exits 2.
 local util = {}
 
+--- s quoted for /bin/sh, as one word.
 function util.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- True when a file or folder exists at path.
 function util.exists(path)
   local f = io.open(path, "rb")
   if f then
@@ -36,12 +38,14 @@ function util.exists(path)
   return os.rename(path, path) and true or false
 end
 
+--- Creates the folder path and its missing parents, as `mkdir -p` does; raises when it cannot.
 function util.mkdir_p(path)
   if path == "" or path == "." then return end
   local ok = os.execute("mkdir -p " .. util.shell_quote(path))
   if not ok then error("mkdir_p: cannot create folder " .. path, 2) end
 end
 
+--- The whole content of the file at path as a string; raises when it cannot be read.
 function util.read_file(path)
   local f, err = io.open(path, "rb")
   if not f then error("read_file: " .. err, 2) end
@@ -292,12 +296,14 @@ function util.json_encode(value, opts)
   return encode(value, opts and opts.indent, 0, {})
 end
 
+--- The Lua value of JSON text, decoded by lua-cjson (an error says to install it when missing).
 function util.json_decode(text)
   local ok, cjson = pcall(require, "cjson")
   if not ok then error("json_decode: needs lua-cjson (apt-get install lua-cjson)", 2) end
   return cjson.decode(text)
 end
 
+--- Writes value as indented JSON (plus a newline) to path, atomically (util.write_file).
 function util.write_json(path, value)
   util.write_file(path, util.json_encode(value, {indent = "  "}) .. "\n")
 end

@@ -33,6 +33,8 @@ local attacks = plugins.folder{kind = "attack", dir = plugins.caller_dir(),
     end
   end}
 
+--- Runs an attack (a name, a path or an attack table) on model and x with opts, through its own
+-- run or else cnnlab.attack's engine, and returns the engine's result table.
 function attacks.run(a, model, x, opts)
   if type(a) == "string" then a = attacks.load(a) end
   if type(a) ~= "table" then

@@ -33,6 +33,9 @@ local reg = plugins.folder{kind = "attribution", dir = plugins.caller_dir(),
 
 local attributions = {available = reg.available}
 
+--- Loads an attribution method by shipped name or by path and returns its table with the
+-- defaults filled in (label, short, heading, layered, smooth, saved, and compute built from
+-- from_gradients).
 function attributions.load(name_or_path)
   local ok, t = pcall(reg.load, name_or_path)
   if not ok then error(t, 2) end

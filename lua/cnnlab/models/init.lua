@@ -234,8 +234,8 @@ end
 --- Names of the layers whose outputs (after ReLU) the study looks at in the seed network.
 models.seed_feature_layers = {"relu1", "relu2", "relu3"}
 
---- models.seed_cnn{dropout = p, generator = g, dropout_generator = g2}: SPEC §3's network
--- (lua/cnnlab/models/seed_cnn.lua) on 3×28×28 inputs and ten classes.
+--- models.seed_cnn({dropout = p, generator = g, dropout_generator = g2}) → net: Builds SPEC §3's
+-- network (lua/cnnlab/models/seed_cnn.lua) for 3×28×28 inputs and ten classes.
 function models.seed_cnn(b)
   return models.load(models.DEFAULT).build(models.DEFAULT_SHAPE, models.DEFAULT_CLASSES, b or {})
 end

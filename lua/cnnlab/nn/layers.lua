@@ -229,8 +229,9 @@ end
 local BatchNorm2d = nn.class("BatchNorm2d", Module)
 nn.BatchNorm2d = BatchNorm2d
 
---- BatchNorm2d(C[, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true}])
--- over N×C×H×W.
+--- BatchNorm2d(C[, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true}]): Batch
+-- normalisation over N×C×H×W: each channel normalised by its batch statistics in training (by
+-- the running ones in evaluation, when tracked), then scaled and shifted when affine.
 function BatchNorm2d:init(c, opts) bn_init(self, "BatchNorm2d", c, opts) end
 local BN2D_DIMS = {[4] = true, text = "4D"}
 function BatchNorm2d:forward(x) return bn_forward(self, x, "BatchNorm2d", BN2D_DIMS) end
@@ -239,8 +240,8 @@ BatchNorm2d.describe = bn_describe
 local BatchNorm1d = nn.class("BatchNorm1d", Module)
 nn.BatchNorm1d = BatchNorm1d
 
---- BatchNorm1d(C[, {...as BatchNorm2d}])
--- over N×C or N×C×L.
+--- BatchNorm1d(C[, {...as BatchNorm2d}]): Batch normalisation over N×C or N×C×L, as BatchNorm2d
+-- does over N×C×H×W.
 function BatchNorm1d:init(c, opts) bn_init(self, "BatchNorm1d", c, opts) end
 local BN1D_DIMS = {[2] = true, [3] = true, text = "2D or 3D"}
 function BatchNorm1d:forward(x) return bn_forward(self, x, "BatchNorm1d", BN1D_DIMS) end

@@ -185,8 +185,8 @@ function Module:parameters()
   return list
 end
 
---- m:named_buffers() → list of {name, tensor} of the module's buffers (running statistics and
--- the like), with dotted names as state_dict uses them.
+--- m:named_buffers() → list: The module's buffers (running statistics and the like) as
+-- {name, tensor} pairs, with dotted names as state_dict uses them.
 function Module:named_buffers(prefix, out)
   out = out or {}
   prefix = prefix or ""
@@ -200,7 +200,8 @@ function Module:named_buffers(prefix, out)
   return out
 end
 
---- m:buffers() → list of the module's buffer tensors (not parameters: no gradient, no optimiser).
+--- m:buffers() → list: The module's buffer tensors, which are not parameters (no gradient, no
+-- optimiser).
 function Module:buffers()
   local list = {}
   for i, entry in ipairs(self:named_buffers()) do list[i] = entry[2] end

@@ -8,6 +8,8 @@ local B = {}
 -- report.check for the height of a screenshot.
 local report = setmetatable({}, {__index = function(_, k) return require("cnnlab.report")[k] end})
 
+--- The path of a Chromium to run headless (chromium, chromium-browser or google-chrome), or nil
+-- and a message saying how to install one.
 local function find_browser()
   for _, name in ipairs({"chromium", "chromium-browser", "google-chrome"}) do
     local p = io.popen("command -v " .. name .. " 2>/dev/null")
