@@ -91,6 +91,12 @@ CAPTIONS = {
       .. "is large enough to change the colour or the shape."},
     {"matrix.svg", "Attack success for every source → target pair at ε: success comes where "
       .. "the two classes' colours are close, not where their shapes are."},
+    {"min_eps_cdf.svg", "For every model, the share of 7s that the smallest change ε (found by "
+      .. "bisection with APGD) turns into a 3 read with p ≥ 0.9, all source/target pairs dashed: "
+      .. "compare where each curve crosses the seed's ε = 0.05 and ε = 0.1."},
+    {"grid_median.svg", "7s attacked at each model's median minimal ε, each with its "
+      .. "perturbation and captioned with p(3) and the L∞ of the change: whether the eye can see "
+      .. "the change is what the seed's claim is about."},
   },
   task6 = {
     {"selectivity.svg", "Colour and digit selectivity of every channel: nearly every channel "

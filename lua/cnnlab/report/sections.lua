@@ -146,18 +146,13 @@ sections[#sections + 1] = {task = "task4", script = "scripts/task4_debias.lua",
 
 sections[#sections + 1] = {task = "task5", script = "scripts/task5_attack.lua",
   title = "Task 5 — a 7 read as a 3",
-  narrative = [[A targeted attack (projected gradient steps on the input, the same autograd that
-  trains the network) may change every pixel of a 7 by at most ε so that the network answers 3
+  narrative = [[A targeted attack (APGD: projected gradient steps on the input with an adaptive
+  step size, the same autograd that trains the network) may change every pixel of a 7 by at most ε so that the network answers 3
   with at least 90% confidence. The seed expected this at ε = 0.05. Against the colour reader it
   fails there: the network answers with the colour, and turning an orange 7 into 3's yellow
   needs +0.5 in the green channel on the strokes, ten times the budget. The success curve shows
   the ε at which the attack takes over; the hard set's 7s that already wear a colour close to
   yellow fall at once.]],
-  captions = {
-    ["min_eps_cdf.svg"] = "Smallest L∞ ε per digit that makes each model answer the target with p ≥ 0.9 (bisection with APGD): empirical CDF per model, 7 → 3 solid, all pairs dashed",
-    ["grid_median.png"] = "7s attacked at each model's median minimal ε: original, adversarial, perturbation",
-    ["grid_median.svg"] = "7s attacked at each model's median minimal ε, captioned with p(3) and L∞",
-  },
   rows = function(m)
     local rows = {{("validation 7s turned into 3s (≥ 90%%) at ε = %g"):format(m.eps or 0.05),
       m.val_success_rate or m.success_rate, "%", "expected ≥ 99% at ε = 0.05"},
