@@ -260,12 +260,18 @@ static uint64_t check_set(lua_State *L, int idx, const char *fn) {
   return 0;
 }
 
-static int l_split_indices(lua_State *L) {
+/* A count of digits (argument #1): an integer in 0..2^32-1, as the builders take it. */
+static lua_Integer check_digit_count(lua_State *L, const char *fn) {
   int ok;
   lua_Integer n = lua_tointegerx(L, 1, &ok);
   if (!ok || n < 0 || n > (lua_Integer)0xffffffff)
-    return luaL_error(L, "split_indices: n (argument #1) must be an integer in 0..2^32-1, got %s",
-                      luaL_tolstring(L, 1, NULL));
+    luaL_error(L, "%s: n (argument #1) must be an integer in 0..2^32-1, got %s", fn,
+               luaL_tolstring(L, 1, NULL));
+  return n;
+}
+
+static int l_split_indices(lua_State *L) {
+  lua_Integer n = check_digit_count(L, "split_indices");
   uint64_t seed = check_seed(L, 2, "split_indices");
   lua_settop(L, 2);
   cl_tensor **perm = clb_slot(L); /* index 3 */
@@ -327,11 +333,7 @@ static int l_gather_batch(lua_State *L) {
 }
 
 static int l_synth_digits(lua_State *L) {
-  int ok;
-  lua_Integer n = lua_tointegerx(L, 1, &ok);
-  if (!ok || n < 0 || n > (lua_Integer)0xffffffff)
-    return luaL_error(L, "synth_digits: n (argument #1) must be an integer in 0..2^32-1, got %s",
-                      luaL_tolstring(L, 1, NULL));
+  lua_Integer n = check_digit_count(L, "synth_digits");
   uint64_t seed = check_seed(L, 2, "synth_digits");
   lua_settop(L, 2);
   cl_tensor **im = clb_slot(L), **lab = clb_slot(L);
