@@ -98,10 +98,22 @@ describe("hang", function()
   it("Ctrl-C in the REPL stops a long C loop; the REPL goes on", function()
     local out = path("repl.out")
     local pidf = path("repl.pid")
-    os.execute(("( (echo 'x = lab.zeros(1, {dtype=\"int64\"}):expand(2^40):sum()'; sleep 4; " ..
-      "echo 'print(\"alive \" .. 40 + 2)') | timeout 30 %s -i >%s 2>&1 & echo $! >%s; wait ) &")
-      :format(q(BIN), q(out), q(pidf)))
-    os.execute("sleep 2")
+    os.execute(("( (echo 'io.stderr:write(\"started \"); x = lab.zeros(1, {dtype=\"int64\"})" ..
+      ":expand(2^40):sum()'; sleep 4; echo 'print(\"alive \" .. 40 + 2)') | timeout 60 %s -i " ..
+      ">%s 2>&1 & echo $! >%s; wait ) &"):format(q(BIN), q(out), q(pidf)))
+    -- SIGINT only once the REPL runs the long loop (a sanitizer build starts slowly; a signal
+    -- before the REPL's handler is installed would just end the process)
+    local function output()
+      local g = io.open(out, "rb")
+      local t = g and g:read("a") or ""
+      if g then g:close() end
+      return t
+    end
+    local start_deadline = lab.now() + 30
+    while lab.now() < start_deadline and not output():find("started", 1, true) do
+      os.execute("sleep 0.2")
+    end
+    os.execute("sleep 0.5")
     -- the pid is the pipeline's last command: timeout, which passes SIGINT on to cnnlab
     local f = assert(io.open(pidf))
     local pid = f:read("l")
