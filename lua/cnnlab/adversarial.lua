@@ -353,4 +353,18 @@ function adversarial.grid(blocks, ncol, target)
   return core.cat(rows, 0), captions, row_names
 end
 
+--- adversarial.save_grid(path, blocks, ncol, target, left, lines): the grid of adversarial.grid
+-- written as path.png (4× scale) and path.svg, the PNG with its row names, captions and the
+-- heading lines {text, attributes} (left: width of the row-name column).
+function adversarial.save_grid(path, blocks, ncol, target, left, lines)
+  local lab = require "cnnlab"
+  local images, captions, row_names = adversarial.grid(blocks, ncol, target)
+  local scale, pad = 4, 30
+  local grid = lab.image_grid(images, {ncol = ncol, pad = pad, scale = scale, pad_value = 1})
+  lab.write_png(path .. ".png", grid)
+  require("cnnlab.svg").save(path .. ".svg", require("cnnlab.figure").captioned_grid{
+    png = path .. ".png", width = grid:size(2), height = grid:size(1), left = left, top = 74,
+    cell = 28 * scale, pad = pad, rows = row_names, captions = captions, lines = lines})
+end
+
 return adversarial

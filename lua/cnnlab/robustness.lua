@@ -19,7 +19,6 @@ local lab = require "cnnlab"
 local util = require "cnnlab.util"
 local study = require "cnnlab.study"
 local svg = require "cnnlab.svg"
-local figure = require "cnnlab.figure"
 local adv = require "cnnlab.adversarial"
 local outputs = require "cnnlab.robustness_outputs"
 
@@ -88,13 +87,7 @@ function robustness.draw_grid(opts, atk, model, runs, m)
       x = blocks[1].x, r = r, eps = opts.grid_eps, originals = false}
     m.grid_eps, m.grid_eps_success_rate = opts.grid_eps, r.success_rate
   end
-  local images, captions, row_names = adv.grid(blocks, ncol, opts.target)
-  local scale, pad = 4, 30
-  local grid = lab.image_grid(images, {ncol = ncol, pad = pad, scale = scale, pad_value = 1})
-  lab.write_png(opts.out .. "/grid.png", grid)
-  svg.save(opts.out .. "/grid.svg", figure.captioned_grid{png = opts.out .. "/grid.png",
-    width = grid:size(2), height = grid:size(1), left = 150, top = 74, cell = 28 * scale,
-    pad = pad, rows = row_names, captions = captions, lines = {
+  adv.save_grid(opts.out .. "/grid", blocks, ncol, opts.target, 150, {
       {("%s: %d → %d, ε = %g (L∞), success = p(%d) ≥ %g — validation %.1f%%, hard %.1f%%")
         :format(runs.val.r.settings.attack:upper(), opts.source, opts.target, opts.eps,
           opts.target, opts.confidence, runs.val.r.success_rate, runs.hard.r.success_rate),
@@ -102,7 +95,7 @@ function robustness.draw_grid(opts, atk, model, runs, m)
       {("%s; model %s"):format(lab.attack.describe(runs.val.r.settings), opts.model), 'fill="#444"'},
       {("first %d %ds of each set; captions: the model's answer and p(%d); perturbation shown "
         .. "as 0.5 + δ·0.5/ε per channel (grey: unchanged, full colour: ±ε)"):format(ncol,
-        opts.source, opts.target), 'fill="#444"'}}})
+        opts.source, opts.target), 'fill="#444"'}})
 end
 
 --- robustness.success_matrix(opts, atk, model, sets, m): success over every source → target pair

@@ -3,7 +3,6 @@
 local lab = require "cnnlab"
 local util = require "cnnlab.util"
 local svg = require "cnnlab.svg"
-local figure = require "cnnlab.figure"
 local adv = require "cnnlab.adversarial"
 
 local outputs = {}
@@ -31,19 +30,13 @@ function outputs.draw_median_grid(opts, results)
       eps = e, originals = true, clean_pred = run.clean_pred:narrow(0, 0, k),
       clean_conf = run.clean_conf:narrow(0, 0, k)}
   end
-  local images, captions, row_names = adv.grid(blocks, ncol, opts.target)
-  local scale, pad = 4, 30
-  local grid = lab.image_grid(images, {ncol = ncol, pad = pad, scale = scale, pad_value = 1})
-  lab.write_png(opts.out .. "/grid_median.png", grid)
-  svg.save(opts.out .. "/grid_median.svg", figure.captioned_grid{png = opts.out .. "/grid_median.png",
-    width = grid:size(2), height = grid:size(1), left = 190, top = 74, cell = 28 * scale,
-    pad = pad, rows = row_names, captions = captions, lines = {
+  adv.save_grid(opts.out .. "/grid_median", blocks, ncol, opts.target, 190, {
       {("%d → %d at each model's median minimal ε (APGD, %d iterations, success = p(%d) ≥ %g)")
         :format(opts.source, opts.target, opts.min_steps, opts.target, opts.confidence),
         'font-size="15" font-weight="bold"'},
       {("first %d validation %ds; captions: answer and p(%d), then L∞ of the change and steps; "
         .. "perturbation shown as 0.5 + δ·0.5/ε per channel"):format(ncol, opts.source,
-        opts.target), 'fill="#444"'}}})
+        opts.target), 'fill="#444"'}})
 end
 
 --- outputs.draw_cdf(opts, results): min_eps_cdf.svg, the empirical CDF of the minimal ε per model.
