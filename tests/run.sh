@@ -11,7 +11,7 @@ failed=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-count() { # $1: suite name; reads "N passed, N failed" from the log's last matching line
+count() { # $1: suite name, $2: seconds; reads "N passed, N failed" from the log's last line
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
   if [ -z "$line" ]; then
     echo "  $1: no result line (crashed?)"
@@ -23,14 +23,15 @@ count() { # $1: suite name; reads "N passed, N failed" from the log's last match
   f=${f%% failed*}
   passed=$((passed + p))
   failed=$((failed + f))
-  echo "  $1: $line"
+  echo "  $1: $line ($2 s)"
 }
 
 for t in "$BUILD"/tests/test_*; do
   [ -x "$t" ] || continue
+  t0=$(date +%s)
   "$t" >"$log" 2>&1
   status=$?
-  count "$(basename "$t")"
+  count "$(basename "$t")" "$(($(date +%s) - t0))"
   if [ $status -ne 0 ]; then
     grep -E '^FAIL|ERROR|Sanitizer|runtime error' "$log" | head -20
     grep -qE '^[0-9]+ passed, [1-9]' "$log" || failed=$((failed + 1))
@@ -39,6 +40,7 @@ done
 
 # busted's TAP output: one "ok N - name" or "not ok N - name" line per test.
 for spec in $SPECS; do
+  t0=$(date +%s)
   CNNLAB_BIN="$EXE" "$EXE" "$BUSTED" --output=TAP "$spec" >"$log" 2>&1
   status=$?
   # pending cases come out as "ok N - name # SKIP": counted apart, not as passed
@@ -51,9 +53,9 @@ for spec in $SPECS; do
   passed=$((passed + p))
   failed=$((failed + f))
   if [ "$k" -gt 0 ]; then
-    echo "  $spec: $p passed, $f failed, $k pending"
+    echo "  $spec: $p passed, $f failed, $k pending ($(($(date +%s) - t0)) s)"
   else
-    echo "  $spec: $p passed, $f failed"
+    echo "  $spec: $p passed, $f failed ($(($(date +%s) - t0)) s)"
   fi
   [ $status -eq 0 ] || grep -vE '^ok ' "$log" | head -60
 done

@@ -116,8 +116,8 @@ static int batch_norm_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   float *pdx = dx ? cl_f32(dx) : NULL, *pdw = dw ? cl_f32(dw) : NULL,
         *pdb = db ? cl_f32(db) : NULL;
   double m = (double)(d.n * d.s);
-  chunking ch = chunk_plan(d.c, d.c, 1, 3.0 * (double)d.n * (double)d.c * (double)d.s);
 #ifdef _OPENMP
+  chunking ch = chunk_plan(d.c, d.c, 1, 3.0 * (double)d.n * (double)d.c * (double)d.s);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
   for (int64_t c = 0; c < d.c; c++) {
@@ -178,8 +178,8 @@ cl_tensor *cl_batch_norm(cl_tensor *x, cl_tensor *weight, cl_tensor *bias,
   float *prv = running_var ? cl_f32(running_var) : NULL;
   double m = (double)(d.n * d.s);
   int update = training && prm;
-  chunking ch = chunk_plan(d.c, d.c, 1, 3.0 * (double)d.n * (double)d.c * (double)d.s);
 #ifdef _OPENMP
+  chunking ch = chunk_plan(d.c, d.c, 1, 3.0 * (double)d.n * (double)d.c * (double)d.s);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
 #endif
   for (int64_t c = 0; c < d.c; c++) {
