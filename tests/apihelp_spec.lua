@@ -162,17 +162,23 @@ describe("error locations", function()
       'local m = lab.nn.Linear(4, 3)',
       'ok, e = pcall(m, lab.zeros({2, 5}))',
       'print(e)',
+      'ok, e = pcall(lab.attack.pgd, m, lab.zeros({2, 1, 2, 2}), {eps = 0.1})',
+      'print(e)',
+      'ok, e = pcall(lab.report.write, 5)',
+      'print(e)',
     }, "\n"))
     local r = run(util.shell_quote(script))
     assert.equal(0, r.code, r.err)
     local lines = {}
     for l in r.out:gmatch("[^\n]+") do lines[#lines + 1] = l end
-    for i, want in ipairs({3, 5, 7, 10}) do
+    for i, want in ipairs({3, 5, 7, 10, 12, 14}) do
       local prefix = ("%s:%d: "):format(script, want)
       assert.equal(prefix, (lines[i] or ""):sub(1, #prefix), lines[i])
       assert.falsy(lines[i]:find("lua/cnnlab/", 1, true), lines[i])
     end
     assert.truthy(lines[1]:find("linear: input must be", 1, true), lines[1])
+    assert.truthy(lines[5]:find("attack.pgd: give exactly one of target", 1, true), lines[5])
+    assert.truthy(lines[6]:find("report.write: options must be a table", 1, true), lines[6])
   end)
 end)
 

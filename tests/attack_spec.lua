@@ -467,12 +467,7 @@ end)
 
 describe("Task 5's measurement on a small run (scripts/task5_attack.lua)", function()
   local BIN = os.getenv("CNNLAB_BIN") or "./cnnlab"
-  -- It trains a seed network and runs the whole Task 5 script: under the sanitizers (~10x
-  -- slower) that would take CI past its time; it checks measurement, not memory, and
-  -- `make test` runs it.
-  local heavy = os.getenv("CNNLAB_SANITIZER") and function(name)
-    pending(name .. " (a whole Task 5 run: run by make test, not under the sanitizers)")
-  end or it
+  local heavy = require("tests.helpers").heavy("a whole Task 5 run")
 
   heavy("every saved success is real: a separate pass confirms it, inside ε and [0,1]", function()
     local dir = os.tmpname()

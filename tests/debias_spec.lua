@@ -80,13 +80,7 @@ local function hard_result(name, options, rho, epochs)
   return result_cache[key]
 end
 
--- Training-quality cases train the seed network for several epochs; under the sanitizers
--- (check-asan, ~10x slower) they would take CI past its time limit, and they check learning,
--- not memory: there they are reported pending, and `make test` runs them.
-local SANITIZED = (os.getenv("CNNLAB_BIN") or ""):find("asan", 1, true) ~= nil
-local heavy = SANITIZED and function(name)
-  pending(name .. " (training quality: run by make test, not under the sanitizers)")
-end or it
+local heavy = require("tests.helpers").heavy("training quality")
 
 local saved_threads
 setup(function()

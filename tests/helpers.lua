@@ -29,4 +29,19 @@ function helpers.pixel_model()
   return lab.nn.Sequential {lab.nn.Flatten(), lin}
 end
 
+--- Whether this run is the sanitizer build's (make check-asan sets CNNLAB_SANITIZER).
+helpers.sanitized = os.getenv("CNNLAB_SANITIZER") ~= nil or
+  (os.getenv("CNNLAB_BIN") or ""):find("asan", 1, true) ~= nil
+
+--- `it` for a case that trains or runs whole task scripts. Under the sanitizers (~10x slower)
+-- such cases would take CI past its time; they check learning or wiring, not memory, so there
+-- they are reported pending with why, and `make test` runs them.
+function helpers.heavy(why)
+  local busted = require "busted" -- a spec's it and pending live in its own environment
+  if not helpers.sanitized then return busted.it end
+  return function(name)
+    busted.pending(("%s (%s: run by make test, not under the sanitizers)"):format(name, why))
+  end
+end
+
 return helpers

@@ -144,11 +144,7 @@ describe("a toy plug-in in a temporary folder: one file, no other change", funct
       assert.is_true((acts.relu3:sum(1) - r.maps):abs():max():item() < 1e-4)
     end)
 
-  -- Runs the Task 3 and Task 5 scripts: under the sanitizers (~10x slower) that would take CI
-  -- past its time; it checks the plug-ins' wiring, not memory, and `make test` runs it.
-  local heavy = os.getenv("CNNLAB_SANITIZER") and function(name)
-    pending(name .. " (two whole task runs: run by make test, not under the sanitizers)")
-  end or it
+  local heavy = require("tests.helpers").heavy("two whole task runs")
   heavy("task 3 and task 5 take them with --methods and --attack", function()
     local out = dir .. "/runs"
     lab.util.mkdir_p(out)

@@ -36,6 +36,7 @@
 --       of one layer on one set (cnnlab.ablation_curves documents it)
 --   ablation.LAYERS = {"relu1", "relu2", "relu3"}, ablation.CONV = {relu1 = "conv1", …}
 local core = require "cnnlab.core"
+local util = require "cnnlab.util"
 
 local ablation = {}
 
@@ -140,7 +141,7 @@ end
 --- Per-image channel means: N×C×H×W → N×C (spatial mean); N×C stays.
 local function channel_means(fn, name, out)
   if not core.is_tensor(out) then
-    error(("%s: layer '%s' returned a %s, not a tensor"):format(fn, name, type(out)), 0)
+    util.user_error(("%s: layer '%s' returned a %s, not a tensor"):format(fn, name, type(out)))
   end
   if out:dim() == 4 then return out:mean(3):mean(2) end
   if out:dim() == 2 then return out end
@@ -152,7 +153,7 @@ end
 local function one_hot_t(fn, what, classes, k)
   local lo, hi = classes:min():item(), classes:max():item()
   if lo < 0 or hi >= k then
-    error(("%s: %s must lie in 0..%d, got values from %d to %d"):format(fn, what, k - 1, lo, hi), 0)
+    util.user_error(("%s: %s must lie in 0..%d, got values from %d to %d"):format(fn, what, k - 1, lo, hi))
   end
   local n = classes:numel()
   return classes:reshape(1, n):eq(core.arange(k):reshape(k, 1)):float()
@@ -189,7 +190,7 @@ function ablation.record(model, set, opts)
       local oc = set.colors and one_hot_t(fn, "colours", set.colors:narrow(0, start, count), k)
       for _, name in ipairs(layers) do
         if captured[name] == nil then
-          error(("%s: layer '%s' did not run in the model's forward"):format(fn, name), 0)
+          util.user_error(("%s: layer '%s' did not run in the model's forward"):format(fn, name))
         end
         local a = channel_means(fn, name, captured[name])
         local s = sums[name] or {}
@@ -324,7 +325,7 @@ function ablation.attribution(model, x, opts)
   return guarded(model, true, handles, function()
     local logits = model(x)
     if logits:dim() ~= 2 then
-      error(("%s: the model must return N×K logits, got %s"):format(fn, shape_of(logits)), 0)
+      util.user_error(("%s: the model must return N×K logits, got %s"):format(fn, shape_of(logits)))
     end
     local k = logits:size(1)
     local preds = logits:argmax(1)
@@ -333,7 +334,7 @@ function ablation.attribution(model, x, opts)
       target = preds
     elseif math.type(target) == "integer" then
       if target < 0 or target >= k then
-        error(("%s: target must be a class in 0..%d, got %d"):format(fn, k - 1, target), 0)
+        util.user_error(("%s: target must be a class in 0..%d, got %d"):format(fn, k - 1, target))
       end
       target = core.full({n}, target, {dtype = "int64"})
     elseif not (core.is_tensor(target) and target:numel() == n) then
@@ -344,7 +345,7 @@ function ablation.attribution(model, x, opts)
     local chosen = (logits * mask):sum()
     for _, name in ipairs(layers) do
       if acts[name] == nil then
-        error(("%s: layer '%s' did not run in the model's forward"):format(fn, name), 0)
+        util.user_error(("%s: layer '%s' did not run in the model's forward"):format(fn, name))
       end
       if not acts[name].requires_grad then
         error(("%s: layer '%s' has no gradient (its output does not depend on the input)")

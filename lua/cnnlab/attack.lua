@@ -57,6 +57,7 @@
 --                  random_start, confidence, early_stop, loss, batch}
 -- }
 local core = require "cnnlab.core"
+local util = require "cnnlab.util"
 local nn = require "cnnlab.nn"
 
 local attack = {}
@@ -70,7 +71,7 @@ attack.EPS_MARGIN = 1e-6
 local function shape_string(t) return table.concat(t.shape, "×") end
 
 local function fail(fn, fmt, ...)
-  error(fn .. ": " .. string.format(fmt, ...), 0)
+  util.user_error(fn .. ": " .. string.format(fmt, ...))
 end
 
 local function is_number(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end

@@ -49,6 +49,7 @@
 --   hooks.attach(model, names, fn) → handle     low level: fn(name, module, input, output) as
 --       a forward hook on each named module; handle:remove() removes them all.
 local core = require "cnnlab.core"
+local util = require "cnnlab.util"
 
 local hooks = {}
 
@@ -354,7 +355,7 @@ function hooks.gradient(model, name, x, opts)
     if not cut then xin = x:detach():clone():requires_grad_(true) end
     handles[1] = module:register_forward_hook(function(_, _, output)
       if not core.is_tensor(output) then
-        error(("%s: layer '%s' returned a %s, not a tensor"):format(fn, name, type(output)), 0)
+        util.user_error(("%s: layer '%s' returned a %s, not a tensor"):format(fn, name, type(output)))
       end
       result.activation = output:detach()
       -- the fresh leaf starts the graph here; the backward hook below then sees its gradient
@@ -369,7 +370,7 @@ function hooks.gradient(model, name, x, opts)
         core.is_tensor(output) and shape_string(output) or type(output)), 0)
     end
     if result.activation == nil then
-      error(("%s: layer '%s' never ran during the forward pass"):format(fn, name), 0)
+      util.user_error(("%s: layer '%s' never ran during the forward pass"):format(fn, name))
     end
     local target = targets_for(fn, output, opts.target)
     local score
@@ -379,7 +380,7 @@ function hooks.gradient(model, name, x, opts)
       score = output:gather(1, target:unsqueeze(1)):sum()
     end
     if not core.is_tensor(score) or score:numel() ~= 1 then
-      error(("%s: the score must be a scalar tensor"):format(fn), 0)
+      util.user_error(("%s: the score must be a scalar tensor"):format(fn))
     end
     if not score.requires_grad then
       error(("%s: the score does not depend on layer '%s' (no gradient can reach it)"):format(

@@ -122,6 +122,10 @@ nav{display:flex;flex-wrap:wrap;gap:.2em 1.2em}
 --- report.write({runs = "runs", manifest =, quick = false}) → path: Writes the study's self-contained
 -- HTML page from the run folders under runs to runs/report.html and returns that path.
 function page.write(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    util.user_error("report.write: options must be a table {runs =, manifest =, quick =}, got " .. type(opts))
+  end
   local runs = opts.runs or "runs"
   local manifest = opts.manifest or {steps = {}}
   local metrics = {}
