@@ -13,7 +13,7 @@ end
 
 -- Under the sanitizers (~10x slower; LeakSanitizer checks leaks at exit there) the loop runs
 -- 400 steps at batch 16, compared from step 100 on, so that check-asan fits in CI's time.
-local SANITIZED = (os.getenv("CNNLAB_BIN") or ""):find("asan", 1, true) ~= nil
+local SANITIZED = require("tests.helpers").sanitized
 local STEPS, BATCH = SANITIZED and 400 or 1000, SANITIZED and 16 or 64
 
 describe("memory", function()
