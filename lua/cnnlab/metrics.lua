@@ -99,10 +99,10 @@ function metrics.evaluate(model, set, opts)
   return result
 end
 
---- metrics.cell_accuracies(preds, labels, bias) → {unbiased, aligned, conflicting,
--- conflicting_samples, cells, n}: The literature's measures over the (label, bias) cells of a
--- set (PROTOCOLS §1), in percent: unbiased = the mean over the non-empty cells of each
--- cell's accuracy; aligned = that mean over the cells with bias = label; conflicting = over
+--- metrics.cell_accuracies(preds, labels, bias) → r: The literature's measures over the
+-- (label, bias) cells of a set (PROTOCOLS §1), in percent, as r = {unbiased, aligned,
+-- conflicting, conflicting_samples, cells, n}: unbiased = the mean over the non-empty cells of
+-- each cell's accuracy; aligned = that mean over the cells with bias = label; conflicting = over
 -- the cells with bias ≠ label (LfF's "skewed" cells); conflicting_samples = the plain
 -- accuracy on the samples with bias ≠ label. preds, labels and bias are int64 vectors of one
 -- length; any number of classes and bias values. A measure without a cell is nil.

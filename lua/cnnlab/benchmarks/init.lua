@@ -216,6 +216,7 @@ function benchmarks.rows(t, m)
   return rows
 end
 
+--- The column titles of the comparison (the second is replaced by the table's parameter).
 benchmarks.HEADER = {"method", "value", "unbiased % (ours)", "published", "conflicting % (ours)",
   "published", "seeds", "s/run"}
 
