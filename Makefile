@@ -7,6 +7,7 @@
 #   make check-valgrind  a short training script under valgrind (no definitely-lost bytes)
 #   make fuzz         each libFuzzer target for FUZZ_SECONDS seconds (clang); fuzz-ci: 60 s each
 #   make bench        speed of the seed network; bench-compare (ARGS=--compare): beside PyTorch
+#   make benchmarks   the literature's benchmark tables (docs/benchmarks.md; QUICK=1 TABLE=name)
 # Options: BLAS=openblas|none  OPENMP=1|0  MODE=release|asan|debug  MPI=0|1 (build-mpi/)
 
 BLAS ?= openblas
@@ -250,6 +251,15 @@ fuzz-ci:
 demo: all
 	@sh data/fetch.sh
 	./$(EXE) scripts/demo.lua $(if $(QUICK),--quick) $(if $(FORCE),--force)
+
+# The literature's benchmark tables (docs/benchmarks.md): `make benchmarks` runs every table in
+# full (hours: run it under nice); TABLE=name one table, QUICK=1 the quick check, FORCE=1 trains
+# runs again, ARGS= any other option of scripts/benchmarks.lua (--methods, --shares, --seeds ...).
+.PHONY: benchmarks
+benchmarks: all
+	@sh data/fetch.sh
+	./$(EXE) scripts/benchmarks.lua $(if $(TABLE),--table $(TABLE)) $(if $(QUICK),--quick) \
+	  $(if $(FORCE),--force) $(ARGS)
 
 # ---- install (docs/install.md) ---------------------------------------------------------------
 # `make install [PREFIX=/usr/local] [DESTDIR=]`: the interpreter, the whole lua/cnnlab/ tree and

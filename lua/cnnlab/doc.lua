@@ -26,7 +26,7 @@ end
 -- Lua submodules documented by their own comments, as lab.NAME.
 doc.MODULES = {"nn", "optim", "data", "train", "models", "metrics", "svg", "util", "hooks",
   "gradcam", "attack", "attacks", "attributions", "ablation", "debias", "gradcheck", "report",
-  "mpi", "study", "defaults", "show", "doc", "robustness"}
+  "mpi", "study", "defaults", "show", "doc", "robustness", "benchmarks"}
 
 local function public(name) return type(name) == "string" and not name:find("^_") end
 
@@ -261,7 +261,8 @@ function doc.describe(x, name)
   if value ~= nil and type(value) ~= "function" and not (type(value) == "table"
     and (rawget(value, "init") or getmetatable(value) and getmetatable(value).__call)) then
     -- a constant (a number, a string, a table of settings): what it holds
-    local what = type(value) == "table" and "a table of " .. #sorted_keys(value) .. " entries"
+    local what = type(value) == "table" and (#value > 0 and ("a list of %d entries"):format(#value)
+      or "a table of " .. #sorted_keys(value) .. " entries")
       or (type(value) .. " " .. tostring(value))
     return {name = name, signature = name, summary = "A constant: " .. what .. ".", constant = true}
   end

@@ -22,7 +22,7 @@ local submodules = {
   ablation = "cnnlab.ablation", debias = "cnnlab.debias",
   gradcheck = "cnnlab.gradcheck", report = "cnnlab.report", mpi = "cnnlab.mpi",
   study = "cnnlab.study", defaults = "cnnlab.defaults", doc = "cnnlab.doc", show = "cnnlab.show",
-  robustness = "cnnlab.robustness",
+  robustness = "cnnlab.robustness", benchmarks = "cnnlab.benchmarks",
 }
 
 setmetatable(lab, {

@@ -99,6 +99,47 @@ function metrics.evaluate(model, set, opts)
   return result
 end
 
+--- metrics.cell_accuracies(preds, labels, bias) → r: The literature's measures over the
+-- (label, bias) cells of a set (PROTOCOLS §1), in percent, as r = {unbiased, aligned,
+-- conflicting, conflicting_samples, cells, n}: unbiased = the mean over the non-empty cells of
+-- each cell's accuracy; aligned = that mean over the cells with bias = label; conflicting = over
+-- the cells with bias ≠ label (LfF's "skewed" cells); conflicting_samples = the plain
+-- accuracy on the samples with bias ≠ label. preds, labels and bias are int64 vectors of one
+-- length; any number of classes and bias values. A measure without a cell is nil.
+function metrics.cell_accuracies(preds, labels, bias)
+  for name, t in pairs({preds = preds, labels = labels, bias = bias}) do
+    if not core.is_tensor(t) or t:dim() ~= 1 then
+      error(("metrics.cell_accuracies: %s must be a 1-D tensor (one value per sample), got %s")
+        :format(name, core.is_tensor(t) and shape_string(t) or type(t)), 2)
+    end
+  end
+  local n = labels:numel()
+  if preds:numel() ~= n or bias:numel() ~= n then
+    error(("metrics.cell_accuracies: preds, labels and bias must have one length, got %d, %d "
+      .. "and %d"):format(preds:numel(), n, bias:numel()), 2)
+  end
+  local p, y, b = preds:totable(), labels:totable(), bias:totable()
+  local total, right = {}, {}
+  local c_total, c_right = 0, 0
+  for i = 1, n do
+    local key = y[i] .. ":" .. b[i]
+    total[key] = (total[key] or 0) + 1
+    local ok = p[i] == y[i] and 1 or 0
+    right[key] = (right[key] or 0) + ok
+    if y[i] ~= b[i] then c_total, c_right = c_total + 1, c_right + ok end
+  end
+  local sums = {all = {0, 0}, aligned = {0, 0}, conflicting = {0, 0}}
+  for key, t in pairs(total) do
+    local yy, bb = key:match("^(-?%d+):(-?%d+)$")
+    local acc = right[key] / t
+    local kind = yy == bb and "aligned" or "conflicting"
+    for _, k in ipairs({"all", kind}) do sums[k][1], sums[k][2] = sums[k][1] + acc, sums[k][2] + 1 end
+  end
+  local function mean(k) return sums[k][2] > 0 and 100 * sums[k][1] / sums[k][2] or nil end
+  return {unbiased = mean("all"), aligned = mean("aligned"), conflicting = mean("conflicting"),
+    conflicting_samples = percent(c_right, c_total), cells = sums.all[2], n = n}
+end
+
 --- The confusion matrix as a terminal table, rows = true digit, columns = prediction.
 function metrics.confusion_table(confusion)
   local lines = {"true\\pred" .. string.rep(" ", 1)}

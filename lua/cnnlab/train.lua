@@ -126,7 +126,8 @@ end
 
 -- The loop position a checkpoint's metadata holds ({epoch = the next epoch, step_in_epoch}),
 -- checked: integers, 1 ≤ epoch ≤ epochs + 1 (epochs + 1: the run had finished) and
--- 0 ≤ step_in_epoch ≤ steps_per_epoch; anything else is an error naming the file and field.
+-- 0 ≤ step_in_epoch ≤ steps_per_epoch (no upper bound when steps_per_epoch is nil: a method
+-- whose epochs have their own length); anything else is an error naming the file and field.
 function train.checkpoint_position(path, meta, epochs, steps_per_epoch)
   local function field(key, lo, hi)
     local raw = meta[key]
@@ -253,7 +254,10 @@ fit = function(opts)
       error(("train: --resume given but there is no checkpoint at %s"):format(tostring(ckpt)), 2)
     end
     local saved
-    start, saved = load_checkpoint(ckpt, ctx, (n + opts.batch - 1) // opts.batch)
+    -- a method that sets its own epoch order (method.epoch_positions) may make an epoch longer
+    -- than one pass: the step within it is then not bounded by one pass's steps
+    start, saved = load_checkpoint(ckpt, ctx, not method.epoch_positions
+      and (n + opts.batch - 1) // opts.batch or nil)
     -- through JSON both ways, so that 64 and 64.0 compare equal
     local a = util.json_encode(saved)
     local b = util.json_encode(util.json_decode(util.json_encode(ctx.settings)))
@@ -279,7 +283,6 @@ fit = function(opts)
     if comm.stats then comm.stats(true) end
   end
 
-  local steps_per_epoch = (n + opts.batch - 1) // opts.batch
   local progress = train.progress(opts.progress ~= false and root, "")
   local interrupted, last_epoch = false, start.epoch - 1
   core.trap_sigint(opts.trap_sigint ~= false)
@@ -304,11 +307,16 @@ fit = function(opts)
       ctx.model:train()
       if method.begin_epoch then method.begin_epoch(ctx, epoch) end
       local order = shuffled_positions(n, opts.seed, epoch)
+      -- a method may replace the epoch's order (JTT's up-sampling repeats samples); it must be
+      -- a pure function of (seed, epoch, method state) so that a resumed run repeats it
+      if method.epoch_positions then order = method.epoch_positions(ctx, epoch, order) or order end
+      local n_epoch = order:numel()
+      local steps_this = (n_epoch + opts.batch - 1) // opts.batch
       local loss_sum, correct, seen = 0.0, 0, 0
       local epoch_start = core.now()
       local first_step = epoch == start.epoch and start.step_in_epoch or 0
-      for step = first_step, steps_per_epoch - 1 do
-        local count = math.min(opts.batch, n - step * opts.batch)
+      for step = first_step, steps_this - 1 do
+        local count = math.min(opts.batch, n_epoch - step * opts.batch)
         local positions = order:narrow(0, step * opts.batch, count)
         -- MPI: this rank's contiguous share of the global batch (all of it with one
         -- rank; empty when the last batch has fewer samples than there are ranks).
@@ -377,9 +385,9 @@ fit = function(opts)
         local elapsed = core.now() - epoch_start
         local rate = seen / math.max(elapsed, 1e-9)
         progress:update(("epoch %d/%d  step %d/%d  loss %.4f  acc %5.1f%%  %.0f img/s%s  left %s")
-          :format(epoch, opts.epochs, step + 1, steps_per_epoch, loss_sum / seen,
+          :format(epoch, opts.epochs, step + 1, steps_this, loss_sum / seen,
             100 * correct / seen, rate, nranks > 1 and (" (%d ranks)"):format(nranks) or "",
-            format_time((n - (step + 1) * opts.batch) / rate + (opts.epochs - epoch) * n / rate)))
+            format_time((n_epoch - (step + 1) * opts.batch) / rate + (opts.epochs - epoch) * n / rate)))
         if stop then
           interrupted = {epoch = epoch, step_in_epoch = step + 1}
           return

@@ -1,10 +1,12 @@
 --- group_dro — Group DRO (Sagawa, Koh, Hashimoto and Liang, ICLR 2020) with the colour groups:
--- the method that knows the bias. A group is a (label, colour) pair, g = 10·label + colour
--- (100 groups; with ρ = 1 only the ten aligned groups exist and this is ERM with adaptive
--- class weights). The online algorithm of the paper:
+-- the method that knows the bias. A group is a (label, bias) pair, g = B·label + bias, with
+-- K classes (the data set's, ctx.data.classes) and B bias values (the data set's
+-- bias_classes, else the largest training bias + 1): K·B groups, 100 on the colour data sets
+-- (with ρ = 1 only the ten aligned groups exist and this is ERM with adaptive class weights).
+-- The online algorithm of the paper:
 --   per batch, ℓ_g = mean cross-entropy of the batch's samples in group g (0 when absent);
 --   q ← q · exp(η · ℓ_g) (detached), then q ← q / Σ q;  loss = Σ_g q_g · ℓ_g.
--- q starts uniform over the 100 groups; groups absent from a batch keep their q before the
+-- q starts uniform over the K·B groups; groups absent from a batch keep their q before the
 -- renormalisation (as in the authors' code). η = `eta` (0.01 as in the paper). The paper's
 -- strong ℓ2 penalty and group adjustments are not used (weight decay is the trainer's
 -- --weight-decay, default 0). q is kept as a float32 tensor and saved in checkpoints.
@@ -19,8 +21,6 @@ local M = {
   options = {eta = 0.01},
 }
 
-local GROUPS = 100
-
 function M.setup(ctx)
   if ctx.comm and ctx.comm.size and ctx.comm.size() > 1 then
     error("group_dro: runs in one process only: its group weights q are not synchronised across MPI ranks", 0)
@@ -31,15 +31,22 @@ function M.setup(ctx)
   if not ctx.data.train.colors then
     error("group_dro: the training set has no colours (set.colors); the groups need them", 0)
   end
-  local eye = lab.zeros(GROUPS, GROUPS)
-  for g = 0, GROUPS - 1 do eye:set(g, g, 1) end
-  ctx.group_dro = {q = lab.full({GROUPS}, 1 / GROUPS), eye = eye}
+  local set = ctx.data.train
+  local k = ctx.data.classes
+  if math.type(k) ~= "integer" then k = math.tointeger(set.labels:max():item()) + 1 end
+  local dataset = ctx.data.dataset and ctx.data.dataset.module
+  local b = dataset and math.tointeger(dataset.bias_classes)
+    or math.tointeger(set.colors:max():item()) + 1
+  local groups = k * b
+  local eye = lab.zeros(groups, groups)
+  for g = 0, groups - 1 do eye:set(g, g, 1) end
+  ctx.group_dro = {q = lab.full({groups}, 1 / groups), eye = eye, groups = groups, bias_count = b}
 end
 
--- The batch's one-hot groups (N×100) and group sizes (at least 1).
+-- The batch's one-hot groups (N×groups) and group sizes (at least 1).
 local function groups_of(st, batch)
-  local groups = batch.y * 10 + batch.colors                          -- int64 N
-  local onehot = st.eye:index_select(0, groups)                       -- N×100
+  local groups = batch.y * st.bias_count + batch.colors               -- int64 N
+  local onehot = st.eye:index_select(0, groups)                       -- N×groups
   local counts = onehot:sum(0):clamp(1, math.huge)
   return onehot, counts
 end
@@ -74,7 +81,7 @@ function M.loss(ctx, batch)
     local part_sum = (ce:unsqueeze(1) * onehot):sum(0) / st.step_counts
     return (part_sum * st.q):sum() * (st.step_n / batch.y:numel()), logits
   end
-  local group_loss = (ce:unsqueeze(1) * onehot):sum(0) / counts       -- 100
+  local group_loss = (ce:unsqueeze(1) * onehot):sum(0) / counts       -- groups
   local q = st.q * (group_loss:detach() * ctx.options.eta):exp()
   st.q = q / q:sum()
   return (group_loss * st.q):sum(), logits
@@ -87,14 +94,15 @@ end
 
 function M.end_epoch(ctx, _, record)
   -- the five heaviest groups, for the run's history
-  local q = ctx.group_dro.q:totable()
+  local st = ctx.group_dro
+  local q = st.q:totable()
   local order = {}
-  for g = 1, GROUPS do order[g] = g end
+  for g = 1, #q do order[g] = g end
   table.sort(order, function(a, b) return q[a] > q[b] end)
   local top = {}
-  for i = 1, 5 do
+  for i = 1, math.min(5, #q) do
     local g = order[i] - 1
-    top[i] = ("%d/%d:%.3f"):format(g // 10, g % 10, q[order[i]])
+    top[i] = ("%d/%d:%.3f"):format(g // st.bias_count, g % st.bias_count, q[order[i]])
   end
   record.group_dro_top = table.concat(top, " ")
 end

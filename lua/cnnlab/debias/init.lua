@@ -5,7 +5,7 @@
 --   or a function(options) → number for methods whose length depends on their options),
 --   build_model(ctx) → model          loss(ctx, batch) → loss[, logits]
 --   setup(ctx), begin_epoch(ctx, e), end_epoch(ctx, e, record), before_step(ctx, batch)
---   begin_step(ctx, batch)
+--   begin_step(ctx, batch), epoch_positions(ctx, epoch, order) → the epoch's positions
 --   state_dict(ctx) → tensors, meta   load_state_dict(ctx, tensors, meta)     (all optional)
 -- begin_step is called once per optimiser step, after ctx.optimizer:zero_grad() and before
 -- any loss call, with the whole batch (under MPI: the rank's share). With
@@ -14,7 +14,10 @@
 -- turn; a method with state updated from a batch (per-sample statistics, weights over
 -- groups, a second model's gradients) updates it here from the whole batch, so that a split
 -- step makes the same update as an unsplit one. before_step(ctx, batch) gets the whole batch
--- after the last loss, before ctx.optimizer:step().
+-- after the last loss, before ctx.optimizer:step(). epoch_positions gets the epoch's shuffled
+-- order of the training set (int64, one pass) and may return another list of positions (an
+-- epoch of another length: JTT's up-sampling repeats its error set); it must depend only on
+-- the seed, the epoch and state the method saves, so that a resumed run repeats it.
 -- debias.new_model(ctx, o) builds a network for a method (seed_cnn unless train.fit was given
 -- a model_factory). Shipped methods live in lua/cnnlab/debias/NAME.lua; `--method path/to/file.lua` loads any
 -- other file, with no rebuild.

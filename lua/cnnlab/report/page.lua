@@ -51,8 +51,15 @@ local function extra_section(runs, name, number)
   local dir = runs .. "/" .. name
   local m = read_metrics(dir) or {}
   local html = {('<section id="run-%s"><h2>%s</h2>'):format(esc(name:gsub("[^%w]", "-")), esc(name))}
-  html[#html + 1] = ("<p>Outputs of a run besides the seven tasks, in %s/.</p>"):format(esc(name))
-  local rows = scalar_rows(m)
+  -- a benchmark table's folder (scripts/benchmarks.lua): ours beside the published figures
+  local bench = name:match("^benchmarks/(.+)$") and require("cnnlab.report.benchmarks").html(
+    name:match("^benchmarks/(.+)$"), m)
+  if bench then
+    html[#html + 1] = bench
+  else
+    html[#html + 1] = ("<p>Outputs of a run besides the seven tasks, in %s/.</p>"):format(esc(name))
+  end
+  local rows = bench and {} or scalar_rows(m)
   if #rows > 0 then
     local shown = {}
     for i = 1, math.min(#rows, 24) do shown[i] = rows[i] end
