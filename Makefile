@@ -244,7 +244,8 @@ fuzz: fuzz-build
 	sh fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-ci:
-	$(MAKE) fuzz FUZZ_SECONDS=60
+	$(MAKE) -j2 fuzz-build
+	$(MAKE) fuzz FUZZ_SECONDS=30
 
 # The whole study: build, fetch MNIST, run Tasks 0–6, write runs/report.html.
 # QUICK=1: every task on a subset (about a minute); FORCE=1 redoes up-to-date steps.

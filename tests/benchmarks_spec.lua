@@ -90,9 +90,7 @@ describe("metrics.cell_accuracies", function()
 end)
 
 describe("scripts/benchmarks.lua", function()
-  local heavy = os.getenv("CNNLAB_SANITIZER") and function(name)
-    pending(name .. " (training on MNIST: run by make test, not under the sanitizers)")
-  end or it
+  local heavy = helpers.heavy("training on MNIST")
   local dir = helpers.tmpdir()
   local function run(args)
     local log = dir .. "/log.txt"
