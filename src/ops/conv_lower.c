@@ -239,8 +239,10 @@ int64_t cl_conv_col_len(const conv_shape *s, int64_t group, int nr) {
   return s->ckk * round_up(group * s->plane, nr);
 }
 
-/* y (samples lo..hi, N×O×P) = conv(x) on the micro-kernel; apack = W packed (O rows, CKK
- * deep), bias may be NULL. col holds conv_col_len floats. */
+/* y (samples lo..hi, (hi − lo)×O×P, y[0] is sample lo's first output) = conv(x) on the
+ * micro-kernel; apack = W packed (O rows, CKK deep), bias may be NULL. col holds conv_col_len
+ * floats. y is relative to lo so that the fused block (conv_block.c) can aim it at a scratch
+ * buffer of one group. */
 void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const float *apack,
                         const float *bias, const float *x, float *y, int64_t lo, int64_t hi,
                         float *col) {
@@ -256,7 +258,7 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
       for (int64_t q = cols; q < used; q++)
         col[r * ld + q] = 0;
     for (int64_t i = 0; i < g * O; i++) {
-      float *row = y + (n0 * O + i) * P, v = bias ? bias[i % O] : 0.0f;
+      float *row = y + ((n0 - lo) * O + i) * P, v = bias ? bias[i % O] : 0.0f;
       for (int64_t q = 0; q < P; q++)
         row[q] = v;
     }
@@ -265,7 +267,7 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
       const float *a = apack + o0 * ckk;
       for (int64_t j0 = 0; j0 < cols; j0 += nr) {
         int64_t n = j0 / P, p = j0 % P;
-        float *yt = y + ((n0 + n) * O + o0) * P + p;
+        float *yt = y + ((n0 - lo + n) * O + o0) * P + p;
         if (rows == mr && p + nr <= P) { /* the whole tile lies in one sample's planes */
           uk->run((int)ckk, a, col + j0, (int)ld, yt, (int)P, 1);
           continue;
@@ -276,7 +278,7 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
         for (int64_t j = 0; j < width; j++, p++) {
           if (p == P)
             p = 0, n++;
-          float *yc = y + ((n0 + n) * O + o0) * P + p;
+          float *yc = y + ((n0 - lo + n) * O + o0) * P + p;
           for (int64_t i = 0; i < rows; i++)
             yc[i * P] += tile[i * nr + j];
         }

@@ -126,9 +126,9 @@ static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride,
 }
 
 /* Pools planes [lo, hi) of x (each H×W) into y, positions into where (or none). */
-static void max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, int64_t w, int k,
-                            int stride, int64_t oh, int64_t ow, float *y, int32_t *where, float *hm,
-                            int32_t *hc) {
+void cl_max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, int64_t w, int k,
+                        int stride, int64_t oh, int64_t ow, float *y, int32_t *where, float *hm,
+                        int32_t *hc) {
   for (int64_t pl = lo; pl < hi; pl++) {
     const float *plane = x + pl * h * w;
     float *yp = y + pl * oh * ow;
@@ -209,7 +209,7 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
   size_t where_bytes = recording ? sizeof(int32_t) * (size_t)(planes * oh * ow) : 0;
   chunking ch = chunk_plan(planes, 64, 1, (double)planes * (double)(h * w * kernel));
   /* per thread: hm (floats) and hc (ints), one entry per window column of every row touched */
-  int64_t hm_len = ((oh - 1) * stride + kernel) * ow;
+  int64_t hm_len = cl_max_pool_scratch_len(kernel, stride, oh, ow);
   size_t scratch_bytes = sizeof(float) * 2 * (size_t)(hm_len * ch.threads);
   cl_tensor *xc = cl_float_contiguous(x);
   cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;
@@ -229,8 +229,8 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
     int64_t lo, hi;
     chunk_range(&ch, i, &lo, &hi);
     float *hm = scratch + 2 * hm_len * thread_number();
-    max_pool_planes(px, lo, hi, h, w, kernel, stride, oh, ow, py, where, hm,
-                    (int32_t *)(hm + hm_len));
+    cl_max_pool_planes(px, lo, hi, h, w, kernel, stride, oh, ow, py, where, hm,
+                       (int32_t *)(hm + hm_len));
   }
   cl_dealloc(scratch, scratch_bytes);
   cl_release(xc);
