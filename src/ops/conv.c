@@ -110,8 +110,15 @@ int cl_conv_backward_run(const conv_shape *sp, const cl_tensor *x, const cl_tens
   if (shared) /* Wᵀ: CKK rows, O deep */
     cl_pack_a(pw, (int)s.ckk, 1, (int)s.ckk, (int)s.o, 1.0f, (int)mr, wtpack);
 
+  /* One parallel region for the chunks and then the sum of their dW partials (a barrier
+   * between, not a second region: each region wakes the sleeping threads again). */
+  int64_t ldo = round_up(s.o, nr);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
+#pragma omp parallel num_threads(ch.threads) if (ch.threads > 1)
+#endif
+  {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
 #endif
   for (int64_t i = 0; i < ch.count; i++) {
     float *cp = scratch + per_chunk * i, *dpart = cp + dbl;
@@ -145,27 +152,27 @@ int cl_conv_backward_run(const conv_shape *sp, const cl_tensor *x, const cl_tens
           cl_conv_backward_sample(&s, NULL, pw, pg + n * out_per, NULL, pdx + n * in_per, xs);
     }
   }
-  /* the chunks' partials, in chunk order (dWᵀ back to O×CKK on the way) */
+  /* the chunks' dW partials, in chunk order: dW[o, r] = Σ_i part_i[o, r] (the partials are
+   * dWᵀ, CKK × ldo, on the micro-kernel, O × CKK otherwise; each is read along its rows) */
+  if (want_w) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t r = 0; r < (mk ? s.ckk : s.o); r++)
+      for (int64_t c = 0; c < (mk ? s.o : s.ckk); c++) {
+        float sum = 0;
+        for (int64_t i = 0; i < ch.count; i++)
+          sum += (scratch + per_chunk * i + dbl)[r * (mk ? ldo : s.ckk) + c];
+        pdw[mk ? c * s.ckk + r : r * s.ckk + c] = sum;
+      }
+  }
+  }
+  /* db's partials, in chunk order */
   for (int64_t o = 0; want_b && o < s.o; o++) {
     double sum = 0;
     for (int64_t i = 0; i < ch.count; i++)
       sum += ((const double *)(scratch + per_chunk * i))[o];
     cl_f32(db)[o] = (float)sum;
-  }
-  if (want_w) {
-    int64_t ldo = round_up(s.o, nr);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(ch.threads) if (ch.threads > 1)
-#endif
-    for (int64_t o = 0; o < s.o; o++)
-      for (int64_t r = 0; r < s.ckk; r++) {
-        float sum = 0;
-        for (int64_t i = 0; i < ch.count; i++) {
-          const float *dpart = scratch + per_chunk * i + dbl;
-          sum += mk ? dpart[r * ldo + o] : dpart[o * s.ckk + r];
-        }
-        pdw[o * s.ckk + r] = sum;
-      }
   }
   cl_dealloc(scratch, scratch_bytes);
   gin[0] = dx;

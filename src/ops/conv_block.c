@@ -13,8 +13,8 @@
  *   dL/dr = Σ over the windows whose maximum sits at a position, of their g   (max-pool)
  *   dL/dz = dL/dr where r > 0, else +0                                         (ReLU)
  * r > 0 at a window's maximum exactly when that window's y > 0 (y is the maximum), so the
- * forward keeps, per window, the position of its maximum, or −1 when y ≤ 0; the backward adds
- * g at the kept positions only, into a zeroed plane, in window order — the max-pool's sums in
+ * forward keeps, per window, the position of its maximum, complemented (negative) when y ≤ 0;
+ * the backward adds g at the live positions only, into a zeroed plane, in window order — the max-pool's sums in
  * its order for every position the ReLU lets through, +0 everywhere else: what max_pool2d's
  * backward followed by relu's gives. That dL/dz is written chunk by chunk inside the
  * convolution's backward (conv_grad.fill), just before the chunk's products read it. */
@@ -33,15 +33,18 @@ static void relu_in_place(float *restrict z, int64_t n) {
   }
 }
 
-/* where[j] = −1 for the windows whose maximum y[j] is not positive: no gradient goes back
- * through them (the ReLU stops it). */
-static void drop_dead_windows(const float *restrict y, int32_t *restrict where, int64_t n) {
+/* where[j] = ~where[j] (negative) for the windows whose maximum y[j] is not positive: no
+ * gradient goes back through them (the ReLU stops it). */
+static void mark_dead_windows(const float *restrict y, int32_t *restrict where, int64_t n) {
   for (int64_t j = 0; j < n; j++)
-    where[j] = y[j] > 0 ? where[j] : -1;
+    where[j] = y[j] > 0 ? where[j] : ~where[j];
 }
 
 /* conv_grad.fill: dL/dz of samples [lo, hi), plane by plane (P = OH·OW floats, PP = PH·PW):
- *   gz[plane] = 0;  gz[plane][where[j]] += g[plane][j]  for j < PP with where[j] >= 0 */
+ *   gz[plane] = 0;  gz[plane][where[j]] += g[plane][j]  for j < PP with where[j] >= 0
+ * Without a branch (live and dead windows mix at random): a dead window adds +0 at its
+ * position ~where[j], which changes nothing — a sum that starts at +0 is never −0 in
+ * round-to-nearest, and v + (+0) = v for every other v, NaN and infinities included. */
 static void fill_conv_grad(const conv_grad *src, int64_t lo, int64_t hi) {
   const conv_shape *s = src->shape;
   int64_t P = s->plane, PP = src->pooled_plane;
@@ -50,9 +53,15 @@ static void fill_conv_grad(const conv_grad *src, int64_t lo, int64_t hi) {
     const float *gp = src->pooled + pl * PP;
     const int32_t *wp = src->where + pl * PP;
     memset(d, 0, sizeof(float) * (size_t)P);
-    for (int64_t j = 0; j < PP; j++)
-      if (wp[j] >= 0)
-        d[wp[j]] += gp[j];
+    for (int64_t j = 0; j < PP; j++) {
+      int32_t live = -(int32_t)(wp[j] >= 0), at = (wp[j] & live) | (~wp[j] & ~live);
+      uint32_t bits;
+      memcpy(&bits, &gp[j], sizeof bits);
+      bits &= (uint32_t)live;
+      float v;
+      memcpy(&v, &bits, sizeof v);
+      d[at] += v;
+    }
   }
 }
 
@@ -146,7 +155,7 @@ cl_tensor *cl_conv2d_relu_pool(cl_tensor *x, cl_tensor *w, cl_tensor *b, int str
       cl_max_pool_planes(z, 0, planes, s.oh, s.ow, pool_kernel, pool_stride, ph, pw,
                          py + n0 * O * pp, wh, hm, (int32_t *)(hm + hm_len));
       if (wh)
-        drop_dead_windows(py + n0 * O * pp, wh, planes * pp);
+        mark_dead_windows(py + n0 * O * pp, wh, planes * pp);
     }
   }
   cl_dealloc(scratch, scratch_bytes);
