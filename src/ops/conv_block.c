@@ -12,6 +12,10 @@
  * Backward, from g = dL/dy:
  *   dL/dr = Σ over the windows whose maximum sits at a position, of their g   (max-pool)
  *   dL/dz = dL/dr where r > 0, else +0                                         (ReLU)
+ * The forward pools z itself and applies the ReLU to the pooled values: without a NaN,
+ * max(relu(·)) = relu(max(·)), bit for bit (max picks one of the values; −0 and negatives end
+ * as +0 either way), and where a window's maximum is positive it is the same value at the
+ * same first position in z as in r; a plane with a NaN gets the ReLU first (relu(NaN) = +0).
  * r > 0 at a window's maximum exactly when that window's y > 0 (y is the maximum), so the
  * forward keeps, per window, the position of its maximum, complemented (negative) when y ≤ 0;
  * the backward adds g at the live positions only, into a zeroed plane, in window order — the max-pool's sums in
@@ -23,7 +27,7 @@
 
 #include <string.h>
 
-/* r = relu(z) in place: the bits of z where z > 0, else +0 (NaN → +0), as relu's kernel. */
+/* v = relu(v) in place: the bits of v where v > 0, else +0 (NaN → +0), as relu's kernel. */
 static void relu_in_place(float *restrict z, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     uint32_t bits;
@@ -150,12 +154,19 @@ cl_tensor *cl_conv2d_relu_pool(cl_tensor *x, cl_tensor *w, cl_tensor *b, int str
         cl_conv_mk_forward(&s, uk, wpack, pb, px, z, n0, n0 + gs, col);
       else
         cl_conv_forward_sample(&s, px + n0 * in_per, pwt, pb, z, col);
-      relu_in_place(z, planes * P);
-      int32_t *wh = where ? where + n0 * O * pp : NULL;
-      cl_max_pool_planes(z, 0, planes, s.oh, s.ow, pool_kernel, pool_stride, ph, pw,
-                         py + n0 * O * pp, wh, hm, (int32_t *)(hm + hm_len));
+      float *yg = py + n0 * O * pp;
+      int32_t *wh = where ? where + n0 * O * pp : NULL, *hc = (int32_t *)(hm + hm_len);
+      for (int64_t pl = 0; pl < planes; pl++) {
+        float *zp = z + pl * P, *yp = yg + pl * pp;
+        int32_t *wp = wh ? wh + pl * pp : NULL;
+        if (cl_max_pool_plane_fast(zp, s.ow, pool_kernel, pool_stride, ph, pw, yp, wp, hm, hc)) {
+          relu_in_place(zp, P); /* a NaN: the ReLU first, as the three ops do */
+          cl_max_pool_plane_fast(zp, s.ow, pool_kernel, pool_stride, ph, pw, yp, wp, hm, hc);
+        }
+      }
+      relu_in_place(yg, planes * pp);
       if (wh)
-        mark_dead_windows(py + n0 * O * pp, wh, planes * pp);
+        mark_dead_windows(yg, wh, planes * pp);
     }
   }
   cl_dealloc(scratch, scratch_bytes);

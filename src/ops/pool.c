@@ -114,8 +114,8 @@ static inline int max_pool_plane_fast(const float *restrict plane, int64_t w, in
   (where ? max_pool_plane_fast(plane, w, K, S, oh, ow, y, where, hm, hc)                           \
          : max_pool_plane_fast(plane, w, K, S, oh, ow, y, NULL, hm, hc))
 
-static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride, int64_t oh,
-                               int64_t ow, float *y, int32_t *where, float *hm, int32_t *hc) {
+int cl_max_pool_plane_fast(const float *plane, int64_t w, int k, int stride, int64_t oh,
+                           int64_t ow, float *y, int32_t *where, float *hm, int32_t *hc) {
   if (k == 3 && stride == 2)
     return POOL_PLANE(3, 2);
   if (k == 2 && stride == 2)
@@ -126,14 +126,14 @@ static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride,
 }
 
 /* Pools planes [lo, hi) of x (each H×W) into y, positions into where (or none). */
-void cl_max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, int64_t w, int k,
-                        int stride, int64_t oh, int64_t ow, float *y, int32_t *where, float *hm,
-                        int32_t *hc) {
+static void max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, int64_t w, int k,
+                            int stride, int64_t oh, int64_t ow, float *y, int32_t *where, float *hm,
+                            int32_t *hc) {
   for (int64_t pl = lo; pl < hi; pl++) {
     const float *plane = x + pl * h * w;
     float *yp = y + pl * oh * ow;
     int32_t *wp = where ? where + pl * oh * ow : NULL;
-    if (pool_plane_dispatch(plane, w, k, stride, oh, ow, yp, wp, hm, hc))
+    if (cl_max_pool_plane_fast(plane, w, k, stride, oh, ow, yp, wp, hm, hc))
       max_pool_plane_ref(plane, h, w, k, stride, oh, ow, yp, wp);
   }
 }
@@ -229,8 +229,8 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
     int64_t lo, hi;
     chunk_range(&ch, i, &lo, &hi);
     float *hm = scratch + 2 * hm_len * thread_number();
-    cl_max_pool_planes(px, lo, hi, h, w, kernel, stride, oh, ow, py, where, hm,
-                       (int32_t *)(hm + hm_len));
+    max_pool_planes(px, lo, hi, h, w, kernel, stride, oh, ow, py, where, hm,
+                    (int32_t *)(hm + hm_len));
   }
   cl_dealloc(scratch, scratch_bytes);
   cl_release(xc);
