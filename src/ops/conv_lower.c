@@ -262,10 +262,12 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
       for (int64_t q = 0; q < P; q++)
         row[q] = v;
     }
-    for (int64_t o0 = 0; o0 < O; o0 += mr) {
-      int64_t rows = O - o0 < mr ? O - o0 : mr;
-      const float *a = apack + o0 * ckk;
-      for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+    /* Column tiles outermost: a tile's B panel (CKK × NR) stays in L1/L2 while the packed W
+     * streams past it; W outermost re-read the whole column buffer once per MR rows of W. */
+    for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+      for (int64_t o0 = 0; o0 < O; o0 += mr) {
+        int64_t rows = O - o0 < mr ? O - o0 : mr;
+        const float *a = apack + o0 * ckk;
         int64_t n = j0 / P, p = j0 % P;
         float *yt = y + ((n0 - lo + n) * O + o0) * P + p;
         if (rows == mr && p + nr <= P) { /* the whole tile lies in one sample's planes */
@@ -306,8 +308,8 @@ void cl_conv_mk_input_grad(const conv_shape *s, const cl_microkernel *uk, const 
       for (int64_t q = cols; q < used; q++) /* the last tile reads up to `used` */
         row[q] = 0;
     }
-    for (int64_t r0 = 0; r0 < ckk; r0 += mr)
-      for (int64_t j0 = 0; j0 < cols; j0 += nr)
+    for (int64_t j0 = 0; j0 < cols; j0 += nr) /* as the forward: B's panel stays, Wᵀ streams */
+      for (int64_t r0 = 0; r0 < ckk; r0 += mr)
         uk->run((int)O, apack + r0 * O, gbuf + j0, (int)ld, dcol + r0 * ld + j0, (int)ld, 0);
     for (int64_t i = 0; i < gs; i++)
       col2im(s, dcol + i * P, ld, dx + (n0 + i) * in_per);
@@ -363,8 +365,8 @@ void cl_conv_mk_weight_grad(const conv_shape *s, const cl_microkernel *uk, const
     cl_pack_a(col, (int)ld, 0, (int)ckk, (int)k, 1.0f, (int)mr, apack);
     /* B: g_nᵀ in NR-wide slivers, bpack[sliver][q][j] = g[n0 + q/P, o0 + j, q%P] */
     pack_transposed(g + n0 * O * P, gs, O, P, (int)nr, bpack, col, db);
-    for (int64_t r0 = 0; r0 < ckk; r0 += mr)
-      for (int64_t o0 = 0; o0 < ldo; o0 += nr)
+    for (int64_t o0 = 0; o0 < ldo; o0 += nr) /* g's sliver stays, the column matrix streams */
+      for (int64_t r0 = 0; r0 < ckk; r0 += mr)
         uk->run((int)k, apack + r0 * k, bpack + o0 * k, (int)nr, dwt + r0 * ldo + o0, (int)ldo, 1);
   }
 }
