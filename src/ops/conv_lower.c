@@ -196,7 +196,8 @@ static void col2im(const conv_shape *s, const float *restrict dcol, int64_t ld,
  * sample, as CNNLAB_CONV=gemm (or the tests, through cl_conv_use_microkernel) ask — to compare
  * the two, and to keep both paths tested. */
 static int conv_mode = -1; /* 1: the usual choice; 2: micro-kernel always; 0: im2col + GEMM
-                              always; -1: read CNNLAB_CONV ("gemm" for 0, else 1) */
+                              always; -1: read CNNLAB_CONV ("gemm" for 0, "microkernel" for 2,
+                              else 1) */
 
 int cl_conv_use_microkernel(int on) {
   int was = conv_mode;
@@ -214,7 +215,7 @@ int cl_conv_use_microkernel(int on) {
 int cl_conv_on_microkernel(const conv_shape *s) {
   if (conv_mode < 0) {
     const char *env = getenv("CNNLAB_CONV");
-    conv_mode = !(env && !strcmp(env, "gemm"));
+    conv_mode = !env ? 1 : !strcmp(env, "gemm") ? 0 : !strcmp(env, "microkernel") ? 2 : 1;
   }
 #ifdef CNNLAB_CBLAS
   if (s->ckk < MICROKERNEL_MIN_CKK && conv_mode != 2)
