@@ -74,6 +74,113 @@ describe("max_pool2d", function()
   end)
 end)
 
+describe("conv2d → ReLU → max-pool, fused in nn.Sequential", function()
+  local nn = require "cnnlab.nn"
+
+  -- every value of a tensor as the bytes of its double (exact for float32, and -0 ≠ +0)
+  local function bits(t)
+    local out = {}
+    for i, v in ipairs(values(t)) do out[i] = string.pack("<d", v) end
+    return table.concat(out)
+  end
+
+  -- The seed network's shape on 3×14×14 inputs, built the same from a seed each time.
+  local function net_of(seed)
+    local g = core.Generator(seed)
+    local net = nn.Sequential()
+    net:add(nn.Conv2d(3, 8, 3, {padding = 1, generator = g}), "conv1")
+    net:add(nn.ReLU(), "relu1")
+    net:add(nn.MaxPool2d(3, 2), "pool1")
+    net:add(nn.Conv2d(8, 16, 3, {padding = 1, generator = g}), "conv2")
+    net:add(nn.ReLU(), "relu2")
+    net:add(nn.MaxPool2d(2), "pool2")
+    net:add(nn.Flatten(), "flatten")
+    net:add(nn.Linear(16 * 3 * 3, 4, {generator = g}), "fc")
+    return net
+  end
+
+  -- output, and every parameter's and the input's gradient after a backward pass
+  local function run(net, x)
+    x = x:clone()
+    x.requires_grad = true
+    local out = net(x)
+    core.cross_entropy(out, core.tensor({0, 1, 2, 3, 1}, {dtype = "int64"})):backward()
+    local r = {out = bits(out), x = bits(x.grad)}
+    for _, p in ipairs(net:named_parameters()) do r[p[1]] = bits(p[2].grad) end
+    return r
+  end
+
+  local function calls(net)
+    local seen, real = {}, core.conv2d_relu_pool
+    core.conv2d_relu_pool = function(...) seen[#seen + 1] = true return real(...) end
+    return seen, function() core.conv2d_relu_pool = real end
+  end
+
+  local x = core.rand({5, 3, 14, 14}, {generator = core.Generator(2)})
+
+  it("gives the bits of the three modules, forward and backward", function()
+    local plain = net_of(4)
+    plain.fuse = false
+    local want = run(plain, x)
+    local net = net_of(4)
+    local seen, restore = calls(net)
+    local got = run(net, x)
+    restore()
+    assert.equal(2, #seen, "both blocks fused")
+    for k, v in pairs(want) do assert.is_true(v == got[k], k .. " differs") end
+  end)
+
+  it("runs the modules themselves when a hook is registered on any of them, with the same bits",
+    function()
+      local plain = net_of(4)
+      plain.fuse = false
+      local want = run(plain, x)
+      for _, name in ipairs({"conv1", "relu1", "pool1"}) do
+        for _, kind in ipairs({"forward", "backward"}) do
+          local net = net_of(4)
+          local hooked = 0
+          local h = kind == "forward"
+            and net[name]:register_forward_hook(function() hooked = hooked + 1 end)
+            or net[name]:register_backward_hook(function() hooked = hooked + 1 end)
+          local seen, restore = calls(net)
+          local got = run(net, x)
+          restore()
+          assert.equal(1, hooked, name .. " " .. kind .. " hook called")
+          assert.equal(1, #seen, "the other block still fused")
+          for k, v in pairs(want) do assert.is_true(v == got[k], k .. " differs") end
+          h.remove()
+          seen, restore = calls(net)
+          net(x)
+          restore()
+          assert.equal(2, #seen, "fused again once the hook is removed")
+        end
+      end
+    end)
+
+  it("lets a forward hook on the ReLU see and replace its output", function()
+    local net = net_of(4)
+    net.relu2:register_forward_hook(function(_, _, out) return out * 0 end)
+    local out = core.no_grad(function() return net(x) end)
+    -- conv2's block gives zeros, so fc sees only its bias
+    assert_values(values(net.fc.bias:unsqueeze(0):expand(5, 4)), out)
+  end)
+
+  it("leaves subclasses and modules with their own forward alone", function()
+    local net = net_of(4)
+    net.relu1.forward = function(_, t) return t:relu() * 2 end
+    local seen, restore = calls(net)
+    net(x)
+    restore()
+    assert.equal(1, #seen)
+  end)
+
+  it("names the failing child as the modules do when the shapes are wrong", function()
+    local ok, err = pcall(net_of(4), core.rand({2, 5, 14, 14}))
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("child 1 (conv1", 1, true), tostring(err))
+  end)
+end)
+
 describe("linear", function()
   it("computes x·wᵀ + b and its gradients", function()
     local x = core.tensor({{1, 2, 3}, {4, 5, 6}}, {requires_grad = true})

@@ -20,6 +20,7 @@ lab.matmul | lab.matmul(a, b) → tensor | Matrix product of two 2-D tensors.
 lab.conv2d | lab.conv2d(x, weight[, bias, stride, padding]) → tensor | 2-D convolution of N×C×H×W input with O×C×K×K weights.
 lab.linear | lab.linear(x, weight[, bias]) → tensor | x · weightᵀ + bias for N×I input and O×I weights.
 lab.max_pool2d | lab.max_pool2d(x, kernel[, stride]) → tensor | 2-D max pooling of N×C×H×W input.
+lab.conv2d_relu_pool | lab.conv2d_relu_pool(x, w, b, stride, padding, pool_kernel[, pool_stride]) → tensor | max_pool2d(relu(conv2d(...))) as one op, the same bits forward and backward; nn.Sequential uses it when no hook is on the three modules.
 lab.upsample_bilinear | lab.upsample_bilinear(x, height, width) → tensor | Bilinear resize of N×C×H×W maps.
 lab.avg_pool2d | lab.avg_pool2d(x, kernel[, stride = kernel[, padding = 0]]) → tensor | 2-D average pooling of N×C×H×W input (padding counted, as PyTorch's default).
 lab.adaptive_avg_pool2d | lab.adaptive_avg_pool2d(x, height[, width = height]) → tensor | Average pooling of N×C×H×W input to a given output size (1: global average pooling).

@@ -234,6 +234,11 @@ cl_tensor *cl_matmul(cl_tensor *a, cl_tensor *b); /* 2-D × 2-D */
 cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int padding);
 /* Square window; positions of the maxima are kept for backward. */
 cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride);
+/* max_pool2d(relu(conv2d(x, w, b, stride, padding)), pool_kernel, pool_stride) as one op, the
+ * same bits forward and backward, without storing the convolution's or the ReLU's output
+ * (nn.Sequential runs it when no hook observes them; docs/performance.md). */
+cl_tensor *cl_conv2d_relu_pool(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int padding,
+                               int pool_kernel, int pool_stride);
 /* x N×I, w O×I (PyTorch layout), b O or NULL → N×O. */
 cl_tensor *cl_linear(cl_tensor *x, cl_tensor *w, cl_tensor *b);
 /* Inverted dropout; identity when !training or p == 0. */

@@ -62,6 +62,22 @@ static int l_max_pool2d(lua_State *L) {
   return 1;
 }
 
+/* conv2d_relu_pool(x, w, b_or_nil, stride, padding, pool_kernel, pool_stride) */
+static int l_conv2d_relu_pool(lua_State *L) {
+  const char *fn = "conv2d_relu_pool";
+  cl_tensor *x = clb_arg_tensor(L, 1, fn, "input");
+  cl_tensor *w = clb_arg_tensor(L, 2, fn, "weight");
+  cl_tensor *b = clb_arg_opttensor(L, 3, fn, "bias");
+  int stride = clb_arg_int(L, 4, fn, "stride", 1, 1);
+  int padding = clb_arg_int(L, 5, fn, "padding", 0, 0);
+  int kernel = clb_arg_int(L, 6, fn, "pool_kernel", 1, 0);
+  int pool_stride = clb_arg_int(L, 7, fn, "pool_stride", 1, kernel);
+  cl_tensor **slot = clb_slot(L);
+  *slot = cl_conv2d_relu_pool(x, w, b, stride, padding, kernel, pool_stride);
+  clb_done(L, slot);
+  return 1;
+}
+
 /* linear(x, w, b_or_nil) */
 static int l_linear(lua_State *L) {
   const char *fn = "linear";
@@ -241,6 +257,7 @@ static int l_adam_step(lua_State *L) {
 void clb_open_nn(lua_State *L) {
   static const luaL_Reg funcs[] = {{"conv2d", l_conv2d},
                                    {"max_pool2d", l_max_pool2d},
+                                   {"conv2d_relu_pool", l_conv2d_relu_pool},
                                    {"linear", l_linear},
                                    {"dropout", l_dropout},
                                    {"upsample_bilinear", l_upsample_bilinear},

@@ -6,7 +6,7 @@
 
 #include <string.h>
 
-static void conv_shape_from(conv_shape *s, const cl_tensor *x, const cl_tensor *w, int stride,
+void cl_conv_shape_from(conv_shape *s, const cl_tensor *x, const cl_tensor *w, int stride,
                             int padding) {
   s->n = x->shape[0], s->c = x->shape[1], s->h = x->shape[2], s->w = x->shape[3];
   s->o = w->shape[0], s->k = w->shape[2];
@@ -17,7 +17,7 @@ static void conv_shape_from(conv_shape *s, const cl_tensor *x, const cl_tensor *
   s->plane = s->oh * s->ow;
 }
 
-static int conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, const cl_tensor *b,
+int cl_conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, const cl_tensor *b,
                       int stride, int padding, conv_shape *s) {
   char bx[96], bw[96];
   if (cl_check_float(fn, "input", x) || cl_check_float(fn, "weight", w) ||
@@ -46,7 +46,7 @@ static int conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, co
                    "padding %d)",
                    fn, (long long)k, (long long)k, (long long)ph, (long long)pw,
                    cl_shape_str(x, bx, sizeof bx), padding);
-  conv_shape_from(s, x, w, stride, padding);
+  cl_conv_shape_from(s, x, w, stride, padding);
   if (!fits_int(s->o) || !fits_int(s->ckk) || !fits_int(s->plane) || !fits_int(s->h * s->w) ||
       !fits_int(s->o * s->ckk) || !fits_int(s->ckk * s->plane))
     return cl_fail("%s: layer too large (matrices beyond 2^31 elements are not supported): "
@@ -63,14 +63,13 @@ static int conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, co
  *   then over chunks in order. */
 #define BACKWARD_CHUNKS 8 /* each holds a dw partial: more would cost memory traffic */
 
-static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
-  cl_tensor *x = node->saved[0], *w = node->saved[1];
-  conv_shape s;
-  conv_shape_from(&s, x, w, (int)node->iarg[0], (int)node->iarg[1]);
-  int want_x = node->inputs[0] != NULL, want_w = node->inputs[1] != NULL;
-  int want_b = node->inputs[2] != NULL;
-  const float *pg = cl_f32(g), *px = cl_f32(x), *pw = cl_f32(w);
+int cl_conv_backward_run(const conv_shape *sp, const cl_tensor *x, const cl_tensor *w,
+                         const conv_grad *src, int want_x, int want_w, int want_b,
+                         cl_tensor **gin) {
+  conv_shape s = *sp;
+  const float *pg = src->g, *px = cl_f32(x), *pw = cl_f32(w);
   int64_t out_per = s.o * s.plane, in_per = s.c * s.h * s.w;
+  gin[0] = gin[1] = gin[2] = NULL;
   if (!want_x && !want_w && !want_b)
     return 0;
 
@@ -111,8 +110,15 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   if (shared) /* Wᵀ: CKK rows, O deep */
     cl_pack_a(pw, (int)s.ckk, 1, (int)s.ckk, (int)s.o, 1.0f, (int)mr, wtpack);
 
+  /* One parallel region for the chunks and then the sum of their dW partials (a barrier
+   * between, not a second region: each region wakes the sleeping threads again). */
+  int64_t ldo = round_up(s.o, nr);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ch.threads) if (ch.threads > 1)
+#pragma omp parallel num_threads(ch.threads) if (ch.threads > 1)
+#endif
+  {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
 #endif
   for (int64_t i = 0; i < ch.count; i++) {
     float *cp = scratch + per_chunk * i, *dpart = cp + dbl;
@@ -121,6 +127,8 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
     float *bp = ap + round_up(s.ckk, mr) * group * s.plane, *xs = ap + wpack;
     int64_t lo, hi;
     chunk_range(&ch, i, &lo, &hi);
+    if (src->fill) /* this chunk's dL/dy, made here, in cache for the products below */
+      src->fill(src, lo, hi);
     for (int64_t o = 0; want_b && o < s.o; o++)
       dbpart[o] = 0;
     if (want_w) {
@@ -144,27 +152,27 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
           cl_conv_backward_sample(&s, NULL, pw, pg + n * out_per, NULL, pdx + n * in_per, xs);
     }
   }
-  /* the chunks' partials, in chunk order (dWᵀ back to O×CKK on the way) */
+  /* the chunks' dW partials, in chunk order: dW[o, r] = Σ_i part_i[o, r] (the partials are
+   * dWᵀ, CKK × ldo, on the micro-kernel, O × CKK otherwise; each is read along its rows) */
+  if (want_w) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t r = 0; r < (mk ? s.ckk : s.o); r++)
+      for (int64_t c = 0; c < (mk ? s.o : s.ckk); c++) {
+        float sum = 0;
+        for (int64_t i = 0; i < ch.count; i++)
+          sum += (scratch + per_chunk * i + dbl)[r * (mk ? ldo : s.ckk) + c];
+        pdw[mk ? c * s.ckk + r : r * s.ckk + c] = sum;
+      }
+  }
+  }
+  /* db's partials, in chunk order */
   for (int64_t o = 0; want_b && o < s.o; o++) {
     double sum = 0;
     for (int64_t i = 0; i < ch.count; i++)
       sum += ((const double *)(scratch + per_chunk * i))[o];
     cl_f32(db)[o] = (float)sum;
-  }
-  if (want_w) {
-    int64_t ldo = round_up(s.o, nr);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(ch.threads) if (ch.threads > 1)
-#endif
-    for (int64_t o = 0; o < s.o; o++)
-      for (int64_t r = 0; r < s.ckk; r++) {
-        float sum = 0;
-        for (int64_t i = 0; i < ch.count; i++) {
-          const float *dpart = scratch + per_chunk * i + dbl;
-          sum += mk ? dpart[r * ldo + o] : dpart[o * s.ckk + r];
-        }
-        pdw[o * s.ckk + r] = sum;
-      }
   }
   cl_dealloc(scratch, scratch_bytes);
   gin[0] = dx;
@@ -173,9 +181,18 @@ static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
   return 0;
 }
 
+static int conv2d_backward(cl_node *node, cl_tensor *g, cl_tensor **gin) {
+  cl_tensor *x = node->saved[0], *w = node->saved[1];
+  conv_shape s;
+  cl_conv_shape_from(&s, x, w, (int)node->iarg[0], (int)node->iarg[1]);
+  conv_grad src = {.g = cl_f32(g)};
+  return cl_conv_backward_run(&s, x, w, &src, node->inputs[0] != NULL, node->inputs[1] != NULL,
+                              node->inputs[2] != NULL, gin);
+}
+
 cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int padding) {
   conv_shape s;
-  if (conv_check("conv2d", x, w, b, stride, padding, &s))
+  if (cl_conv_check("conv2d", x, w, b, stride, padding, &s))
     return NULL;
   const cl_microkernel *uk = cl_microkernel_get();
   int mk = cl_conv_on_microkernel(&s);
@@ -209,7 +226,7 @@ cl_tensor *cl_conv2d(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int p
     float *col = scratch + col_len * thread_number();
     chunk_range(&ch, i, &lo, &hi);
     if (mk)
-      cl_conv_mk_forward(&s, uk, wpack, pb, px, py, lo, hi, col);
+      cl_conv_mk_forward(&s, uk, wpack, pb, px, py + lo * out_per, lo, hi, col);
     else
       for (int64_t n = lo; n < hi; n++)
         cl_conv_forward_sample(&s, px + n * in_per, pw, pb, py + n * out_per, col);
@@ -253,7 +270,7 @@ static void conv2d_direct(const conv_shape *s, const float *x, const float *w, c
 
 cl_tensor *cl_conv2d_reference(cl_tensor *x, cl_tensor *w, cl_tensor *b, int stride, int padding) {
   conv_shape s;
-  if (conv_check("conv2d", x, w, b, stride, padding, &s))
+  if (cl_conv_check("conv2d", x, w, b, stride, padding, &s))
     return NULL;
   cl_tensor *xc = cl_float_contiguous(x);
   cl_tensor *wc = xc ? cl_float_contiguous(w) : NULL;
@@ -277,7 +294,7 @@ int cl_conv2d_reference_backward(cl_tensor *x, cl_tensor *w, cl_tensor *g, int s
     *dw = NULL;
   if (db)
     *db = NULL;
-  if (conv_check("conv2d_reference_backward", x, w, NULL, stride, padding, &s))
+  if (cl_conv_check("conv2d_reference_backward", x, w, NULL, stride, padding, &s))
     return -1;
   int64_t want[4] = {s.n, s.o, s.oh, s.ow};
   if (g->ndim != 4 || memcmp(g->shape, want, sizeof want) || g->dtype != CL_FLOAT32)

@@ -31,6 +31,32 @@ static inline double cl_conv_row_sum(const float *restrict v, int64_t n) {
   return sum;
 }
 
+/* The checks of conv2d (fn names the op in messages), and the shape they set. */
+int cl_conv_check(const char *fn, const cl_tensor *x, const cl_tensor *w, const cl_tensor *b,
+                  int stride, int padding, conv_shape *s);
+void cl_conv_shape_from(conv_shape *s, const cl_tensor *x, const cl_tensor *w, int stride,
+                        int padding);
+
+/* dL/dy as a convolution's backward reads it: g (N×O×P) as it lies when fill is NULL; else
+ * fill(src, lo, hi) first writes samples [lo, hi) of it, by the thread about to use them —
+ * how the fused conv → ReLU → max-pool block (conv_block.c) turns its pooled gradient into the
+ * convolution's without a pass of its own. pooled, where, pooled_plane and shape are fill's. */
+typedef struct conv_grad {
+  const float *g;
+  void (*fill)(const struct conv_grad *src, int64_t lo, int64_t hi);
+  float *gz; /* = g, writable, for fill */
+  const float *pooled;
+  const int32_t *where;
+  int64_t pooled_plane;
+  const conv_shape *shape;
+} conv_grad;
+
+/* conv2d's backward on contiguous x and w: sets gin[0..2] to dx, dw, db (each when wanted,
+ * else NULL). The same chunks and sums whoever calls it, so the same bits. */
+int cl_conv_backward_run(const conv_shape *s, const cl_tensor *x, const cl_tensor *w,
+                         const conv_grad *src, int want_x, int want_w, int want_b,
+                         cl_tensor **gin);
+
 /* Whether this convolution runs on the micro-kernel (else im2col + cl_gemm per sample). */
 int cl_conv_on_microkernel(const conv_shape *s);
 /* Samples per column buffer, and the floats of one group's column buffer. */
@@ -38,7 +64,8 @@ int64_t cl_conv_group(const conv_shape *s);
 int64_t cl_conv_col_len(const conv_shape *s, int64_t group, int nr);
 
 /* On the micro-kernel, samples [lo, hi) (conv_lower.c has the matrix products):
- *   forward      y  N×O×P          from apack = W packed (O rows, CKK deep), col scratch
+ *   forward      y  (hi − lo)×O×P  from apack = W packed (O rows, CKK deep), col scratch;
+ *                                  y points at sample lo's output
  *   input grad   dx N×C×H×W        from apack = Wᵀ packed (CKK rows, O deep), g N×O×P
  *   weight grad  dwt (CKK × O, += ) and db (+= row sums of g, when not NULL) */
 void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const float *apack,

@@ -196,7 +196,8 @@ static void col2im(const conv_shape *s, const float *restrict dcol, int64_t ld,
  * sample, as CNNLAB_CONV=gemm (or the tests, through cl_conv_use_microkernel) ask — to compare
  * the two, and to keep both paths tested. */
 static int conv_mode = -1; /* 1: the usual choice; 2: micro-kernel always; 0: im2col + GEMM
-                              always; -1: read CNNLAB_CONV ("gemm" for 0, else 1) */
+                              always; -1: read CNNLAB_CONV ("gemm" for 0, "microkernel" for 2,
+                              else 1) */
 
 int cl_conv_use_microkernel(int on) {
   int was = conv_mode;
@@ -214,7 +215,7 @@ int cl_conv_use_microkernel(int on) {
 int cl_conv_on_microkernel(const conv_shape *s) {
   if (conv_mode < 0) {
     const char *env = getenv("CNNLAB_CONV");
-    conv_mode = !(env && !strcmp(env, "gemm"));
+    conv_mode = !env ? 1 : !strcmp(env, "gemm") ? 0 : !strcmp(env, "microkernel") ? 2 : 1;
   }
 #ifdef CNNLAB_CBLAS
   if (s->ckk < MICROKERNEL_MIN_CKK && conv_mode != 2)
@@ -239,8 +240,10 @@ int64_t cl_conv_col_len(const conv_shape *s, int64_t group, int nr) {
   return s->ckk * round_up(group * s->plane, nr);
 }
 
-/* y (samples lo..hi, N×O×P) = conv(x) on the micro-kernel; apack = W packed (O rows, CKK
- * deep), bias may be NULL. col holds conv_col_len floats. */
+/* y (samples lo..hi, (hi − lo)×O×P, y[0] is sample lo's first output) = conv(x) on the
+ * micro-kernel; apack = W packed (O rows, CKK deep), bias may be NULL. col holds conv_col_len
+ * floats. y is relative to lo so that the fused block (conv_block.c) can aim it at a scratch
+ * buffer of one group. */
 void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const float *apack,
                         const float *bias, const float *x, float *y, int64_t lo, int64_t hi,
                         float *col) {
@@ -256,16 +259,18 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
       for (int64_t q = cols; q < used; q++)
         col[r * ld + q] = 0;
     for (int64_t i = 0; i < g * O; i++) {
-      float *row = y + (n0 * O + i) * P, v = bias ? bias[i % O] : 0.0f;
+      float *row = y + ((n0 - lo) * O + i) * P, v = bias ? bias[i % O] : 0.0f;
       for (int64_t q = 0; q < P; q++)
         row[q] = v;
     }
-    for (int64_t o0 = 0; o0 < O; o0 += mr) {
-      int64_t rows = O - o0 < mr ? O - o0 : mr;
-      const float *a = apack + o0 * ckk;
-      for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+    /* Column tiles outermost: a tile's B panel (CKK × NR) stays in L1/L2 while the packed W
+     * streams past it; W outermost re-read the whole column buffer once per MR rows of W. */
+    for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+      for (int64_t o0 = 0; o0 < O; o0 += mr) {
+        int64_t rows = O - o0 < mr ? O - o0 : mr;
+        const float *a = apack + o0 * ckk;
         int64_t n = j0 / P, p = j0 % P;
-        float *yt = y + ((n0 + n) * O + o0) * P + p;
+        float *yt = y + ((n0 - lo + n) * O + o0) * P + p;
         if (rows == mr && p + nr <= P) { /* the whole tile lies in one sample's planes */
           uk->run((int)ckk, a, col + j0, (int)ld, yt, (int)P, 1);
           continue;
@@ -276,7 +281,7 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
         for (int64_t j = 0; j < width; j++, p++) {
           if (p == P)
             p = 0, n++;
-          float *yc = y + ((n0 + n) * O + o0) * P + p;
+          float *yc = y + ((n0 - lo + n) * O + o0) * P + p;
           for (int64_t i = 0; i < rows; i++)
             yc[i * P] += tile[i * nr + j];
         }
@@ -304,8 +309,8 @@ void cl_conv_mk_input_grad(const conv_shape *s, const cl_microkernel *uk, const 
       for (int64_t q = cols; q < used; q++) /* the last tile reads up to `used` */
         row[q] = 0;
     }
-    for (int64_t r0 = 0; r0 < ckk; r0 += mr)
-      for (int64_t j0 = 0; j0 < cols; j0 += nr)
+    for (int64_t j0 = 0; j0 < cols; j0 += nr) /* as the forward: B's panel stays, Wᵀ streams */
+      for (int64_t r0 = 0; r0 < ckk; r0 += mr)
         uk->run((int)O, apack + r0 * O, gbuf + j0, (int)ld, dcol + r0 * ld + j0, (int)ld, 0);
     for (int64_t i = 0; i < gs; i++)
       col2im(s, dcol + i * P, ld, dx + (n0 + i) * in_per);
@@ -361,8 +366,8 @@ void cl_conv_mk_weight_grad(const conv_shape *s, const cl_microkernel *uk, const
     cl_pack_a(col, (int)ld, 0, (int)ckk, (int)k, 1.0f, (int)mr, apack);
     /* B: g_nᵀ in NR-wide slivers, bpack[sliver][q][j] = g[n0 + q/P, o0 + j, q%P] */
     pack_transposed(g + n0 * O * P, gs, O, P, (int)nr, bpack, col, db);
-    for (int64_t r0 = 0; r0 < ckk; r0 += mr)
-      for (int64_t o0 = 0; o0 < ldo; o0 += nr)
+    for (int64_t o0 = 0; o0 < ldo; o0 += nr) /* g's sliver stays, the column matrix streams */
+      for (int64_t r0 = 0; r0 < ckk; r0 += mr)
         uk->run((int)k, apack + r0 * k, bpack + o0 * k, (int)nr, dwt + r0 * ldo + o0, (int)ldo, 1);
   }
 }

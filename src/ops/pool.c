@@ -114,8 +114,8 @@ static inline int max_pool_plane_fast(const float *restrict plane, int64_t w, in
   (where ? max_pool_plane_fast(plane, w, K, S, oh, ow, y, where, hm, hc)                           \
          : max_pool_plane_fast(plane, w, K, S, oh, ow, y, NULL, hm, hc))
 
-static int pool_plane_dispatch(const float *plane, int64_t w, int k, int stride, int64_t oh,
-                               int64_t ow, float *y, int32_t *where, float *hm, int32_t *hc) {
+int cl_max_pool_plane_fast(const float *plane, int64_t w, int k, int stride, int64_t oh,
+                           int64_t ow, float *y, int32_t *where, float *hm, int32_t *hc) {
   if (k == 3 && stride == 2)
     return POOL_PLANE(3, 2);
   if (k == 2 && stride == 2)
@@ -133,7 +133,7 @@ static void max_pool_planes(const float *x, int64_t lo, int64_t hi, int64_t h, i
     const float *plane = x + pl * h * w;
     float *yp = y + pl * oh * ow;
     int32_t *wp = where ? where + pl * oh * ow : NULL;
-    if (pool_plane_dispatch(plane, w, k, stride, oh, ow, yp, wp, hm, hc))
+    if (cl_max_pool_plane_fast(plane, w, k, stride, oh, ow, yp, wp, hm, hc))
       max_pool_plane_ref(plane, h, w, k, stride, oh, ow, yp, wp);
   }
 }
@@ -209,7 +209,7 @@ cl_tensor *cl_max_pool2d(cl_tensor *x, int kernel, int stride) {
   size_t where_bytes = recording ? sizeof(int32_t) * (size_t)(planes * oh * ow) : 0;
   chunking ch = chunk_plan(planes, 64, 1, (double)planes * (double)(h * w * kernel));
   /* per thread: hm (floats) and hc (ints), one entry per window column of every row touched */
-  int64_t hm_len = ((oh - 1) * stride + kernel) * ow;
+  int64_t hm_len = cl_max_pool_scratch_len(kernel, stride, oh, ow);
   size_t scratch_bytes = sizeof(float) * 2 * (size_t)(hm_len * ch.threads);
   cl_tensor *xc = cl_float_contiguous(x);
   cl_tensor *out = xc ? cl_empty(CL_FLOAT32, 4, shape) : NULL;

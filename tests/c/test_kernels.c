@@ -302,6 +302,150 @@ static void test_conv(void) {
   cl_microkernel_select("auto");
 }
 
+/* ---------------------------------------------------------------- fused conv → ReLU → max-pool */
+
+typedef struct {
+  int n, c, o, h, w, k, stride, pad, pk, ps;
+} block_case;
+
+static int same_bits(const cl_tensor *a, const cl_tensor *b) {
+  return a && b && cl_same_shape(a, b) &&
+         !memcmp(cl_f32((cl_tensor *)a), cl_f32((cl_tensor *)b), sizeof(float) * (size_t)cl_numel(a));
+}
+
+/* One run of the block, fused or as the three ops: y, and with grads the gradients of x, w, b
+ * (the ones asked for) from the upstream gradient g. The leaves are fresh clones each run. */
+static void block_run(const block_case *q, cl_tensor *x0, cl_tensor *w0, cl_tensor *b0,
+                      const int *want, cl_tensor *g, int fused, cl_tensor **out) {
+  cl_tensor *x = cl_clone(x0), *w = cl_clone(w0), *b = b0 ? cl_clone(b0) : NULL;
+  cl_set_requires_grad(x, want[0]), cl_set_requires_grad(w, want[1]);
+  if (b)
+    cl_set_requires_grad(b, want[2]);
+  cl_tensor *y;
+  if (fused)
+    y = cl_conv2d_relu_pool(x, w, b, q->stride, q->pad, q->pk, q->ps);
+  else {
+    cl_tensor *z = cl_conv2d(x, w, b, q->stride, q->pad);
+    cl_tensor *r = z ? cl_unary(CL_RELU, z) : NULL;
+    y = r ? cl_max_pool2d(r, q->pk, q->ps) : NULL;
+    cl_release(z), cl_release(r);
+  }
+  out[0] = y, out[1] = out[2] = out[3] = NULL;
+  if (y && g && y->requires_grad && cl_backward(y, g, 0, NULL, NULL) == 0) {
+    if (x->grad)
+      out[1] = x->grad, cl_retain(x->grad);
+    if (w->grad)
+      out[2] = w->grad, cl_retain(w->grad);
+    if (b && b->grad)
+      out[3] = b->grad, cl_retain(b->grad);
+  }
+  cl_release(x), cl_release(w), cl_release(b);
+}
+
+/* The fused op against conv2d, relu and max_pool2d in a row: the same bits forward and for
+ * every gradient, with 1 and 2 threads. fill: 0 uniform in [−1, 1); 1 values from {−1, 0, 1}
+ * (ties, zero windows, ReLU's dead zone); 2 a NaN or an infinity in places. */
+static void block_case_check(const block_case *q, cl_rng *r, int fill, int with_bias,
+                             const int *want, const char *how) {
+  int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->o, q->c, q->k, q->k}, bs = q->o;
+  cl_tensor *x = random_tensor(r, 4, xs, -1, 1), *w = random_tensor(r, 4, ws, -1, 1);
+  cl_tensor *b = with_bias ? random_tensor(r, 1, &bs, -1, 1) : NULL;
+  float *px = cl_f32(x);
+  for (int64_t i = 0; i < cl_numel(x); i++) {
+    if (fill == 1)
+      px[i] = (float)cl_rng_below(r, 3) - 1.0f;
+    if (fill == 2 && cl_rng_below(r, 31) == 0)
+      px[i] = cl_rng_below(r, 2) ? NAN : -INFINITY;
+  }
+  if (fill == 1) /* small integer weights: exact sums, so many equal outputs */
+    for (int64_t i = 0; i < cl_numel(w); i++)
+      cl_f32(w)[i] = (float)cl_rng_below(r, 3) - 1.0f;
+  int64_t oh = (q->h + 2 * q->pad - q->k) / q->stride + 1, ow = (q->w + 2 * q->pad - q->k) / q->stride + 1;
+  int64_t gs[4] = {q->n, q->o, (oh - q->pk) / q->ps + 1, (ow - q->pk) / q->ps + 1};
+  cl_tensor *g = random_tensor(r, 4, gs, -1, 1);
+  int threads = cl_get_threads();
+  cl_tensor *ref[4], *got[4];
+  cl_set_threads(1);
+  block_run(q, x, w, b, want, g, 0, ref);
+  for (int t = 1; t <= 2; t++) {
+    cl_set_threads(t);
+    block_run(q, x, w, b, want, g, 1, got);
+    const char *what[4] = {"y", "dx", "dw", "db"};
+    for (int i = 0; i < 4; i++) {
+      int expect = i == 0 || (want[i - 1] && (i < 3 || with_bias));
+      CHECK(expect ? same_bits(got[i], ref[i]) : !got[i] && !ref[i],
+            "conv_relu_pool %s fill %d n%d c%d o%d %dx%d k%d s%d p%d pool %d/%d, %d thread(s): "
+            "%s %s",
+            how, fill, q->n, q->c, q->o, q->h, q->w, q->k, q->stride, q->pad, q->pk, q->ps, t,
+            what[i], expect ? "differs from the three ops" : "given where none was asked");
+      cl_release(got[i]);
+    }
+  }
+  cl_set_threads(threads);
+  for (int i = 0; i < 4; i++)
+    cl_release(ref[i]);
+  cl_release(g), cl_release(x), cl_release(w), cl_release(b);
+}
+
+static void test_conv_block(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 8, 8);
+  static const block_case cases[] = {
+      {3, 3, 32, 28, 28, 3, 1, 1, 3, 2},  /* the seed network's three blocks, small batch */
+      {3, 32, 64, 13, 13, 3, 1, 1, 3, 2}, /**/
+      {5, 64, 128, 6, 6, 3, 1, 1, 3, 2},  /**/
+      {37, 64, 16, 6, 6, 3, 1, 1, 3, 2},  /* a batch that is no multiple of the group */
+      {2, 5, 10, 9, 7, 3, 1, 1, 2, 2},    /* O not a multiple of MR or NR, non-square */
+      {3, 4, 9, 8, 11, 5, 1, 2, 3, 3},    /* 5×5 same, pool 3/3 */
+      {2, 3, 6, 7, 7, 3, 1, 0, 2, 1},     /* valid convolution, overlapping 2/1 pool */
+      {3, 4, 5, 9, 9, 3, 2, 1, 2, 2},     /* strided convolution */
+      {2, 3, 4, 5, 5, 3, 1, 1, 5, 5},     /* one window over the whole plane */
+      {2, 3, 4, 4, 4, 1, 1, 0, 1, 1},     /* 1×1 everything */
+      {2, 3, 4, 7, 6, 3, 1, 1, 4, 3},     /* pool 4/3 (no instantiation of its own) */
+      {2, 2, 3, 70, 70, 3, 1, 1, 3, 2},   /* plane too big for the shifted-row scratch */
+  };
+  static const int wants[][3] = {{1, 1, 1}, {0, 1, 1}, {1, 0, 0}, {0, 0, 0}};
+  for (int mode = 2; mode >= 0; mode--) { /* micro-kernel always, the default mix, GEMM always */
+    int was = cl_conv_use_microkernel(mode);
+    const char *how = mode == 2 ? "micro-kernel" : mode ? "default" : "im2col+gemm";
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+      for (int fill = 0; fill < 3; fill++)
+        block_case_check(&cases[i], &r, fill, fill != 1, wants[(i + fill) % 4], how);
+    cl_conv_use_microkernel(was);
+  }
+  { /* no graph under no_grad, and the same values */
+    block_case q = {2, 3, 8, 9, 9, 3, 1, 1, 3, 2};
+    int64_t xs[4] = {2, 3, 9, 9}, ws[4] = {8, 3, 3, 3};
+    cl_tensor *x = random_tensor(&r, 4, xs, -1, 1), *w = random_tensor(&r, 4, ws, -1, 1);
+    cl_set_requires_grad(w, 1);
+    int was = cl_grad_enabled();
+    cl_set_grad_enabled(0);
+    cl_tensor *y = cl_conv2d_relu_pool(x, w, NULL, 1, 1, 3, 2), *ref[4];
+    cl_set_grad_enabled(was);
+    CHECK(y && !y->grad_fn && !y->requires_grad, "conv_relu_pool: no graph under no_grad");
+    static const int none[3] = {0, 0, 0};
+    block_run(&q, x, w, NULL, none, NULL, 0, ref);
+    CHECK(same_bits(y, ref[0]), "conv_relu_pool under no_grad: the three ops' values");
+    cl_release(ref[0]), cl_release(y), cl_release(x), cl_release(w);
+  }
+  { /* arguments */
+    int64_t xs[4] = {1, 2, 4, 4}, ws[4] = {3, 2, 3, 3};
+    cl_tensor *x = random_tensor(&r, 4, xs, -1, 1), *w = random_tensor(&r, 4, ws, -1, 1);
+    CHECK(!cl_conv2d_relu_pool(x, w, NULL, 1, 0, 3, 1) &&
+              strstr(cl_last_error(), "does not fit the convolution's output 2×2"),
+          "conv_relu_pool: a pool window larger than the convolution's output fails: %s",
+          cl_last_error());
+    CHECK(!cl_conv2d_relu_pool(x, w, NULL, 1, 1, 0, 1) && strstr(cl_last_error(), ">= 1"),
+          "conv_relu_pool: pool kernel 0 fails");
+    int64_t w5s[4] = {3, 5, 3, 3};
+    cl_tensor *w5 = random_tensor(&r, 4, w5s, -1, 1);
+    CHECK(!cl_conv2d_relu_pool(x, w5, NULL, 1, 1, 2, 2) &&
+              strstr(cl_last_error(), "conv2d_relu_pool: input must be N×C×H×W with C = 5"),
+          "conv_relu_pool: conv2d's checks, under its own name: %s", cl_last_error());
+    cl_release(x), cl_release(w), cl_release(w5);
+  }
+}
+
 /* ---------------------------------------------------------------- max-pool */
 
 /* Values, positions (through the node the op records) and dx, against the reference, for a
@@ -413,6 +557,7 @@ int main(void) {
   test_pack_a();
   test_gemm();
   test_conv();
+  test_conv_block();
   test_pool();
   test_relu();
   test_alloc_cache();
