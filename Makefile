@@ -162,7 +162,7 @@ test: all $(TEST_C_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh
 
 # LeakSanitizer reads tests/lsan.supp (third-party leaks only, each justified there). A small
-# quarantine keeps freed memory from looking like growth to tests/memory_spec.lua.
+# quarantine keeps the many child processes of the specs light.
 # CNNLAB_SANITIZER and CNNLAB_SWEEP_STRIDE scale down the specs that start many or long child
 # processes (docs/reliability.md).
 check-asan:

@@ -162,10 +162,7 @@ describe("task1_train.lua", function()
     assert.is_true(same_weights(reference_weights(), weights(out)))
   end)
 
-  -- five runs killed at random moments: under the sanitizers the longest case by far; the
-  -- atomic writes it checks are the same code files_spec.lua drives there
-  require("tests.helpers").heavy("five training runs")(
-    "never leaves a half-written checkpoint when killed (SIGKILL), and resumes exactly",
+  it("never leaves a half-written checkpoint when killed (SIGKILL), and resumes exactly",
     function()
     if skipped() then return end
     local out = path("sigkill")
