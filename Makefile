@@ -6,7 +6,7 @@
 #   make check-asan   the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind  a short training script under valgrind (no definitely-lost bytes)
 #   make fuzz         each libFuzzer target for FUZZ_SECONDS seconds (clang); fuzz-ci: 60 s each
-#   make bench        speed of the seed network; bench-compare (ARGS=--compare): beside PyTorch
+#   make bench        speed of every model plug-in; bench-compare (ARGS=--compare): beside PyTorch
 # Options: BLAS=openblas|none  OPENMP=1|0  MODE=release|asan|debug  MPI=0|1 (build-mpi/)
 
 BLAS ?= openblas
@@ -172,7 +172,7 @@ check-asan:
 check-valgrind: all
 	sh tests/valgrind.sh $(EXE)
 
-# Speed of the seed network (docs/performance.md): `make bench [ARGS="--rounds 9 ..."]`.
+# Speed of every model plug-in (docs/performance.md): `make bench [ARGS="--rounds 9 ..."]`.
 # `make bench-compare` is `make bench ARGS=--compare`: PyTorch (python3-torch) in the same run.
 .PHONY: bench-compare
 $(BUILD)/bench:
