@@ -5,8 +5,8 @@
 #   make demo         the whole study, report in runs/report.html
 #   make check-asan   the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind  a short training script under valgrind (no definitely-lost bytes)
-#   make fuzz         each libFuzzer target for FUZZ_SECONDS seconds (clang); fuzz-ci: 60 s each
-#   make bench        speed of the seed network; bench-compare (ARGS=--compare): beside PyTorch
+#   make fuzz         each libFuzzer target for FUZZ_SECONDS seconds (clang); fuzz-ci: 30 s each
+#   make bench        speed of every model plug-in; bench-compare (ARGS=--compare): beside PyTorch
 #   make benchmarks   the literature's benchmark tables (docs/benchmarks.md; QUICK=1 TABLE=name)
 # Options: BLAS=openblas|none  OPENMP=1|0  MODE=release|asan|debug  MPI=0|1 (build-mpi/)
 
@@ -175,7 +175,7 @@ check-asan:
 check-valgrind: all
 	sh tests/valgrind.sh $(EXE)
 
-# Speed of the seed network (docs/performance.md): `make bench [ARGS="--rounds 9 ..."]`.
+# Speed of every model plug-in (docs/performance.md): `make bench [ARGS="--rounds 9 ..."]`.
 # `make bench-compare` is `make bench ARGS=--compare`: PyTorch (python3-torch) in the same run.
 .PHONY: bench-compare
 $(BUILD)/bench:

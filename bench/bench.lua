@@ -1,18 +1,23 @@
---- bench/bench.lua — how fast cnnlab trains and runs the seed network (SPEC §3), and with
--- --compare how that stands against PyTorch on the same machine in the same run.
+--- bench/bench.lua — how fast cnnlab trains and runs every model plug-in (lua/cnnlab/models/:
+-- the seed network of SPEC §3, lff_mlp, bn_cnn, simple_convnet), and with --compare how that
+-- stands against PyTorch (the same architectures, bench/torch_models.py) on the same machine in
+-- the same run.
 --
 --   make bench                      build, then: cnnlab bench/bench.lua --peak build/bench/peak
 --   make bench ARGS=--compare       … and PyTorch beside it (Debian's python3-torch)
 --   make bench-compare              the same
+--   make bench ARGS="--arch bn_cnn" one model (simple_convnet: at both of its batches)
 --   cnnlab bench/bench.lua --help   every option
 --
 -- What it measures (docs/performance.md explains the method and the figures):
---   * training (forward, cross-entropy, backward, Adam) and inference (forward under no_grad)
---     images/s at batch 128, for each thread count (1 and 2 by default); with --compare the
---     PyTorch steps take turns with cnnlab's, block by block, so that both see the same machine;
---     every figure is the median of --rounds blocks;
---   * GFLOP/s of each convolution forward and backward, timed inside real training steps by
---     module and tensor hooks;
+--   * for every model of BENCH_MODELS (or the one --arch names): training (forward,
+--     cross-entropy, backward, Adam) and inference (forward under no_grad, evaluation mode)
+--     images/s at batch 128 (simple_convnet at 256 too), for each thread count (1 and 2 by
+--     default); with --compare the PyTorch steps take turns with cnnlab's, block by block, so
+--     that both see the same machine; every figure is the median of --rounds blocks; a heavy
+--     model runs fewer steps per block (--block-seconds), never fewer than one;
+--   * the seed network's GFLOP/s of each convolution forward and backward, timed inside real
+--     training steps by module and tensor hooks;
 --   * the processor's peak FMA rate (bench/peak.c) and the share of it training reaches;
 --   * peak resident memory: of this process, and of a probe that holds a Task-1-sized data set
 --     (70,000 × 3×28×28 bytes) while it trains;
@@ -24,15 +29,17 @@ local util = require "cnnlab.util"
 
 local spec = {
   name = "bench", script = "bench/bench.lua",
-  description = "Throughput of the seed network; --compare runs PyTorch in the same run.",
+  description = "Throughput of every model plug-in; --compare runs PyTorch in the same run.",
   options = {
     {"compare", false, "also time PyTorch (python3-torch) and print the ratios"},
+    {"arch", "all", "the model to measure: a name of lua/cnnlab/models/, or all"},
     {"threads", "1,2", "thread counts to measure, comma-separated"},
-    {"batch", 128, "images per step"},
+    {"batch", 128, "images per step (simple_convnet is measured at 256 as well)"},
     {"rounds", 5, "timed blocks per figure (the median is reported)"},
-    {"steps", 8, "training steps per block"},
-    {"infer_steps", 20, "inference passes per block"},
-    {"warmup", 30, "untimed training steps per thread count (allocator and caches settle)"},
+    {"steps", 8, "training steps per block (at most: see --block-seconds)"},
+    {"infer_steps", 20, "inference passes per block (at most: see --block-seconds)"},
+    {"block_seconds", 1.0, "a block takes as many steps as fit in this many seconds, at least one"},
+    {"warmup", 30, "untimed training steps per thread count (allocator and caches settle; at most 3 s of them)"},
     {"layer_steps", 8, "training steps timed layer by layer"},
     {"out", "bench/results.json", "where the results go (JSON)"},
     {"peak", "", "the peak-FMA probe (bench/peak.c, built by make bench)"},
@@ -74,44 +81,73 @@ local function command_output(cmd)
   return out
 end
 
--- The seed network's multiply-adds, counted as 2 FLOP each: convolutions and the linear layer
--- (pooling, ReLU and the loss are not counted). Backward is twice the forward (dx and dW),
--- except for conv1, whose input needs no gradient.
-local layers = {
-  {name = "conv1", c = 3, o = 32, h = 28},
-  {name = "conv2", c = 32, o = 64, h = 13},
-  {name = "conv3", c = 64, o = 128, h = 6},
+-- The models measured, in the table's order: every shipped model plug-in at --batch, and
+-- simple_convnet (≈ 64 × the seed network's work per image) at 256 as well, the batch its
+-- paper trains with. --arch NAME keeps the rows of that model.
+local BENCH_MODELS = {
+  {arch = "seed_cnn"}, {arch = "lff_mlp"}, {arch = "bn_cnn"}, {arch = "simple_convnet"},
+  {arch = "simple_convnet", batch = 256},
 }
-for _, l in ipairs(layers) do
-  l.fwd = 2 * l.o * l.c * 9 * l.h * l.h
-  l.bwd = l.name == "conv1" and l.fwd or 2 * l.fwd
-end
-local fc_flop = 2 * 512 * 10
-local flop_forward, flop_train = fc_flop, 3 * fc_flop
-for _, l in ipairs(layers) do
-  flop_forward = flop_forward + l.fwd
-  flop_train = flop_train + l.fwd + l.bwd
+local SHAPE, CLASSES = {3, 28, 28}, 10
+
+-- A model's multiply-adds per image, counted as 2 FLOP each by a dry forward with hooks:
+-- convolutions and linear layers (pooling, BatchNorm, ReLU and the loss are not counted).
+-- Backward is twice the forward (dx and dW), except for the first layer, whose input needs
+-- no gradient. Returns the forward and training FLOP and the convolutions ({name, c, o, h, k,
+-- fwd, bwd}: the per-layer table's rows).
+local function count_flop(net)
+  local rows, handles = {}, {}
+  for _, entry in ipairs(net:named_modules()) do
+    local name, m = entry[1], entry[2]
+    local kind = getmetatable(m).__name
+    if kind == "Conv2d" or kind == "Linear" then
+      handles[#handles + 1] = m:register_forward_hook(function(_, input, output)
+        local w = m.weight.shape
+        local per_out = kind == "Conv2d" and w[2] * w[3] * w[4] or w[2]
+        rows[#rows + 1] = {name = name, kind = kind, fwd = 2 * output:numel() * per_out,
+          c = w[2], o = w[1], h = input:dim() == 4 and input:size(2) or nil,
+          k = kind == "Conv2d" and w[3] or nil}
+      end)
+    end
+  end
+  local was = net.training
+  net:eval()
+  lab.no_grad(function() return net(lab.zeros({1, SHAPE[1], SHAPE[2], SHAPE[3]})) end)
+  net:train(was)
+  for _, h in ipairs(handles) do h:remove() end
+  local forward, train, convs = 0, 0, {}
+  for i, r in ipairs(rows) do
+    r.bwd = i == 1 and r.fwd or 2 * r.fwd
+    forward, train = forward + r.fwd, train + r.fwd + r.bwd
+    if r.kind == "Conv2d" then convs[#convs + 1] = r end
+  end
+  return forward, train, convs
 end
 
 local function make_batch(batch, gen)
-  local x = lab.rand({batch, 3, 28, 28}, {generator = gen})
+  local x = lab.rand({batch, SHAPE[1], SHAPE[2], SHAPE[3]}, {generator = gen})
   local labels = {}
   for i = 1, batch do labels[i] = (i * 7) % 10 end
   return x, lab.tensor(labels, {dtype = "int64"})
 end
 
-local function make_trainer(batch)
+-- A network of the model plug-in `arch`, its Adam and one batch: train() is one training step
+-- (training mode), infer() one forward under no_grad (evaluation mode: BatchNorm uses its
+-- running statistics, as it does when a trained model is evaluated).
+local function make_trainer(batch, arch)
   local gen = lab.Generator(11)
-  local net = lab.models.seed_cnn{generator = gen}
+  local net = lab.models.load(arch or "seed_cnn").build(SHAPE, CLASSES, {generator = gen})
   local adam = lab.optim.Adam(net:parameters(), {lr = 1e-3})
   local x, y = make_batch(batch, gen)
   local function train_step()
+    if not net.training then net:train() end
     adam:zero_grad()
     local loss = lab.cross_entropy(net(x), y)
     loss:backward()
     adam:step()
   end
   local function infer_step()
+    if net.training then net:eval() end
     lab.no_grad(function() return net(x) end)
   end
   return {net = net, x = x, y = y, adam = adam, train = train_step, infer = infer_step}
@@ -172,8 +208,8 @@ local function start_torch()
   if not os.execute("mkfifo " .. util.shell_quote(fifo)) then
     return nil, "cannot make a named pipe (mkfifo)"
   end
-  local cmd = string.format("%s %s --serve --batch %d > %s", py,
-    util.shell_quote(here .. "/torch_seed.py"), opt.batch, util.shell_quote(fifo))
+  local cmd = string.format("%s %s --serve > %s", py,
+    util.shell_quote(here .. "/torch_models.py"), util.shell_quote(fifo))
   local stdin = io.popen(cmd, "w")
   local replies = io.open(fifo, "r")
   os.remove(fifo) -- both ends are open; the name is no longer needed
@@ -185,8 +221,8 @@ local function start_torch()
   local version = hello:match("^ready torch (%S+)")
   return {
     version = version,
-    send = function(kind, threads, steps)
-      stdin:write(string.format("%s %d %d\n", kind, threads, steps))
+    send = function(kind, arch, batch, threads, steps)
+      stdin:write(string.format("%s %s %d %d %d\n", kind, arch, batch, threads, steps))
       stdin:flush()
       local line = replies:read("l")
       local seconds = line and tonumber(line:match("^%S+ %d+ (%S+)$"))
@@ -205,8 +241,8 @@ end
 
 local results = {
   batch = opt.batch, rounds = opt.rounds, gemm = lab.gemm_backend(),
-  flop_per_image = {forward = flop_forward, train = flop_train},
-  runs = {},
+  models = {}, -- one entry per row group of the table: {arch, batch, flop_per_image, runs}
+  runs = {},   -- the seed network's at --batch, with its convolutions (as before)
 }
 
 local function timed_block(fn, steps)
@@ -218,7 +254,7 @@ end
 -- Per-layer time inside training steps: a forward hook on every module marks when its
 -- forward returned; on each convolution, hooks on its output and input tensors mark when the
 -- gradient reaches it and when its backward has handed the gradient on.
-local function layer_times(tr, steps)
+local function layer_times(tr, steps, layers)
   local marks, order = {}, {}
   local handles = {}
   for _, entry in ipairs(tr.net:named_modules()) do
@@ -227,7 +263,7 @@ local function layer_times(tr, steps)
       order[#order + 1] = name
       handles[#handles + 1] = m:register_forward_hook(function(_, input, output)
         marks["f:" .. name] = lab.now()
-        if name:match("^conv") then
+        if getmetatable(m).__name == "Conv2d" then
           output:register_hook(function() marks["go:" .. name] = lab.now() end)
           if input.requires_grad then
             input:register_hook(function() marks["gi:" .. name] = lab.now() end)
@@ -249,7 +285,7 @@ local function layer_times(tr, steps)
     local prev = t0
     for _, name in ipairs(order) do
       local t = marks["f:" .. name]
-      if per[name] then
+      if per[name] and marks["go:" .. name] then
         table.insert(per[name].fwd, t - prev)
         table.insert(per[name].bwd, (marks["gi:" .. name] or t_end) - marks["go:" .. name])
       end
@@ -343,16 +379,46 @@ results.machine = {cpu = cpu, cores = ncpu, load_average_at_start = tonumber(loa
                    peak_gflops_per_core = peak1, peak_isa = isa,
                    omp_wait_policy = os.getenv("OMP_WAIT_POLICY")}
 
-print(string.format("cnnlab bench — seed network (SPEC §3), batch %d, float32, GEMM %s",
-  opt.batch, results.gemm))
+-- The models to measure: BENCH_MODELS, or the rows of the one --arch names.
+local plan = {}
+for _, entry in ipairs(BENCH_MODELS) do
+  if opt.arch == "all" or opt.arch == entry.arch then
+    plan[#plan + 1] = {arch = entry.arch, batch = entry.batch or opt.batch}
+  end
+end
+if #plan == 0 then
+  local names = {}
+  for _, entry in ipairs(BENCH_MODELS) do
+    if names[#names] ~= entry.arch then names[#names + 1] = entry.arch end
+  end
+  io.stderr:write(("bench: --arch: expected all or one of %s, got '%s'\n"):format(
+    table.concat(names, ", "), opt.arch))
+  os.exit(2)
+end
+local seed_planned = false
+for _, p in ipairs(plan) do
+  local probe = make_trainer(1, p.arch)
+  p.flop_forward, p.flop_train, p.convs = count_flop(probe.net)
+  if p.arch == "seed_cnn" and p.batch == opt.batch then p.seed, seed_planned = true, true end
+end
+collectgarbage()
+
+print(string.format("cnnlab bench — %s, float32, GEMM %s", opt.arch == "all"
+  and "every model plug-in" or ("model " .. opt.arch), results.gemm))
 print(string.format("machine: %s; %d cores; load average %s at start; OMP_WAIT_POLICY=%s",
   cpu and cpu:gsub("|", ", ") or "?", ncpu, load, os.getenv("OMP_WAIT_POLICY") or "(unset)"))
 if peak1 then
   print(string.format("peak FMA rate: %.1f GFLOP/s per core (%s, measured by bench/peak.c)",
     peak1, isa))
 end
-print(string.format("work per image: forward %.2f MFLOP, training step %.2f MFLOP",
-  flop_forward / 1e6, flop_train / 1e6))
+local said = {}
+for _, p in ipairs(plan) do
+  if not said[p.arch] then
+    said[p.arch] = true
+    print(string.format("work per image, %-15s forward %8.2f MFLOP, training step %8.2f MFLOP",
+      p.arch .. ":", p.flop_forward / 1e6, p.flop_train / 1e6))
+  end
+end
 
 if opt.compare then
   local err
@@ -365,57 +431,94 @@ if opt.compare then
   print("PyTorch " .. torch.version .. " takes turns with cnnlab, block by block")
 end
 
-local tr = make_trainer(opt.batch)
-for _, threads in ipairs(thread_counts) do
-  lab.set_threads(threads)
-  for _ = 1, opt.warmup do tr.train() end
-  for _ = 1, opt.warmup do tr.infer() end
-  local run = {threads = threads}
-  for _, mode in ipairs({"train", "infer"}) do
-    local steps = mode == "train" and opt.steps or opt.infer_steps
-    local ours, ours_cpu, theirs = {}, {}, {}
-    for r = 1, opt.rounds do
-      ours[r], ours_cpu[r] = timed_block(tr[mode], steps)
-      if torch then theirs[r] = torch.send(mode, threads, steps) end
-    end
-    local flop = mode == "train" and flop_train or flop_forward
-    local m = {
-      seconds_per_step = median(ours),
-      images_per_s = opt.batch / median(ours),
-      images_per_cpu_s = opt.batch / median(ours_cpu),
-    }
-    m.gflops = m.images_per_s * flop / 1e9
-    m.gflops_per_cpu_s = m.images_per_cpu_s * flop / 1e9
-    if peak1 then
-      m.peak_share = m.gflops / (peak1 * threads)
-      m.peak_share_cpu = m.gflops_per_cpu_s / peak1
-    end
-    if torch then
-      m.torch_images_per_s = opt.batch / median(theirs)
-      m.ratio = m.images_per_s / m.torch_images_per_s
-    end
-    run[mode] = m
+-- How many steps a block takes: as many as fit in --block-seconds at the step time `seconds`
+-- (at most `most`, at least one), so that a heavy model's figure does not take minutes.
+local function block_steps(most, seconds)
+  return math.max(1, math.min(most, math.floor(opt.block_seconds / math.max(seconds, 1e-9))))
+end
+
+-- Untimed steps: --warmup of them, or fewer when they take more than 3 s; returns the time of
+-- the last one.
+local function warm_up(step)
+  local t_start, last = lab.now(), 0
+  for _ = 1, math.max(1, opt.warmup) do
+    local t0 = lab.now()
+    step()
+    last = lab.now() - t0
+    if lab.now() - t_start > 3 then break end
   end
-  -- per-layer figures, inside training steps
-  local per = layer_times(tr, opt.layer_steps)
-  run.layers = {}
-  for _, l in ipairs(layers) do
-    local f, b = median(per[l.name].fwd), median(per[l.name].bwd)
-    run.layers[l.name] = {
-      forward_ms = f * 1e3, backward_ms = b * 1e3,
-      forward_gflops = opt.batch * l.fwd / f / 1e9, backward_gflops = opt.batch * l.bwd / b / 1e9,
-    }
+  return last
+end
+
+local seed_tr
+for _, p in ipairs(plan) do
+  io.stderr:write(("bench: %s at batch %d\n"):format(p.arch, p.batch))
+  local tr = make_trainer(p.batch, p.arch)
+  local entry = {arch = p.arch, batch = p.batch,
+    flop_per_image = {forward = p.flop_forward, train = p.flop_train}, runs = {}}
+  for _, threads in ipairs(thread_counts) do
+    lab.set_threads(threads)
+    local step_time = {train = warm_up(tr.train), infer = warm_up(tr.infer)}
+    local run = {threads = threads}
+    for _, mode in ipairs({"train", "infer"}) do
+      local steps = block_steps(mode == "train" and opt.steps or opt.infer_steps, step_time[mode])
+      local ours, ours_cpu, theirs = {}, {}, {}
+      for r = 1, opt.rounds do
+        ours[r], ours_cpu[r] = timed_block(tr[mode], steps)
+        if torch then theirs[r] = torch.send(mode, p.arch, p.batch, threads, steps) end
+      end
+      local flop = mode == "train" and p.flop_train or p.flop_forward
+      local m = {
+        steps_per_block = steps,
+        seconds_per_step = median(ours),
+        images_per_s = p.batch / median(ours),
+        images_per_cpu_s = p.batch / median(ours_cpu),
+      }
+      m.gflops = m.images_per_s * flop / 1e9
+      m.gflops_per_cpu_s = m.images_per_cpu_s * flop / 1e9
+      if peak1 then
+        m.peak_share = m.gflops / (peak1 * threads)
+        m.peak_share_cpu = m.gflops_per_cpu_s / peak1
+      end
+      if torch then
+        m.torch_images_per_s = p.batch / median(theirs)
+        m.ratio = m.images_per_s / m.torch_images_per_s
+      end
+      run[mode] = m
+    end
+    if p.seed then
+      -- the seed network's convolutions, timed inside training steps
+      local per = layer_times(tr, opt.layer_steps, p.convs)
+      run.layers = {}
+      for _, l in ipairs(p.convs) do
+        local f, b = median(per[l.name].fwd), median(per[l.name].bwd)
+        run.layers[l.name] = {
+          forward_ms = f * 1e3, backward_ms = b * 1e3,
+          forward_gflops = p.batch * l.fwd / f / 1e9, backward_gflops = p.batch * l.bwd / b / 1e9,
+        }
+      end
+      results.runs[#results.runs + 1] = run
+    end
+    entry.runs[#entry.runs + 1] = run
   end
-  results.runs[#results.runs + 1] = run
+  results.models[#results.models + 1] = entry
+  if p.seed then
+    seed_tr = tr
+    results.batch, results.flop_per_image, results.seed_convs = p.batch, entry.flop_per_image, p.convs
+  end
+  tr = nil
+  collectgarbage()
 end
 if torch then torch.close() end
 
 lab.set_threads(1)
-do
-  local lua_s, step_s = lua_share(tr, opt.layer_steps)
+if seed_tr then
+  local lua_s, step_s = lua_share(seed_tr, opt.layer_steps)
   results.lua_ms_per_step, results.step_ms_with_wrappers = lua_s * 1e3, step_s * 1e3
+  seed_tr = nil
+  collectgarbage()
+  results.fixed_step_ms = fixed_step_cost() * 1e3
 end
-results.fixed_step_ms = fixed_step_cost() * 1e3
 results.startup_ms = startup_ms()
 -- Task 0's data path (the target: "well under a second" each), when make data has run
 if util.exists("data/mnist/train-images-idx3-ubyte.gz") or util.exists("data/mnist/train-images-idx3-ubyte") then
@@ -432,7 +535,7 @@ if util.exists("data/mnist/train-images-idx3-ubyte.gz") or util.exists("data/mni
   results.mnist_read_s, results.cmnist_build_s = median(reads), median(builds)
 end
 results.peak_rss_mb = (status_kb("VmHWM") or 0) / 1024
-do
+if seed_planned then
   local cmd = string.format("%s %s --rss-probe --batch %d --threads %d%s", util.shell_quote(exe),
     util.shell_quote(arg[0]), opt.batch, thread_counts[#thread_counts], opt.quick and " --quick" or "")
   local out = command_output(cmd)
@@ -454,37 +557,46 @@ end
 print()
 print("images/s: wall clock, median of " .. opt.rounds .. " blocks; % of peak: GFLOP/s over " ..
   "threads × the per-core peak; per CPU-s: the same per second of CPU time the process got")
-print(string.format("%-7s %-5s %9s %8s %9s %10s %9s%s", "threads", "mode", "images/s",
-  "GFLOP/s", "% of peak", "img/CPU-s", "% (CPU)", torch and "  PyTorch img/s   ratio" or ""))
-for _, run in ipairs(results.runs) do
-  for _, mode in ipairs({"train", "infer"}) do
-    local m = run[mode]
-    local line = string.format("%-7d %-5s %9.1f %8.1f %9s %10.1f %9s", run.threads, mode,
-      m.images_per_s, m.gflops, pct(m.peak_share), m.images_per_cpu_s, pct(m.peak_share_cpu))
-    if m.ratio then
-      line = line .. string.format(" %15.1f %6.2f×", m.torch_images_per_s, m.ratio)
+print(string.format("%-15s %5s %7s %-5s %9s %8s %9s %10s %9s%s", "model", "batch", "threads",
+  "mode", "images/s", "GFLOP/s", "% of peak", "img/CPU-s", "% (CPU)",
+  torch and "  PyTorch img/s   ratio" or ""))
+for _, entry in ipairs(results.models) do
+  for _, run in ipairs(entry.runs) do
+    for _, mode in ipairs({"train", "infer"}) do
+      local m = run[mode]
+      local line = string.format("%-15s %5d %7d %-5s %9.1f %8.1f %9s %10.1f %9s", entry.arch,
+        entry.batch, run.threads, mode, m.images_per_s, m.gflops, pct(m.peak_share),
+        m.images_per_cpu_s, pct(m.peak_share_cpu))
+      if m.ratio then
+        line = line .. string.format(" %15.1f %6.2f×", m.torch_images_per_s, m.ratio)
+      end
+      print(line)
     end
-    print(line)
+  end
+end
+if seed_planned then
+  print()
+  print("the seed network's convolutions, timed inside training steps (median of "
+    .. opt.layer_steps .. " steps):")
+  print(string.format("%-8s %-6s %-22s %9s %11s %9s %11s", "threads", "layer", "shape", "fwd ms",
+    "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s"))
+  for _, run in ipairs(results.runs) do
+    for _, l in ipairs(results.seed_convs) do
+      local r = run.layers[l.name]
+      print(string.format("%-8d %-6s %-22s %9.2f %11.1f %9.2f %11.1f", run.threads, l.name,
+        string.format("%d→%d, %d×%d, %d×%d", l.c, l.o, l.h, l.h, l.k, l.k), r.forward_ms,
+        r.forward_gflops, r.backward_ms, r.backward_gflops))
+    end
   end
 end
 print()
-print("convolutions, timed inside training steps (median of " .. opt.layer_steps .. " steps):")
-print(string.format("%-8s %-6s %-22s %9s %11s %9s %11s", "threads", "layer", "shape", "fwd ms",
-  "fwd GFLOP/s", "bwd ms", "bwd GFLOP/s"))
-for _, run in ipairs(results.runs) do
-  for _, l in ipairs(layers) do
-    local r = run.layers[l.name]
-    print(string.format("%-8d %-6s %-22s %9.2f %11.1f %9.2f %11.1f", run.threads, l.name,
-      string.format("%d→%d, %d×%d, 3×3", l.c, l.o, l.h, l.h), r.forward_ms, r.forward_gflops,
-      r.backward_ms, r.backward_gflops))
-  end
+if results.lua_ms_per_step then
+  print(string.format("time in Lua per training step of the seed network (1 thread; everything "
+    .. "outside C calls): %.3f ms of %.1f ms = %.2f%%", results.lua_ms_per_step,
+    results.step_ms_with_wrappers, 100 * results.lua_ms_per_step / results.step_ms_with_wrappers))
+  print(string.format("a whole step of the seed network at batch 1 (1 thread; all that does not "
+    .. "grow with the batch): %.3f ms", results.fixed_step_ms))
 end
-print()
-print(string.format("time in Lua per training step (1 thread; everything outside C calls): "
-  .. "%.3f ms of %.1f ms = %.2f%%", results.lua_ms_per_step, results.step_ms_with_wrappers,
-  100 * results.lua_ms_per_step / results.step_ms_with_wrappers))
-print(string.format("a whole step at batch 1 (1 thread; all that does not grow with the batch): "
-  .. "%.3f ms", results.fixed_step_ms))
 print(string.format("start-up of `cnnlab -e ''`: %.1f ms (median)", results.startup_ms))
 if results.mnist_read_s then
   print(string.format("MNIST: reading the four IDX files (70,000 digits) %.3f s; building Colored "

@@ -21,6 +21,9 @@
 --
 --       ./cnnlab scripts/mpi_compare.lua --compare runs/mpi/k1,runs/mpi/k2,runs/mpi/k1t2 --out runs/mpi
 --
+-- --arch/--arch-opt pick the network (default the seed network), recorded in result.json;
+-- runs of different networks are not compared.
+--
 -- A one-process run with another thread count (--threads 2) is the yardstick: it changes the
 -- summation order inside the kernels exactly as splitting the batch does.
 local lab = require "cnnlab"
@@ -32,7 +35,7 @@ local spec = {
   options = study.options({
     {"epochs", 1},
     {"batch", nil, "global mini-batch size (split across the ranks)"},
-    "lr", "optimizer", "method", "method_opt",
+    "lr", "optimizer", "method", "method_opt", "arch", "arch_opt",
     {"micro_batches", 1, "one process only: split each batch as that many ranks would (2: the 2-rank run's exact arithmetic)"},
     {"out", "runs/mpi/run"},
     {"compare", "", "comma list of run folders to compare (the first is the reference)"},
@@ -58,6 +61,12 @@ if opts.compare ~= "" then
   for i, d in ipairs(dirs) do
     local ok, r = pcall(function() return util.json_decode(util.read_file(d .. "/result.json")) end)
     if not ok then fail(("%s has no result.json: run the train mode into it first"):format(d)) end
+    local r1 = results[1] or r -- the network must be the reference's (weights compare by name)
+    if r.arch ~= r1.arch or r.arch_options ~= r1.arch_options then
+      fail(("--compare: %s trained --arch %s %s, the reference %s trained --arch %s %s"):format(d,
+        r.arch or lab.models.DEFAULT, r.arch_options or "{}", dirs[1], r1.arch or lab.models.DEFAULT,
+        r1.arch_options or "{}"))
+    end
     results[i] = r
   end
   local function label(r)
@@ -129,6 +138,8 @@ end
 -- ------------------------------------------------------------------ train
 
 local root = mpi.rank() == 0
+local ok_arch, arch = pcall(study.arch, opts) -- a wrong --arch stops before the data is built
+if not ok_arch then fail(tostring(arch)) end
 local sets = study.load_data(opts)
 local method = lab.debias.load(opts.method, lab.debias.parse_options(opts.method_opt))
 local n = sets.train.n
@@ -226,6 +237,7 @@ if root then
       return c
     end)(),
   }) do r[k] = v end
+  study.record_arch(r, arch)
   util.write_json(opts.out .. "/result.json", r)
   util.progress("validation %.2f%%, hard %.2f%%; %.1f ms per step (%.2f ms of it in MPI%s); wrote %s",
     r.val_acc, r.hard_acc, 1000 * r.seconds_per_step, 1000 * r.comm_seconds_per_step,

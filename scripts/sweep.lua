@@ -10,10 +10,13 @@
 -- r, r + K, r + 2K, ... of the grid — and without MPI one process runs them all in turn:
 --
 --   ./cnnlab scripts/sweep.lua --methods erm,colour_augment --rhos 1,0.99 --seeds 1,2,3
+--   ./cnnlab scripts/sweep.lua --methods erm,lff --arch lff_mlp --arch-opt hidden=100 ...
 --   mpirun -np 2 ./build-mpi/cnnlab scripts/sweep.lua --methods erm,colour_augment ...
 --
--- A point that already has its metrics.json is reused (--redo runs it again); one with only a
--- checkpoint resumes from it. A point that fails writes error.txt beside and the sweep goes
+-- Every point trains the network --arch names (with --arch-opt; default the seed network),
+-- recorded in its metrics.json and model.safetensors. A point that already has its
+-- metrics.json is reused (--redo runs it again) — unless it records another network, which is
+-- an error for that point; one with only a checkpoint resumes from it. A point that fails writes error.txt beside and the sweep goes
 -- on. When every rank is done, rank 0 reads all the points and writes summary.json (one row
 -- per method and ρ: mean and sd over seeds of the validation, hard, hard-aligned and
 -- hard-conflicting accuracies), summary.svg (hard-set accuracies with ± sd bars) and prints
@@ -32,7 +35,7 @@ local spec = {
     {"seeds", "1,2,3", "comma list of seeds (data set and training)"},
     "generated_n",
     {"epochs", 0, "epochs per point (0: each method's default)"},
-    "batch", "lr", "optimizer",
+    "batch", "lr", "optimizer", "arch", "arch_opt",
     {"method_opt", {}, "method:key=value, an option for one method (repeatable)"},
     {"out", "runs/sweep"},
     {"redo", false, "run points again even when their metrics.json exists"},
@@ -84,8 +87,11 @@ for _, seed in ipairs(seeds) do
   end
 end
 
--- Every method must load (and take its options) before anything trains: a typo should stop
--- the sweep at once, not after hours.
+-- Every method and the network must load (and take their options) before anything trains: a
+-- typo should stop the sweep at once, not after hours.
+local ok_arch, arch = pcall(study.arch, opts)
+if not ok_arch then fail(tostring(arch)) end
+local arch_record = study.record_arch({}, arch) -- {} for the seed network
 for _, m in ipairs(methods) do
   local ok, err = pcall(lab.debias.load, m, lab.debias.parse_options(overrides[m] or {}))
   if not ok then fail(tostring(err)) end
@@ -115,7 +121,16 @@ local cache = study.data_cache(opts)
 local function run_point(p)
   local dir = opts.out .. "/" .. p.name
   local done = dir .. "/metrics.json"
-  if not opts.redo and util.exists(done) then return "reused" end
+  if not opts.redo and util.exists(done) then
+    -- reused only when it trained the same network
+    local old = util.json_decode(util.read_file(done))
+    if old.arch ~= arch_record.arch or old.arch_options ~= arch_record.arch_options then
+      error(("%s was trained with --arch %s%s, not --arch %s%s: use another --out, or --redo")
+        :format(done, old.arch or lab.models.DEFAULT, old.arch_options and (" " .. old.arch_options) or "",
+        arch_record.arch or lab.models.DEFAULT, arch_record.arch_options and (" " .. arch_record.arch_options) or ""), 0)
+    end
+    return "reused"
+  end
   util.mkdir_p(dir)
   os.remove(dir .. "/error.txt")
   local resume = not opts.redo and util.exists(dir .. "/checkpoint.safetensors")
@@ -137,6 +152,7 @@ local function run_point(p)
       rank = rank, ranks = size, threads = lab.get_threads(), resumed = resume}) do
     m[k] = v
   end
+  study.record_arch(m, arch)
   for k, v in pairs(method.options or {}) do
     if type(v) ~= "table" then m["option_" .. k] = v end
   end
@@ -184,6 +200,10 @@ for _, method in ipairs(methods) do
     for _, seed in ipairs(seeds) do
       local dir = opts.out .. "/" .. point_name(method, rho, seed)
       local ok, m = pcall(function() return util.json_decode(util.read_file(dir .. "/metrics.json")) end)
+      if ok and type(m) == "table" and (m.arch ~= arch_record.arch
+        or m.arch_options ~= arch_record.arch_options) then
+        ok, m = false, nil -- another network's point (its error.txt says so) is not summarised
+      end
       if ok and type(m) == "table" then
         row.seeds[#row.seeds + 1], found[#found + 1] = seed, m
       else
@@ -200,8 +220,9 @@ for _, method in ipairs(methods) do
 end
 
 print()
-print(("Mean ± sd over seeds (accuracy %%; %d seeds: %s; %s%s)"):format(#seeds,
-  table.concat(seeds, ","), opts.data, opts.quick and ", quick subsets" or ""))
+print(("Mean ± sd over seeds (accuracy %%; %d seeds: %s; %s%s%s)"):format(#seeds,
+  table.concat(seeds, ","), opts.data, opts.quick and ", quick subsets" or "",
+  arch_record.arch and (", network %s %s"):format(arch_record.arch, arch_record.arch_options) or ""))
 print(table.concat(lab.metrics.mean_sd_table(rows, KEYS), "\n"))
 if #failed > 0 then
   print(("\n%d point%s missing:"):format(#failed, #failed > 1 and "s" or ""))
@@ -211,8 +232,8 @@ end
 util.mkdir_p(opts.out)
 util.write_json(opts.out .. "/summary.json", {
   rows = rows, failed = failed, methods = methods, rhos = rhos, seeds = seeds,
-  settings = {beta = opts.beta, data = opts.data, quick = opts.quick, epochs = opts.epochs,
-    batch = opts.batch, lr = opts.lr, optimizer = opts.optimizer},
+  settings = study.record_arch({beta = opts.beta, data = opts.data, quick = opts.quick,
+    epochs = opts.epochs, batch = opts.batch, lr = opts.lr, optimizer = opts.optimizer}, arch),
   points = #grid, ranks = size, seconds = lab.now() - t0,
 })
 

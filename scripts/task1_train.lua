@@ -122,7 +122,7 @@ local function flat_metrics(run, sets, method, follows_colour, ex)
   if ds and not ds.is_default then
     m.dataset, m.dataset_options = ds.spec, lab.models.options_text(ds.options)
   end
-  if not arch.is_default then m.arch, m.arch_options = arch.source, lab.models.options_text(arch.options) end
+  study.record_arch(m, arch)
   m.peak_core_mb = lab.memory().peak / 2^20
   study.flatten("hard_acc_by_color", ev.hard.by_color, m)
   study.flatten("hard_acc_by_label", ev.hard.by_label, m)

@@ -1,7 +1,9 @@
 -- Task 2: what does each layer respond to? Feature maps through forward hooks.
 --
--- Forward hooks on relu1, relu2 and relu3 (conv1, conv2, conv3 after their ReLU) capture
--- every channel's map for three inputs chosen to separate colour from shape:
+-- Forward hooks on the model's feature layers — relu1, relu2 and relu3 for the seed network
+-- (conv1, conv2, conv3 after their ReLU); cnnlab.models.feature_layers for any other, e.g.
+-- relu1–relu4 of simple_convnet — capture every channel's map for three inputs chosen to
+-- separate colour from shape:
 --   A  an easy digit in its own class colour (by default a green 1),
 --   B  the very same grey digit painted in another class's colour (red, the colour of 0),
 --   C  a hard-set digit of another class painted in that same colour (a red digit ≠ 0, 1),
@@ -9,7 +11,8 @@
 -- maps resemble C's more than A's, and more so the deeper the layer.
 --
 -- Two measures go with the pictures:
---   * a colour-response table: the mean activation of each conv1 channel (after ReLU) to
+--   * a colour-response table: the mean activation of each channel of the first feature layer
+--     (conv1 after ReLU in the seed network) to
 --     each palette colour, on blank inputs (background noise only, no digit) and on real
 --     digits painted in that colour — the first layer's colour detectors, made visible;
 --   * per layer, the share of the activation variance explained by colour and by digit
@@ -26,15 +29,17 @@
 -- the PNGs), features_A_easy.png / features_B_recoloured.png / features_C_hard.png (the bare
 -- grids: relu1, relu2, relu3 from top to bottom), color_response.svg, variance.svg and
 -- features.safetensors (the three inputs' bytes, their activations and the colour-response
--- table).
+-- table). A model without convolutional feature maps (lff_mlp) is an error naming the
+-- networks to train instead.
 local lab = require "cnnlab"
 local util, study, hooks, metrics, svg = lab.util, lab.study, lab.hooks, lab.metrics, lab.svg
 local figure, features = require "cnnlab.figure", require "cnnlab.features"
 
 local spec = {
   name = "task2_features", script = "scripts/task2_features.lua",
-  description = "Feature maps of a trained seed CNN through forward hooks, the conv1 "
-    .. "colour-response table, and the activation variance explained by colour vs digit.",
+  description = "Feature maps of a trained CNN (the seed network or any convolutional --arch) "
+    .. "through forward hooks, the first layer's colour-response table, and the activation "
+    .. "variance explained by colour vs digit.",
   options = study.options({"model",
     {"digit", 1, "digit class of inputs A and B"},
     {"color", 0, "colour index painted on inputs B and C (a class other than --digit)"},
@@ -47,11 +52,43 @@ local spec = {
 local opts = util.parse_args(arg, spec)
 local t0 = lab.now()
 
-local LAYERS = {"relu1", "relu2", "relu3"}
-local LAYER_TITLE = {relu1 = "conv1 after ReLU (relu1)", relu2 = "conv2 after ReLU (relu2)",
-  relu3 = "conv3 after ReLU (relu3)", fc = "logits (fc)", input = "input (RGB)"}
--- Grid layout per layer: columns and enlargement, so that each grid is about 450 px wide.
-local GRID = {{ncol = 8, scale = 2}, {ncol = 16, scale = 2}, {ncol = 16, scale = 4}}
+-- The layers come from the model (study_layers, once it is loaded): the feature layers, their
+-- labels ("conv1" for relu1 of the seed network) and titles ("conv1 after ReLU (relu1)"); "fc"
+-- stands for the model's output (the logits) and "input" for the images, as in
+-- hooks.variance_explained.
+local LAYERS, LABEL, LAYER_TITLE
+local function study_layers(model)
+  LAYERS = lab.models.require_feature_layers(model, "task2 (feature maps)", false)
+  LABEL, LAYER_TITLE = lab.models.layer_labels(model, LAYERS)
+  LAYER_TITLE.fc, LAYER_TITLE.input = "logits (fc)", "input (RGB)"
+end
+-- The feature layers and the output.
+local function with_fc()
+  local t = {table.unpack(LAYERS)}
+  t[#t + 1] = "fc"
+  return t
+end
+-- Grid layout of a layer's C maps of w pixels: 8 columns up to 32 channels, else 16, enlarged
+-- by the largest whole factor that keeps the grid within about 450 px (the seed network's
+-- layers: 8 × 2, 16 × 2, 16 × 4).
+local GRID_WIDTH = 450
+local function grid_of(c, w)
+  local ncol = c <= 32 and 8 or 16
+  return {ncol = ncol, scale = math.max(1, GRID_WIDTH // (ncol * w))}
+end
+-- "conv1, conv2 and conv3 after ReLU" when every layer follows a convolution through the same
+-- modules, else the titles in full.
+local function layers_phrase()
+  local names, after = {}, nil
+  for i, layer in ipairs(LAYERS) do
+    local conv, rest = LAYER_TITLE[layer]:match("^(%S+) after (.-) %(")
+    if not conv or (after and rest ~= after) then names = nil break end
+    names[i], after = conv, rest
+  end
+  local list = names or LAYERS
+  local text = #list > 1 and (table.concat(list, ", ", 1, #list - 1) .. " and " .. list[#list]) or list[1]
+  return names and (text .. " after " .. after) or text
+end
 -- Streams for the colorize calls of this script (docs/data.md: a stream number is any set).
 local STREAM_RECOLOUR, STREAM_BLANK, STREAM_DIGITS = 7200, 7300, 7400
 
@@ -62,9 +99,13 @@ local function feature_maps(acts, logits, images, inputs, m)
   local pngs, boxes, pw, ph = {}, nil, 0, 0
   for i, s in ipairs(inputs) do
     local maps = {}
-    for l, layer in ipairs(LAYERS) do maps[l] = acts[layer]:narrow(0, i - 1, 1):squeeze(0) end
+    local grid = {}
+    for l, layer in ipairs(LAYERS) do
+      maps[l] = acts[layer]:narrow(0, i - 1, 1):squeeze(0)
+      grid[l] = grid_of(maps[l]:size(0), maps[l]:size(2))
+    end
     local img
-    img, boxes, pw, ph = figure.feature_grids(maps, GRID)
+    img, boxes, pw, ph = figure.feature_grids(maps, grid)
     pngs[i] = ("%s/features_%s.png"):format(opts.out, s.key)
     lab.write_png(pngs[i], img)
   end
@@ -83,7 +124,7 @@ local function feature_maps(acts, logits, images, inputs, m)
   end
   print("\nCorrelation of the channel-mean activations between the inputs:")
   print(("  %-8s %22s %22s"):format("layer", "A~B (same shape)", "B~C (same colour)"))
-  for _, layer in ipairs({"relu1", "relu2", "relu3", "fc"}) do
+  for _, layer in ipairs(with_fc()) do
     local ab = metrics.correlation(means[layer][1], means[layer][2])
     local bc = metrics.correlation(means[layer][2], means[layer][3])
     m["corr_AB_" .. layer], m["corr_BC_" .. layer] = ab, bc
@@ -92,7 +133,7 @@ local function feature_maps(acts, logits, images, inputs, m)
   -- features.svg: the three inputs side by side, layer labels, captions
   local thumb, left, top, colgap = 112, 24, 150, 40
   local parts = {
-    svg.text(left, 26, "Every channel of conv1, conv2 and conv3 after ReLU, each map scaled to "
+    svg.text(left, 26, "Every channel of " .. layers_phrase() .. ", each map scaled to "
       .. "its own range (dark: its minimum, yellow: its maximum)", 'font-size="15" font-weight="bold"'),
     svg.text(left, 46, "A and B share the shape, B and C share the colour: the deeper the layer, "
       .. "the more B's maps look like C's if the network reads colour. A map that is zero "
@@ -122,21 +163,23 @@ local function feature_maps(acts, logits, images, inputs, m)
   parts[#parts + 1] = svg.text(left, cy, "Correlation of the channels' mean activations "
     .. "(Pearson) — A~B: same digit, other colour; B~C: same colour, other digit:",
     'font-size="12" font-weight="bold"')
-  for i, layer in ipairs({"relu1", "relu2", "relu3", "fc"}) do
+  for i, layer in ipairs(with_fc()) do
     parts[#parts + 1] = svg.text(left + 20, cy + 8 + 17 * i, ("%-28s A~B %.2f    B~C %.2f")
       :format(LAYER_TITLE[layer], m["corr_AB_" .. layer], m["corr_BC_" .. layer]),
       'font-size="12" font-family="monospace" xml:space="preserve"')
   end
-  svg.save(opts.out .. "/features.svg", svg.doc(left + 3 * pw + 2 * colgap + 24, cy + 90, parts))
+  svg.save(opts.out .. "/features.svg", svg.doc(left + 3 * pw + 2 * colgap + 24,
+    cy + 90 + 17 * (#LAYERS - 3), parts))
 end
 
--- The conv1 colour-response table, color_response.svg and conv1's colour preferences.
+-- The first feature layer's colour-response table, color_response.svg and its colour
+-- preferences (conv1's in the seed network; the metrics' keys begin with its label).
 local function colour_response(model, sets, m)
   util.progress("colour-response table: %d blanks and %d digits per colour", opts.response_n,
     opts.response_n)
   local val = sets.val
   local nr = math.min(opts.response_n, val.n)
-  local r = hooks.colour_response(model, "relu1", sets.source.train.images:index_select(0,
+  local r = hooks.colour_response(model, LAYERS[1], sets.source.train.images:index_select(0,
     val.index:narrow(0, 0, nr)), {beta = opts.beta, seed = opts.seed, batch = opts.batch,
     blank_stream = STREAM_BLANK, digit_stream = STREAM_DIGITS})
   local blank, digit, nch = r.blank, r.digit, #r.blank
@@ -145,10 +188,11 @@ local function colour_response(model, sets, m)
   local order = metrics.preference_order(pref, digit)
   svg.save(opts.out .. "/color_response.svg", figure.response_table{blank = blank, digit = digit,
     order = order, pref = pref, palette = lab.data.PALETTE, n = opts.response_n})
-  -- how colour-selective is conv1? preferred colours and the mean selectivity index
+  -- how colour-selective is the first layer? preferred colours and the mean selectivity index
   local sum = metrics.preference_summary(pref, selectivity, pref_blank, nch)
-  m.conv1_colors_preferred_digit, m.conv1_colors_preferred_blank = sum.preferred, sum.preferred_blank
-  m.conv1_dead_channels, m.conv1_color_selectivity = sum.dead, sum.selectivity
+  local key = LABEL[LAYERS[1]]
+  m[key .. "_colors_preferred_digit"], m[key .. "_colors_preferred_blank"] = sum.preferred, sum.preferred_blank
+  m[key .. "_dead_channels"], m[key .. "_color_selectivity"] = sum.dead, sum.selectivity
   m.response_n = nr
   return r.blank_rows, r.digit_rows
 end
@@ -158,7 +202,7 @@ local function variance_explained(model, hard, m)
   local n = (opts.n > 0 and opts.n < hard.n) and opts.n or hard.n
   util.progress("variance explained: %d hard digits (colour independent of digit)", n)
   local labels, colors = hard.labels:narrow(0, 0, n), hard.colors:narrow(0, 0, n)
-  local VLAYERS = {"input", "relu1", "relu2", "relu3", "fc"}
+  local VLAYERS = {"input", table.unpack(with_fc())}
   local res = hooks.variance_explained(model, VLAYERS, hard.images:narrow(0, 0, n),
     {color = colors, digit = labels}, {batch = opts.batch})
   print(("\nShare of activation variance explained (η², one-way ANOVA, %d hard digits), mean over "
@@ -188,11 +232,13 @@ local function variance_explained(model, hard, m)
     title = "Activation variance explained by colour vs by digit (η², hard set)",
     labels = VLAYERS, series = series, ymin = 0, ymax = 1, fmt = "%.2f",
     ylabel = "η², mean over channels / units",
-    xlabel = ("layer (%d hard digits; colour independent of digit)"):format(n), width = 620})
+    xlabel = ("layer (%d hard digits; colour independent of digit)"):format(n),
+    width = 620 + 100 * math.max(0, #LAYERS - 3)})
 end
 
 study.main("task2_features", function()
   local model = study.load_model(opts.model)
+  study_layers(model)
   if math.type(opts.digit) ~= "integer" or opts.digit < 0 or opts.digit > 9
     or opts.color < 0 or opts.color > 9 or opts.color == opts.digit then
     error(("--digit and --color must be different classes in 0..9, got %d and %d"):format(
@@ -212,7 +258,10 @@ study.main("task2_features", function()
   util.mkdir_p(opts.out)
   local m = {seed = opts.seed, rho = opts.rho, beta = opts.beta, quick = opts.quick,
     data = opts.data, model = opts.model, digit = opts.digit, color = opts.color,
-    threads = lab.get_threads()}
+    threads = lab.get_threads(), feature_layers = table.concat(LAYERS, ",")}
+  local labels = {}
+  for i, layer in ipairs(LAYERS) do labels[i] = LABEL[layer] end
+  m.feature_labels = table.concat(labels, ",")
   feature_maps(acts, logits, images, inputs, m)
   local blank_resp, digit_resp = colour_response(model, sets, m)
   variance_explained(model, sets.hard, m)
@@ -223,7 +272,7 @@ study.main("task2_features", function()
   for _, layer in ipairs(LAYERS) do tensors[layer] = acts[layer]:contiguous() end
   lab.save_safetensors(opts.out .. "/features.safetensors", tensors, {
     format = "cnnlab task2", inputs = "A easy digit, B same digit recoloured, C hard digit",
-    color_response = "[colour][channel] mean relu1 activation"})
+    color_response = ("[colour][channel] mean %s activation"):format(LAYERS[1])})
   m.total_seconds = lab.now() - t0
   for k, v in pairs(m) do -- an undefined value (a correlation with a constant vector) is left out
     if v ~= v then m[k] = nil end

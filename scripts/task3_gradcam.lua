@@ -240,7 +240,7 @@ study.main("task3_gradcam", function()
   local o = {layer = opts.layer, compare = compare, threshold = opts.threshold,
     batch = opts.batch, progress = util.progress}
   local R = {easy = gradcam.analyse(model, easy, methods, o), hard = gradcam.analyse(model, hard, methods, o)}
-  local m = {layer = opts.layer, stroke_threshold = opts.threshold, seed = opts.seed,
+  local m = {layer = opts.layer, compare = table.concat(compare, ","), stroke_threshold = opts.threshold, seed = opts.seed,
     rho = opts.rho, beta = opts.beta, quick = opts.quick, data = opts.data, model = opts.model,
     threads = lab.get_threads()}
   if R.easy.main then

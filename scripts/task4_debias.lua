@@ -235,7 +235,7 @@ study.main("task4_debias", function()
   if not DATASET.is_default then
     M.dataset, M.dataset_options = DATASET.spec, lab.models.options_text(DATASET.options)
   end
-  if not ARCH.is_default then M.arch, M.arch_options = ARCH.source, lab.models.options_text(ARCH.options) end
+  study.record_arch(M, ARCH)
   M.seed_reported_grey_consistency_hard_acc = SEED_REPORTED.grey_consistency
   M.seed_reported_dropout_hard_acc = SEED_REPORTED.dropout
 

@@ -1,8 +1,11 @@
 -- Task 6: neuron ablation — find the channels that carry the decision, zero them, measure.
 --
 -- The seed CNN of Task 1 reads colour, not shape. If so, a few colour-driven channels should
--- carry its decisions: silencing them should change the answer. This script
---   1. records how every channel of conv1–conv3 (after ReLU) responds to a probe set — the
+-- carry its decisions: silencing them should change the answer. The layers come from the
+-- model (cnnlab.models: relu1–relu3 of the seed network, keyed conv1–conv3 in the metrics and
+-- file names; relu1–relu4 of simple_convnet, keyed conv1–conv4). This script
+--   1. records how every channel of its feature layers (conv1–conv3 after ReLU in the seed
+--      network) responds to a probe set — the
 --      validation digits repainted in random colours, so that colour and digit are independent
 --      — and gives each channel a colour-selectivity and a class-selectivity index
 --      (Morcos et al. 2018: (μ_max − μ_−max)/(μ_max + μ_−max) over the 10 colour- or
@@ -18,8 +21,12 @@
 --      raise hard accuracy?
 --
 --   ./cnnlab scripts/task6_ablation.lua [--model runs/task1/model.safetensors --out runs/task6
---       --layers relu1,relu3 --demo_layers relu1,relu2,relu3 --demo_label 3 --n_easy 2000
+--       --layers auto --demo_layers auto --demo_label 3 --n_easy 2000
 --       --n_hard 2000 --random_repeats 3 --quick --data generated]
+-- --layers auto is the model's first and last feature layers (relu1,relu3 for the seed
+-- network), --demo_layers auto all of them (relu1,relu2,relu3); a model without feature maps
+-- (lff_mlp) needs both named (e.g. --layers relu1,relu3 --demo_layers relu1,relu2,relu3: its
+-- hidden layers' units count as channels).
 -- Writes into --out: metrics.json, demo.svg, demo.png, curves_<conv>.svg, selectivity.svg.
 local lab = require "cnnlab"
 local util = lab.util
@@ -30,10 +37,10 @@ local C = require "cnnlab.ablation_curves"
 
 local spec = {
   name = "task6_ablation", script = "scripts/task6_ablation.lua",
-  description = "Rank, silence and measure the channels of the seed CNN that carry its decisions.",
+  description = "Rank, silence and measure the channels of a trained network (the seed CNN or any --arch) that carry its decisions.",
   options = study.options({"model", {"out", "runs/task6"},
-    {"layers", "relu1,relu3", "comma-separated layers for the ablation curves"},
-    {"demo_layers", "relu1,relu2,relu3", "layers whose channels are zeroed one by one for the easy digit"},
+    {"layers", "auto", "comma-separated layers for the ablation curves (auto: the model's first and last feature layers, relu1,relu3 for the seed network)"},
+    {"demo_layers", "auto", "layers whose channels are zeroed one by one for the easy digit (auto: the model's feature layers, relu1,relu2,relu3 for the seed network)"},
     {"demo_label", 3, "digit of the easy example (the first validation digit of it the model gets right)"},
     {"demo_index", -1, "position in the validation set of the easy example (overrides --demo_label)"},
     {"demo_steps", 0, "most channels zeroed one by one in the demonstration (0: until the answer changes)"},
@@ -52,7 +59,27 @@ local t0 = lab.now()
 local PROBE_STREAM = 61 -- colour stream of the probe set (SPEC §2 streams 1–4 are taken)
 local NAMES = lab.data.PALETTE_NAMES
 
-local function conv_name(layer) return A.CONV[layer] or layer end
+-- A layer's key in the metrics and file names: the convolution it follows ("conv1" for
+-- relu1), or its own name (cnnlab.models.layer_labels, set once the model is loaded).
+local LABELS = {}
+local function conv_name(layer) return LABELS[layer] or layer end
+
+-- --layers and --demo_layers: "auto" resolves to the model's own feature layers; a model
+-- without any needs them named.
+local function layer_lists(model)
+  local lists = {}
+  for _, o in ipairs({{"layers", true}, {"demo_layers", false}}) do
+    local text = opts[o[1]]
+    if text == "auto" then
+      local f = lab.models.require_feature_layers(model, "task6 (channel ablation) with --"
+        .. o[1] .. " auto", "or pass --layers and --demo_layers with layers of the model")
+      lists[o[1]] = o[2] and (#f > 1 and {f[1], f[#f]} or {f[1]}) or f
+    else
+      lists[o[1]] = study.list(text, o[1])
+    end
+  end
+  return lists.layers, lists.demo_layers
+end
 local function pick(set, n) return n > 0 and study.subset(set, n) or set end
 
 -- 1. Selectivity of every recorded channel on the probe set; selectivity.svg.
@@ -227,8 +254,10 @@ study.main("task6_ablation", function()
     opts.beta, opts.quick and ", quick subset" or "")
   local sets = study.load_data(opts)
   local model = study.load_model(opts.model)
-  local layers, demo_layers = study.list(opts.layers, "layers"), study.list(opts.demo_layers, "demo_layers")
-  local record = C.record_layers(model, A.LAYERS, layers, demo_layers) -- conv1–conv3, then any other
+  local layers, demo_layers = layer_lists(model)
+  -- the feature layers (conv1–conv3 of the seed network), then any other
+  local record = C.record_layers(model, lab.models.feature_layers(model), layers, demo_layers)
+  LABELS = lab.models.layer_labels(model, record)
   local easy, hard = pick(sets.val, opts.n_easy), pick(sets.hard, opts.n_hard)
   local probe = C.probe_set(pick(sets.val, opts.n_probe), sets.source.train.images,
     {seed = opts.seed, beta = opts.beta, stream = PROBE_STREAM})
@@ -239,6 +268,9 @@ study.main("task6_ablation", function()
     quick = opts.quick, data = opts.data, n_probe = probe.n, n_easy = easy.n, n_hard = hard.n,
     n_attr = 0, random_repeats = opts.random_repeats, threads = lab.get_threads(),
     layers = table.concat(layers, ","), demo_layers = table.concat(demo_layers, ",")}
+  local keys = {}
+  for i, name in ipairs(record) do keys[i] = conv_name(name) end
+  m.layer_keys = table.concat(keys, ",") -- the recorded layers' keys, as the metrics name them
   local stats = selectivity(model, probe, record, m)
   local val_preds = lab.train.predict(model, easy, {batch = opts.batch})
   local index = C.demo_digit(easy.labels, val_preds, opts.demo_label, opts.demo_index, sets.val.n)

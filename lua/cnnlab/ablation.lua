@@ -1,7 +1,8 @@
 --- cnnlab.ablation — which channels carry a decision: record them, rank them, silence them.
 --
 -- Layers are named by module ("relu1", "relu3", or any name of model:get_module); the study
--- looks at the outputs of relu1–relu3, i.e. conv1–conv3 after their ReLU. Channels count
+-- looks at the model's feature layers: the outputs of relu1–relu3 in the seed network, i.e.
+-- conv1–conv3 after their ReLU. Channels count
 -- from 0, as every position in cnnlab does.
 --
 --   ablation.record(model, set[, {layers = {"relu1", "relu2", "relu3"}, batch = 500,
@@ -34,13 +35,15 @@
 --       when fn raises.
 --   ablation.evaluator(model, set, layer[, {batch = 500, n = all}]) → ev, for many ablations
 --       of one layer on one set (cnnlab.ablation_curves documents it)
---   ablation.LAYERS = {"relu1", "relu2", "relu3"}, ablation.CONV = {relu1 = "conv1", …}
+--   ablation.LAYERS = {"relu1", "relu2", "relu3"}, ablation.CONV = {relu1 = "conv1", …}: the
+--       seed network's; any model's come from cnnlab.models (feature_layers, layer_labels),
+--       which is where a call without layers takes them.
 local core = require "cnnlab.core"
 local util = require "cnnlab.util"
 
 local ablation = {}
 
-ablation.LAYERS = {"relu1", "relu2", "relu3"}
+ablation.LAYERS = require("cnnlab.models").seed_feature_layers
 ablation.CONV = {relu1 = "conv1", relu2 = "conv2", relu3 = "conv3"}
 
 -- ------------------------------------------------------------------ argument checks

@@ -307,12 +307,14 @@ function curves.flip_rows(per_layer, used, stats, layers, label_of)
     "channels", "min", "q1", "median", "q3", "max", "≤ 3", "never", "top-1 own col.",
     "top-3 own col.", "any channel")}
   local summaries = {}
+  -- a count, or "—" when no digit gave one (none was read right: min and max are NaN)
+  local function count(v) return v == v and ("%d"):format(v) or "—" end
   for _, layer in ipairs(layers) do
     local key, row = label_of(layer), curves.flip_summary(per_layer[layer], used)
-    lines[#lines + 1] = ("  %-6s %8d %5d %6.1f %7.1f %6.1f %5d %7.1f%% %6d %14.1f%% %14.1f%% "
-      .. "%14.1f%%"):format(key, stats.layers[layer].channels, row.min, row.q1, row.median,
-      row.q3, row.max, row.within3, row.never, row.top1_own_colour, row.top3_own_colour,
-      row.any_own_colour)
+    lines[#lines + 1] = ("  %-6s %8d %5s %6.1f %7.1f %6.1f %5s %7.1f%% %6d %14.1f%% %14.1f%% "
+      .. "%14.1f%%"):format(key, stats.layers[layer].channels, count(row.min), row.q1,
+      row.median, row.q3, count(row.max), row.within3, row.never, row.top1_own_colour,
+      row.top3_own_colour, row.any_own_colour)
     summaries[key] = row
   end
   return lines, summaries

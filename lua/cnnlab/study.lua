@@ -121,8 +121,24 @@ end
 
 --- The network opts choose (--arch, --arch-opt), loaded with its options (cnnlab.models).
 function study.arch(opts)
-  return models.load(opts.arch or models.DEFAULT,
-    models.parse_options(opts.arch_opt, "--arch-opt"))
+  local name = opts.arch or models.DEFAULT
+  local ok, arch = pcall(function()
+    return models.load(name, models.parse_options(opts.arch_opt, "--arch-opt"))
+  end)
+  if not ok then -- the message without the position inside the registry, under the option's name
+    error(("--arch %s: %s"):format(name, (tostring(arch):gsub("^[^\n]-%.lua:%d+: ", ""))), 0)
+  end
+  return arch
+end
+
+--- study.record_arch(m, arch) → m: Writes the network into a run's metrics table — m.arch (its
+-- name or path) and m.arch_options (JSON) — unless it is the default seed network, whose
+-- metrics stay as they were. arch from study.arch.
+function study.record_arch(m, arch)
+  if arch and not arch.is_default then
+    m.arch, m.arch_options = arch.source, models.options_text(arch.options)
+  end
+  return m
 end
 
 --- The grey source digits of opts (--data mnist|generated, --data-dir).

@@ -25,6 +25,10 @@
 --       (a dry forward in evaluation mode, without gradients): no hard-coded 512.
 --   models.feature_layers(net) / models.gradcam_layer(net) → the built model's layers (a net
 --       without an arch record is taken as the seed network).
+--   models.require_feature_layers(net, task[, how]) → the feature layers, or an error naming
+--       the networks (and, with how, the option and modules) to use instead.
+--   models.layer_labels(net[, layers]) → labels, titles: the convolution each layer follows
+--       ("conv1" for the seed network's relu1) and "conv1 after ReLU (relu1)".
 --   models.metadata(arch, shape, classes) → the safetensors metadata that lets
 --       study.load_model rebuild the network (empty for the default seed network, so that its
 --       files stay byte for byte what they were); models.from_metadata(meta) → arch, shape,
@@ -189,12 +193,83 @@ function models.gradcam_layer(net)
   return "relu3"
 end
 
---- An error message for a task that needs feature maps on a model that has none.
-function models.no_feature_maps(net, task)
+--- An error message for a task that needs feature maps on a model that has none. how (optional)
+-- replaces the closing "or name a layer yourself": a string such as "or pass --layers with
+-- layers of the model", followed by the model's module names; false: nothing (the task cannot
+-- work on other layers).
+function models.no_feature_maps(net, task, how)
   local a = rawget(net, "arch") or {name = "?"}
+  local tail = ", or name a layer yourself"
+  if how == false then
+    tail = ""
+  elseif how then
+    local names = {}
+    for _, e in ipairs(net:named_modules()) do
+      if e[1] ~= "" then names[#names + 1] = e[1] end
+    end
+    tail = (", %s (its modules: %s)"):format(how, table.concat(names, ", "))
+  end
   return ("%s needs convolutional feature maps, and the model '%s' has none (feature_layers "
-    .. "is empty: an MLP); train one with --arch seed_cnn, bn_cnn or simple_convnet instead, "
-    .. "or name a layer yourself"):format(task, a.name)
+    .. "is empty: an MLP); train one with --arch seed_cnn, bn_cnn or simple_convnet instead%s")
+    :format(task, a.name, tail)
+end
+
+--- The feature layers of a built network, or an error (models.no_feature_maps(net, task, how))
+-- when it has none.
+function models.require_feature_layers(net, task, how)
+  local layers = models.feature_layers(net)
+  if #layers == 0 then error(models.no_feature_maps(net, task, how), 0) end
+  return layers
+end
+
+-- The modules of net in forward order (named_modules' order), each {name, module, kind}.
+local function module_list(net)
+  local out = {}
+  for _, e in ipairs(net:named_modules()) do
+    if e[1] ~= "" then
+      local mt = getmetatable(e[2])
+      out[#out + 1] = {name = e[1], module = e[2], kind = mt and mt.__name or "?"}
+    end
+  end
+  return out
+end
+
+--- models.layer_labels(net[, layers]) → labels, titles: What the study calls each layer of the
+-- list (the model's feature layers when nil). A layer's label is the convolution it follows —
+-- the nearest Conv2d before it, with no other listed layer between — so relu1 of the seed
+-- network is "conv1", as Task 6's keys and the report name it; a layer with no such
+-- convolution (or two layers that would share one) keeps its own name. titles[layer] reads
+-- "conv1 after ReLU (relu1)" ("conv1 after BatchNorm2d and ReLU (relu1)" in bn_cnn), or the
+-- layer's name.
+function models.layer_labels(net, layers)
+  layers = layers or models.feature_layers(net)
+  local list, pos = module_list(net), {}
+  for i, e in ipairs(list) do pos[e.name] = pos[e.name] or i end
+  local listed = {}
+  for _, l in ipairs(layers) do listed[l] = true end
+  local labels, titles, used = {}, {}, {}
+  for _, layer in ipairs(layers) do
+    local i = pos[layer]
+    local conv, between = nil, {}
+    if i then
+      for j = i - 1, 1, -1 do
+        local e = list[j]
+        if listed[e.name] or e.kind == "Sequential" then break end
+        if e.kind == "Conv2d" then conv = e.name break end
+        table.insert(between, 1, e.kind)
+      end
+    end
+    if conv and list[i].kind ~= "Conv2d" and not used[conv] then
+      used[conv] = true
+      between[#between + 1] = list[i].kind
+      local after = #between > 1 and (table.concat(between, ", ", 1, #between - 1) .. " and "
+        .. between[#between]) or between[1]
+      labels[layer], titles[layer] = conv, ("%s after %s (%s)"):format(conv, after, layer)
+    else
+      labels[layer], titles[layer] = layer, layer
+    end
+  end
+  return labels, titles
 end
 
 --- safetensors metadata recording the architecture (all strings); {} for the default seed

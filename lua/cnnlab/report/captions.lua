@@ -1,6 +1,7 @@
 --- cnnlab.report.captions — the caption sentence of every figure of every task, in story
 -- order: the table that lab.report.CAPTIONS is (lua/cnnlab/report.lua assembles the parts).
 local CAPTIONS
+local layers_of = require("cnnlab.report.html").layers_of
 
 --- Every figure of every task, in the order the story shows them, with a caption sentence:
 -- what the figure shows and what to notice. report.CAPTIONS[task] is a list of
@@ -44,13 +45,18 @@ CAPTIONS = {
     end},
   },
   task2 = {
-    {"features.svg", "Every channel of conv1–conv3 for three inputs: A an easy digit, B the "
-      .. "same digit in another colour, C another digit in B's colour. Notice that B's maps "
-      .. "resemble C's (same colour), not A's (same shape) — the correlations at the bottom say "
-      .. "how much."},
-    {"color_response.svg", "Mean response of each conv1 channel to each palette colour, on "
-      .. "blank inputs and on digits: the first layer's channels are colour detectors, tuned "
-      .. "before any digit is present."},
+    {"features.svg", function(m)
+      local labels = layers_of(m, "feature_labels", true) -- conv1–conv3: the seed network
+      return ("Every channel of %s for three inputs: A an easy digit, B the "
+        .. "same digit in another colour, C another digit in B's colour. Notice that B's maps "
+        .. "resemble C's (same colour), not A's (same shape) — the correlations at the bottom say "
+        .. "how much."):format(#labels > 1 and (labels[1] .. "–" .. labels[#labels]) or labels[1])
+    end},
+    {"color_response.svg", function(m)
+      return ("Mean response of each %s channel to each palette colour, on "
+        .. "blank inputs and on digits: the first layer's channels are colour detectors, tuned "
+        .. "before any digit is present."):format(layers_of(m, "feature_labels", true)[1])
+    end},
     {"variance.svg", "Share of the activation variance explained by colour and by digit (η², "
       .. "hard set, where the two are independent), layer by layer: colour explains most of it "
       .. "everywhere, the digit almost nothing."},

@@ -70,15 +70,17 @@ local function findings(runs, metrics)
     row(("Task 5: validation 7s turned into 3s at ε = %g"):format(m5.eps or 0.05), m5[key],
       "≥ 90% confidence expected", "task5", key)
   end
-  if m6 and m6.conv1_hard_baseline and m6.conv1_hard_best_color_order then
-    local gain = m6.conv1_hard_best_color_order - m6.conv1_hard_baseline
-    items[#items + 1] = ("<b>The neurons.</b> Zeroing conv1's most colour-selective channels "
+  local k6 = m6 and H.layers_of(m6, "layer_keys", true)[1] -- conv1: the first layer
+  if m6 and m6[k6 .. "_hard_baseline"] and m6[k6 .. "_hard_best_color_order"] then
+    local base, best = m6[k6 .. "_hard_baseline"], m6[k6 .. "_hard_best_color_order"]
+    local gain = best - base
+    items[#items + 1] = ("<b>The neurons.</b> Zeroing %s's most colour-selective channels "
       .. "moves hard accuracy from %s to at best %s (random channels at that count: %s)%s")
-      :format(fmt(m6.conv1_hard_baseline, "%"), fmt(m6.conv1_hard_best_color_order, "%"),
-      fmt(m6.conv1_hard_random_at_best_k, "%"), gain < 5 and ": colour is not held by a few "
+      :format(k6, fmt(base, "%"), fmt(best, "%"),
+      fmt(m6[k6 .. "_hard_random_at_best_k"], "%"), gain < 5 and ": colour is not held by a few "
       .. "channels that could be cut out." or ".")
-    row("Task 6: hard accuracy after zeroing conv1's most colour-selective channels (best)",
-      m6.conv1_hard_best_color_order, nil, "task6", "conv1_hard_best_color_order")
+    row(("Task 6: hard accuracy after zeroing %s's most colour-selective channels (best)"):format(k6),
+      best, nil, "task6", k6 .. "_hard_best_color_order")
   end
   if #items == 0 then
     return '<p class="missing">No findings yet: the tasks have not run (make demo).</p>'

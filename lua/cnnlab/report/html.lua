@@ -1,6 +1,6 @@
 --- cnnlab.report.html — the small pieces the report's page is made of: escaping, number
--- formatting, the two kinds of tables, a run folder's metrics and files, a picture's size and
--- an SVG's title. Internal to cnnlab.report (lua/cnnlab/report.lua assembles the parts).
+-- formatting, the two kinds of tables, a run folder's metrics and files, a picture's size, an
+-- SVG's title and the layers a task's metrics name. Internal to cnnlab.report (lua/cnnlab/report.lua assembles the parts).
 local util = require "cnnlab.util"
 local core = require "cnnlab.core"
 
@@ -102,7 +102,24 @@ local function svg_title(path)
     :gsub("&amp;", "&"))
 end
 
-H.esc, H.read_metrics, H.fmt = esc, read_metrics, fmt
+-- The layers a task's metrics name: the comma list m[key] (written by Task 2, 3 and 6 from the
+-- model's own layers), or, for metrics written before the key existed, the seed network's —
+-- its feature layers relu1–relu3 (labels = false) or the convolutions they follow, conv1–conv3
+-- (labels = true).
+local function layers_of(m, key, labels)
+  if m and type(m[key]) == "string" and m[key] ~= "" then
+    local out = {}
+    for item in m[key]:gmatch("[^,]+") do out[#out + 1] = item end
+    return out
+  end
+  local seed = require("cnnlab.models").seed_feature_layers
+  if not labels then return {table.unpack(seed)} end
+  local conv, out = require("cnnlab.ablation").CONV, {}
+  for i, l in ipairs(seed) do out[i] = conv[l] end
+  return out
+end
+
+H.esc, H.read_metrics, H.fmt, H.layers_of = esc, read_metrics, fmt, layers_of
 H.number_table, H.wide_table = number_table, wide_table
 H.is_dir, H.files_of, H.picture_size, H.svg_title = is_dir, files_of, picture_size, svg_title
 

@@ -2,6 +2,7 @@
 -- sentences, the key numbers and any extra HTML. The list that lab.report.sections is.
 local H = require "cnnlab.report.html"
 local esc, fmt, number_table, wide_table = H.esc, H.fmt, H.number_table, H.wide_table
+local layers_of = H.layers_of
 
 local sections = {}
 
@@ -44,7 +45,9 @@ sections[#sections + 1] = {task = "task2", script = "scripts/task2_features.lua"
   explained by colour versus by digit class says which one the layers encode.]],
   rows = function(m)
     local rows = {}
-    for _, layer in ipairs({"relu1", "relu2", "relu3", "fc"}) do
+    local layers = layers_of(m, "feature_layers") -- the model's (relu1–relu3: the seed network)
+    layers[#layers + 1] = "fc"
+    for _, layer in ipairs(layers) do
       local c, d = m["eta2_unit_color_" .. layer], m["eta2_unit_digit_" .. layer]
       if c and d then
         rows[#rows + 1] = {("%s: share of a unit's variance explained by colour / by digit (η², hard set)")
@@ -65,12 +68,19 @@ sections[#sections + 1] = {task = "task3", script = "scripts/task3_gradcam.lua",
     local function add(label, key, seed)
       if m[key] then rows[#rows + 1] = {label, m[key], "%", seed} end
     end
-    add("hard digits: share of the Grad-CAM map (relu3) on the strokes", "gradcam_share_hard")
-    add("hard digits: share of the Grad-CAM map (relu2) on the strokes", "gradcam_relu2_share_hard")
+    -- the layer Grad-CAM explained and the first layer it was compared with (relu3 and relu2
+    -- for the seed network)
+    local layer = m.layer or "relu3"
+    local other = m.compare and m.compare:match("^[^,]+") or (m.compare == nil and "relu2")
+    add(("hard digits: share of the Grad-CAM map (%s) on the strokes"):format(layer), "gradcam_share_hard")
+    if other then
+      add(("hard digits: share of the Grad-CAM map (%s) on the strokes"):format(other),
+        "gradcam_" .. other .. "_share_hard")
+    end
     add("hard digits: share of Grad-CAM++ on the strokes", "gradcampp_share_hard")
     add("hard digits: share of the saliency map on the strokes", "saliency_share_hard")
     add("the strokes' share of the image (a uniform map's share)", "hard_stroke_area")
-    add("easy digits: share of the Grad-CAM map (relu3) on the strokes", "gradcam_share_easy")
+    add(("easy digits: share of the Grad-CAM map (%s) on the strokes"):format(layer), "gradcam_share_easy")
     if m.hard_n and m.hard_n_follows_colour then
       rows[#rows + 1] = {"hard digits read as their colour's class", 100 * m.hard_n_follows_colour / m.hard_n, "%"}
     end
@@ -187,7 +197,8 @@ sections[#sections + 1] = {task = "task6", script = "scripts/task6_ablation.lua"
   answer; the ablation curves show which kind of channel the accuracy rests on.]],
   rows = function(m)
     local rows = {}
-    for _, layer in ipairs({"conv1", "conv2", "conv3"}) do
+    local keys = layers_of(m, "layer_keys", true) -- conv1–conv3: the seed network
+    for _, layer in ipairs(keys) do
       local c, d = m[layer .. "_mean_color_selectivity"], m[layer .. "_mean_class_selectivity"]
       if c and d then
         rows[#rows + 1] = {("%s: mean selectivity for colour / for digit (0–1)"):format(layer),
@@ -203,9 +214,13 @@ sections[#sections + 1] = {task = "task6", script = "scripts/task6_ablation.lua"
             m[layer .. "_hard_random_at_best_k"] or 0 / 0)}
       end
     end
-    if m.flip_conv3_median then
-      rows[#rows + 1] = {"conv3: channels zeroed (by attribution) before an easy digit's answer changes, median",
-        m.flip_conv3_median}
+    for i = #keys, 1, -1 do -- the deepest layer the flip statistic measured
+      local median = m["flip_" .. keys[i] .. "_median"]
+      if median then
+        rows[#rows + 1] = {("%s: channels zeroed (by attribution) before an easy digit's answer "
+          .. "changes, median"):format(keys[i]), median}
+        break
+      end
     end
     return rows
   end}
