@@ -202,7 +202,7 @@ void cl_pack_a(const float *a, int lda, int trans, int m, int k, float alpha, in
  * depend on the thread count. Packing buffers are per thread and grow only (they are the
  * GEMM's scratch, outside cl_alloc's counts, because GEMM may run inside parallel regions
  * whose allocator is not thread-safe). */
-#define GEMM_KC 256
+#define GEMM_KC CL_GEMM_KC
 #define GEMM_MC 128
 #define GEMM_NC 2048
 

@@ -53,6 +53,11 @@ static inline long cl_packed_a_len(int m, int k, int mr) {
   return (long)((m + mr - 1) / mr) * mr * k;
 }
 
+/* Depth of the K blocks of the portable GEMM, and of the deep convolutions on the
+ * micro-kernel (ops/conv_lower.c): a B panel of KC rows × NR floats (24 KB for AVX2's 4×24
+ * tile, 32 KB for AVX-512's 8×32) stays in the core's L1 while the A slivers go past it. */
+#define CL_GEMM_KC 256
+
 /* The portable GEMM (what cl_gemm runs when built with BLAS=none), callable in any build so
  * that the tests can hold it against the reference. Same contract as cl_gemm. */
 void cl_gemm_portable(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,

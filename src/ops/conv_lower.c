@@ -240,6 +240,28 @@ int64_t cl_conv_col_len(const conv_shape *s, int64_t group, int nr) {
   return s->ckk * round_up(group * s->plane, nr);
 }
 
+/* Contractions deeper than this run in K blocks of about CL_GEMM_KC (the portable GEMM's)
+ * — the forward's (K = CKK) and the input gradient's (K = O). Unblocked, the kernel reads a B
+ * panel of K × NR floats per tile, rows ld apart, while all of W goes past it: for
+ * simple_convnet's conv4 (64·7·7 = 3,136 rows of a 784-pixel column matrix) a 300 KB panel
+ * spread over 10 MB and 1.6 MB of W per tile, out of L2: its forward ran at 28 GFLOP/s,
+ * against 65 through OpenBLAS. In blocks of 256 rows the panel (24 KB) stays in L1 and the
+ * block's W slivers in L2: 67-71 GFLOP/s. Read in place; packing each block's panel (as the
+ * portable GEMM does) measured no faster on conv4 and 8% slower on 16 → 32 channels, where a
+ * panel serves only 8 W slivers. A block's sum goes into y before the next block's begins, so
+ * blocking changes the order of the sum: at or below this depth nothing changes (one pass, the
+ * same bits as before). The seed network's deepest contraction is 576 (conv3, 64·3·3); 1024
+ * because 784 (simple_convnet's conv2, 16·7·7) measured 2% faster unblocked and 1,568 (its
+ * conv3) 2% faster blocked (1 thread, 16 images, medians). The blocks depend on K only,
+ * never on the thread count. */
+#define CONV_UNBLOCKED_MAX_K 1024
+
+/* Blocks of a K-deep contraction: ⌈K / KC⌉ of them, of equal depth to within one (block b
+ * covers [K·b/blocks, K·(b + 1)/blocks)), so that none is a short tail. */
+static int64_t k_blocks(int64_t k) {
+  return k <= CONV_UNBLOCKED_MAX_K ? 1 : (k + CL_GEMM_KC - 1) / CL_GEMM_KC;
+}
+
 /* y (samples lo..hi, (hi − lo)×O×P, y[0] is sample lo's first output) = conv(x) on the
  * micro-kernel; apack = W packed (O rows, CKK deep), bias may be NULL. col holds conv_col_len
  * floats. y is relative to lo so that the fused block (conv_block.c) can aim it at a scratch
@@ -250,6 +272,7 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
   int64_t P = s->plane, O = s->o, ckk = s->ckk, in_per = s->c * s->h * s->w;
   int64_t group = cl_conv_group(s), mr = uk->mr, nr = uk->nr;
   int64_t ld = round_up(group * P, nr);
+  int64_t blocks = k_blocks(ckk);
   float tile[CL_KERNEL_MAX_MR * CL_KERNEL_MAX_NR];
   for (int64_t n0 = lo; n0 < hi; n0 += group) {
     int64_t g = hi - n0 < group ? hi - n0 : group, cols = g * P, used = round_up(cols, nr);
@@ -263,20 +286,24 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
       for (int64_t q = 0; q < P; q++)
         row[q] = v;
     }
-    /* Column tiles outermost: a tile's B panel (CKK × NR) stays in L1/L2 while the packed W
-     * streams past it; W outermost re-read the whole column buffer once per MR rows of W. */
+    /* K blocks outermost (one block unless CKK > CONV_UNBLOCKED_MAX_K), then column tiles:
+     * a tile's B panel (the block's rows × NR) stays in L1/L2 while the packed W streams past
+     * it; W outermost re-read the whole column buffer once per MR rows of W. */
+    for (int64_t kb = 0; kb < blocks; kb++) {
+    int64_t p0 = ckk * kb / blocks, kc = ckk * (kb + 1) / blocks - p0;
     for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+      const float *b = col + p0 * ld + j0; /* the block's rows of the tile's panel */
       for (int64_t o0 = 0; o0 < O; o0 += mr) {
         int64_t rows = O - o0 < mr ? O - o0 : mr;
-        const float *a = apack + o0 * ckk;
+        const float *a = apack + o0 * ckk + p0 * mr; /* rows p0.. of W's sliver */
         int64_t n = j0 / P, p = j0 % P;
         float *yt = y + ((n0 - lo + n) * O + o0) * P + p;
         if (rows == mr && p + nr <= P) { /* the whole tile lies in one sample's planes */
-          uk->run((int)ckk, a, col + j0, (int)ld, yt, (int)P, 1);
+          uk->run((int)kc, a, b, (int)ld, yt, (int)P, 1);
           continue;
         }
         /* short on rows, or straddling samples: through a tile, column by column */
-        uk->run((int)ckk, a, col + j0, (int)ld, tile, (int)nr, 0);
+        uk->run((int)kc, a, b, (int)ld, tile, (int)nr, 0);
         int64_t width = cols - j0 < nr ? cols - j0 : nr;
         for (int64_t j = 0; j < width; j++, p++) {
           if (p == P)
@@ -286,6 +313,7 @@ void cl_conv_mk_forward(const conv_shape *s, const cl_microkernel *uk, const flo
             yc[i * P] += tile[i * nr + j];
         }
       }
+    }
     }
   }
 }
@@ -299,7 +327,7 @@ void cl_conv_mk_input_grad(const conv_shape *s, const cl_microkernel *uk, const 
                            float *dcol) {
   int64_t P = s->plane, O = s->o, ckk = s->ckk, in_per = s->c * s->h * s->w;
   int64_t group = cl_conv_group(s), mr = uk->mr, nr = uk->nr;
-  int64_t ld = round_up(group * P, nr);
+  int64_t ld = round_up(group * P, nr), blocks = k_blocks(O);
   for (int64_t n0 = lo; n0 < hi; n0 += group) {
     int64_t gs = hi - n0 < group ? hi - n0 : group, cols = gs * P, used = round_up(cols, nr);
     for (int64_t o = 0; o < O; o++) {
@@ -309,9 +337,16 @@ void cl_conv_mk_input_grad(const conv_shape *s, const cl_microkernel *uk, const 
       for (int64_t q = cols; q < used; q++) /* the last tile reads up to `used` */
         row[q] = 0;
     }
-    for (int64_t j0 = 0; j0 < cols; j0 += nr) /* as the forward: B's panel stays, Wᵀ streams */
-      for (int64_t r0 = 0; r0 < ckk; r0 += mr)
-        uk->run((int)O, apack + r0 * O, gbuf + j0, (int)ld, dcol + r0 * ld + j0, (int)ld, 0);
+    /* as the forward: K (here O) in blocks when deep, B's panel stays, Wᵀ streams; the
+     * first block stores, the others add */
+    for (int64_t kb = 0; kb < blocks; kb++) {
+      int64_t p0 = O * kb / blocks, kc = O * (kb + 1) / blocks - p0;
+      for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+        for (int64_t r0 = 0; r0 < ckk; r0 += mr)
+          uk->run((int)kc, apack + r0 * O + p0 * mr, gbuf + p0 * ld + j0, (int)ld,
+                  dcol + r0 * ld + j0, (int)ld, kb > 0);
+      }
+    }
     for (int64_t i = 0; i < gs; i++)
       col2im(s, dcol + i * P, ld, dx + (n0 + i) * in_per);
   }

@@ -280,6 +280,12 @@ static void test_conv(void) {
       {2, 3, 4, 1, 1, 3, 1, 1},     /* one pixel, same 3×3: every tap but the centre is padding */
       {2, 3, 4, 2, 3, 3, 1, 1},     /* planes smaller than the kernel */
       {2, 2, 3, 70, 70, 3, 1, 1},   /* same, plane too big for the shifted-row scratch */
+      /* contractions deep enough to run in K blocks (conv_lower.c, above 1,024) */
+      {2, 24, 13, 14, 14, 7, 1, 3}, /* 7×7, K = 1,176: 5 blocks, one sample per group */
+      {7, 50, 13, 5, 5, 5, 1, 2},   /* K = 1,250 on 5×5 planes: 3 samples a group, tiles
+                                       straddling samples, a short group at the end */
+      {2, 41, 5, 6, 6, 5, 1, 2},    /* K = 1,025, the first depth that is blocked */
+      {2, 3, 1100, 6, 6, 3, 1, 1},  /* O = 1,100: the input gradient's contraction blocked */
   };
   for (int mode = 2; mode >= 0; mode--) { /* micro-kernel always, the default mix, GEMM always */
     int was = cl_conv_use_microkernel(mode);
@@ -302,16 +308,64 @@ static void test_conv(void) {
   cl_microkernel_select("auto");
 }
 
+static int same_bits(const cl_tensor *a, const cl_tensor *b) {
+  return a && b && cl_same_shape(a, b) &&
+         !memcmp(cl_f32((cl_tensor *)a), cl_f32((cl_tensor *)b), sizeof(float) * (size_t)cl_numel(a));
+}
+
+/* conv2d and its gradients with 1 and with 2 threads: the same bits. The K blocks depend on
+ * the shape only; the batches are cut by chunk_plan, the same way for any thread count. */
+static void conv_threads_check(const conv_case *q, cl_rng *r, const char *how) {
+  int64_t xs[4] = {q->n, q->c, q->h, q->w}, ws[4] = {q->o, q->c, q->k, q->k}, bs = q->o;
+  cl_tensor *x0 = random_tensor(r, 4, xs, -1, 1), *w0 = random_tensor(r, 4, ws, -1, 1);
+  cl_tensor *b0 = random_tensor(r, 1, &bs, -1, 1), *g = NULL, *out[2][4] = {{NULL}};
+  int threads = cl_get_threads();
+  for (int t = 0; t < 2; t++) {
+    cl_set_threads(t + 1);
+    cl_tensor *x = cl_clone(x0), *w = cl_clone(w0), *b = cl_clone(b0);
+    cl_set_requires_grad(x, 1), cl_set_requires_grad(w, 1), cl_set_requires_grad(b, 1);
+    cl_tensor *y = cl_conv2d(x, w, b, q->stride, q->pad);
+    if (y && !g)
+      g = random_tensor(r, 4, y->shape, -1, 1);
+    if (y && cl_backward(y, g, 0, NULL, NULL) == 0) {
+      out[t][1] = x->grad, out[t][2] = w->grad, out[t][3] = b->grad;
+      cl_retain(x->grad), cl_retain(w->grad), cl_retain(b->grad);
+    }
+    out[t][0] = y;
+    cl_release(x), cl_release(w), cl_release(b);
+  }
+  cl_set_threads(threads);
+  const char *what[4] = {"y", "dx", "dw", "db"};
+  for (int i = 0; i < 4; i++) {
+    CHECK(same_bits(out[0][i], out[1][i]), "conv %s n%d c%d o%d %dx%d k%d: %s differs, 1 and 2 threads",
+          how, q->n, q->c, q->o, q->h, q->w, q->k, what[i]);
+    cl_release(out[0][i]), cl_release(out[1][i]);
+  }
+  cl_release(g), cl_release(x0), cl_release(w0), cl_release(b0);
+}
+
+static void test_conv_threads(void) {
+  cl_rng r;
+  cl_rng_seed(&r, 9, 9);
+  static const conv_case cases[] = {
+      {5, 64, 128, 6, 6, 3, 1, 1},  /* the seed network's conv3: one pass over K */
+      {6, 24, 13, 14, 14, 7, 1, 3}, /* K = 1,176: K blocks */
+      {9, 50, 13, 5, 5, 5, 1, 2},   /* K = 1,250, groups of 3 samples */
+      {4, 3, 1100, 6, 6, 3, 1, 1},  /* O = 1,100: the input gradient in K blocks */
+  };
+  for (int mode = 2; mode >= 1; mode--) { /* micro-kernel always, the default mix */
+    int was = cl_conv_use_microkernel(mode);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+      conv_threads_check(&cases[i], &r, mode == 2 ? "micro-kernel" : "default");
+    cl_conv_use_microkernel(was);
+  }
+}
+
 /* ---------------------------------------------------------------- fused conv → ReLU → max-pool */
 
 typedef struct {
   int n, c, o, h, w, k, stride, pad, pk, ps;
 } block_case;
-
-static int same_bits(const cl_tensor *a, const cl_tensor *b) {
-  return a && b && cl_same_shape(a, b) &&
-         !memcmp(cl_f32((cl_tensor *)a), cl_f32((cl_tensor *)b), sizeof(float) * (size_t)cl_numel(a));
-}
 
 /* One run of the block, fused or as the three ops: y, and with grads the gradients of x, w, b
  * (the ones asked for) from the upstream gradient g. The leaves are fresh clones each run. */
@@ -403,6 +457,9 @@ static void test_conv_block(void) {
       {2, 3, 4, 4, 4, 1, 1, 0, 1, 1},     /* 1×1 everything */
       {2, 3, 4, 7, 6, 3, 1, 1, 4, 3},     /* pool 4/3 (no instantiation of its own) */
       {2, 2, 3, 70, 70, 3, 1, 1, 3, 2},   /* plane too big for the shifted-row scratch */
+      {3, 24, 13, 14, 14, 7, 1, 3, 2, 2}, /* K-blocked forward (7×7, K = 1,176) */
+      {7, 50, 13, 5, 5, 5, 1, 2, 2, 1},   /* K-blocked, groups of 3 samples, tiles straddling */
+      {2, 3, 1100, 6, 6, 3, 1, 1, 3, 2},  /* K-blocked input gradient (O = 1,100) */
   };
   static const int wants[][3] = {{1, 1, 1}, {0, 1, 1}, {1, 0, 0}, {0, 0, 0}};
   for (int mode = 2; mode >= 0; mode--) { /* micro-kernel always, the default mix, GEMM always */
@@ -557,6 +614,7 @@ int main(void) {
   test_pack_a();
   test_gemm();
   test_conv();
+  test_conv_threads();
   test_conv_block();
   test_pool();
   test_relu();
