@@ -140,8 +140,9 @@ end
 local root = mpi.rank() == 0
 local ok_arch, arch = pcall(study.arch, opts) -- a wrong --arch stops before the data is built
 if not ok_arch then fail(tostring(arch)) end
+local ok_method, method = pcall(study.method, opts) -- so does a wrong --method or --method-opt
+if not ok_method then fail(tostring(method)) end
 local sets = study.load_data(opts)
-local method = lab.debias.load(opts.method, lab.debias.parse_options(opts.method_opt))
 local n = sets.train.n
 local steps_total = opts.epochs * ((n + opts.batch - 1) // opts.batch)
 -- every step of a short run (up to 100 steps), else steps 1, 2, 4, 8, ...

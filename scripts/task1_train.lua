@@ -136,7 +136,7 @@ local function flat_metrics(run, sets, method, follows_colour, ex)
 end
 
 study.main("task1_train", function()
-  local method = lab.debias.load(opts.method, lab.debias.parse_options(opts.method_opt))
+  local method = study.method(opts)
   local sets = build_data()
   local ds = sets.dataset
   if ds and not ds.is_default then sets_palette_names = ds.module.palette_names or {} end

@@ -180,6 +180,21 @@ describe("error locations", function()
     assert.truthy(lines[5]:find("attack.pgd: give exactly one of target", 1, true), lines[5])
     assert.truthy(lines[6]:find("report.write: options must be a table", 1, true), lines[6])
   end)
+
+  it("a wrong plug-in on the command line names the option, not a library line", function()
+    for _, case in ipairs({
+      {"scripts/task1_train.lua --method nosuch", "task1_train: --method nosuch: debias: unknown method 'nosuch' (available: "},
+      {"scripts/task1_train.lua --method lff --method-opt nope=1", "task1_train: --method lff: debias: method lff has no option 'nope'"},
+      {"scripts/task1_train.lua --dataset nosuch", "task1_train: --dataset nosuch: dataset: unknown dataset 'nosuch' (available: "},
+      {"scripts/task1_train.lua --arch nosuch", "task1_train: --arch nosuch: model: unknown model 'nosuch' (available: "},
+      {"scripts/task4_debias.lua --methods erm,nosuch", "task4_debias: --methods nosuch: debias: unknown method 'nosuch'"},
+    }) do
+      local r = run(case[1] .. " --out " .. tmpdir() .. "/out")
+      assert.equal(1, r.code, case[1])
+      assert.equal(case[2], r.err:sub(1, #case[2]), case[1] .. " said: " .. r.err)
+      assert.falsy(r.err:find("%.lua:%d+:"), r.err)
+    end
+  end)
 end)
 
 describe("models and outputs", function()

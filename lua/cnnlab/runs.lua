@@ -32,7 +32,8 @@ function runs.method_entries(list_text, method_opts, all, what)
     or require("cnnlab.study").list(list_text, what or "methods")
   local entries, seen = {}, {}
   for _, name in ipairs(names) do
-    local probe = debias.load(name) -- fails early, listing what exists
+    local probe = require("cnnlab.study").load_option("--" .. (what or "methods"), name,
+      debias.load, name) -- fails early, listing what exists
     local label = probe.name
     if seen[label] then error(("--methods: %s is listed twice"):format(label), 0) end
     seen[label] = true

@@ -102,13 +102,33 @@ local function on_command_line(name)
   return false
 end
 
+--- study.load_option(flag, value, load, ...) → load(...): Loads a plug-in a command-line option
+-- names; a failure becomes "FLAG VALUE: message" without the position inside the registry,
+-- since the user's mistake is on the command line, not in the library.
+function study.load_option(flag, value, load, ...)
+  local ok, r = pcall(load, ...)
+  if not ok then
+    error(("%s %s: %s"):format(flag, value, (tostring(r):gsub("^[^\n]-%.lua:%d+: ", ""))), 0)
+  end
+  return r
+end
+
+--- The debias method opts choose (--method, --method-opt), loaded with its options.
+function study.method(opts)
+  local debias = require "cnnlab.debias"
+  return study.load_option("--method", opts.method or "erm", function()
+    return debias.load(opts.method, debias.parse_options(opts.method_opt))
+  end)
+end
+
 --- The data set opts choose (--dataset, --dataset-opt), loaded with its options: an option
 -- rho or beta of the data set takes --rho / --beta unless --dataset-opt sets it, when that
 -- was given on the command line or differs from the option's usual default (1.0, 0.25; a
 -- rho sweep): so biased_mnist keeps its own rho 0.99 unless --rho says otherwise.
 function study.dataset(opts)
+  local name = opts.dataset or datasets.DEFAULT
+  local t = study.load_option("--dataset", name, datasets.load, name).module
   local overrides = models.parse_options(opts.dataset_opt, "--dataset-opt")
-  local t = datasets.load(opts.dataset or datasets.DEFAULT).module
   local usual = {rho = 1.0, beta = 0.25}
   for _, k in ipairs({"rho", "beta"}) do
     if overrides[k] == nil and opts[k] ~= nil and t.options and t.options[k] ~= nil
@@ -116,18 +136,15 @@ function study.dataset(opts)
       overrides[k] = opts[k]
     end
   end
-  return datasets.load(opts.dataset or datasets.DEFAULT, overrides)
+  return datasets.load(name, overrides)
 end
 
 --- The network opts choose (--arch, --arch-opt), loaded with its options (cnnlab.models).
 function study.arch(opts)
   local name = opts.arch or models.DEFAULT
-  local ok, arch = pcall(function()
+  local arch = study.load_option("--arch", name, function()
     return models.load(name, models.parse_options(opts.arch_opt, "--arch-opt"))
   end)
-  if not ok then -- the message without the position inside the registry, under the option's name
-    error(("--arch %s: %s"):format(name, (tostring(arch):gsub("^[^\n]-%.lua:%d+: ", ""))), 0)
-  end
   return arch
 end
 
