@@ -89,9 +89,10 @@ static void idx_expected(int type, const uint8_t *body, int64_t i, void *out) {
   case 0x08:
     *(uint8_t *)out = p[0];
     break;
-  case 0x09:
-    *(int64_t *)out = (int8_t)p[0];
-    break;
+  case 0x09: { /* the reader keeps i8 as float32 (exact; there is no int8 dtype) */
+    float f = (float)(int8_t)p[0];
+    memcpy(out, &f, 4);
+  } break;
   case 0x0B:
     *(int64_t *)out = (int16_t)(uint16_t)(p[0] << 8 | p[1]);
     break;
@@ -127,7 +128,9 @@ static void idx_check_raw(const uint8_t *data, size_t size, const cl_tensor *t) 
   }
   if (4 + 4 * (uint64_t)rank + n * (uint64_t)es != size)
     broken("idx", "accepted a file whose length is not what its header announces");
-  cl_dtype want = type == 0x08 ? CL_UINT8 : type == 0x0D || type == 0x0E ? CL_FLOAT32 : CL_INT64;
+  cl_dtype want = type == 0x08                                    ? CL_UINT8
+                  : type == 0x09 || type == 0x0D || type == 0x0E ? CL_FLOAT32
+                                                                 : CL_INT64;
   if (t->dtype != want)
     broken("idx", "wrong dtype for the element type");
   const uint8_t *body = data + 4 + 4 * rank;

@@ -125,6 +125,10 @@ int main(void) {
   static const uint8_t idx_ok[] = {0, 0, 8, 1, 0, 0, 0, 2, 7, 9};
   CHECK(fuzz_idx_one(idx_ok, sizeof idx_ok) == 0, "a valid IDX file is refused: %s",
         cl_last_error());
+  /* i8 elements {-128, 127}: the reader keeps them as float32, the harness must expect that */
+  static const uint8_t idx_i8[] = {0, 0, 9, 1, 0, 0, 0, 2, 0x80, 0x7f};
+  CHECK(fuzz_idx_one(idx_i8, sizeof idx_i8) == 0, "a valid i8 IDX file is refused: %s",
+        cl_last_error());
   static const char st_hdr[] = "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}";
   uint8_t st_ok[8 + sizeof st_hdr + 2] = {sizeof st_hdr - 1};
   memcpy(st_ok + 8, st_hdr, sizeof st_hdr - 1);
