@@ -647,6 +647,9 @@ static int write_tensor(FILE *f, const cl_tensor *t) {
       if (write_all(f, buf, fill))
         return -1;
       fill = 0;
+      /* an expanded view can announce terabytes from a few bytes of storage: Ctrl-C stops it */
+      if (cl_check_interrupt())
+        return -2;
     }
   }
   return fill ? write_all(f, buf, fill) : 0;
@@ -751,8 +754,15 @@ int cl_save_safetensors(const char *path, int count, const char *const *names,
   le_store(lenbuf, hb.len, 8);
   errno = 0;
   int bad = write_all(f, lenbuf, 8) || write_all(f, hb.p, hb.len);
-  for (int i = 0; i < count && !bad; i++)
-    bad = write_tensor(f, order[i].t);
+  int at = 0;
+  for (; at < count && !bad; at++)
+    bad = write_tensor(f, order[at].t);
+  if (bad == -2) {
+    cl_atomic_abort(&a, f);
+    cl_fail("safetensors: %s: interrupted while writing '%s'; any earlier file there is unchanged",
+            path, order[at - 1].name);
+    goto done;
+  }
   if (bad) {
     /* The system's reason (no space, file too large, ...) rather than a guess; saved before
      * the cleanup can change errno. */

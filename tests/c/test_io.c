@@ -509,6 +509,18 @@ static void test_safetensors_roundtrip(void) {
   CHECK_FAILS(cl_save_safetensors(p, 1, emptyn, dupt, 0, NULL, NULL) == 0, "empty name");
   const char *dk[2] = {"k", "k"}, *dv[2] = {"1", "2"};
   CHECK_FAILS(cl_save_safetensors(p, 1, names, ts, 2, dk, dv) == 0, "duplicate metadata key 'k'");
+  /* an expanded view announcing terabytes from one element: Ctrl-C (here set beforehand)
+   * stops the writing at its first flush, and the earlier file stays */
+  int64_t one = 1, huge = (int64_t)1 << 40;
+  cl_tensor *single = cl_full(CL_FLOAT32, 1, &one, 2.0);
+  cl_tensor *vast = cl_expand(single, 1, &huge);
+  const char *vast_name[1] = {"vast"};
+  cl_interrupt();
+  CHECK_FAILS(cl_save_safetensors(p, 1, vast_name, &vast, 0, NULL, NULL) == 0,
+              "interrupted while writing 'vast'");
+  CHECK(!cl_interrupt_pending(), "the interruption is consumed");
+  cl_release(vast);
+  cl_release(single);
   st = cl_load_safetensors(p, 1);
   CHECK(st && st->count == 4, "earlier file intact after refused saves");
   cl_safetensors_free(st);
