@@ -345,6 +345,13 @@ describe("scripts/task0_data.lua", function()
     assert.is_true(m.hard_export_identical)
     assert.is_true(m.train_aligned_pct > 80 and m.train_aligned_pct < 98)
     assert.same({3, 2 + 10 * 58, 2 + 10 * 58}, lab.read_png(out .. "/easy_grid.png").shape)
+    assert.is_false(util.exists(out .. "/train.safetensors"), "the training split only on request")
+    ok = os.execute(string.format("%s scripts/task0_data.lua --synthetic 500 --seed 3 --rho 0.9 "
+      .. "--export-train --out %s > %s 2>&1", bin, util.shell_quote(out), util.shell_quote(log)))
+    assert.is_truthy(ok, util.read_file(log))
+    local train = data.load_export(out .. "/train.safetensors")
+    assert.same({400, 3, 28, 28}, train.images.shape)
+    assert.equal(m.train_conflicting_n, train.colors:ne(train.labels):sum():item())
     local ok2 = os.execute(string.format("%s scripts/task0_data.lua --bogus 1 > %s 2>&1", bin,
       util.shell_quote(log)))
     assert.is_falsy(ok2)
