@@ -116,7 +116,7 @@ end
 --- The debias method opts choose (--method, --method-opt), loaded with its options.
 function study.method(opts)
   local debias = require "cnnlab.debias"
-  return study.load_option("--method", opts.method or "erm", function()
+  return study.load_option("--method", tostring(opts.method), function()
     return debias.load(opts.method, debias.parse_options(opts.method_opt))
   end)
 end
@@ -142,10 +142,9 @@ end
 --- The network opts choose (--arch, --arch-opt), loaded with its options (cnnlab.models).
 function study.arch(opts)
   local name = opts.arch or models.DEFAULT
-  local arch = study.load_option("--arch", name, function()
+  return study.load_option("--arch", name, function()
     return models.load(name, models.parse_options(opts.arch_opt, "--arch-opt"))
   end)
-  return arch
 end
 
 --- study.record_arch(m, arch) → m: Writes the network into a run's metrics table — m.arch (its
