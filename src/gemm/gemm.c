@@ -321,6 +321,52 @@ static void gemm_one(int ta, int tb, int m, int n, int k, float alpha, const flo
 #define GEMM_SPLIT_MIN_WORK (1 << 23)
 #define GEMM_SPLIT_ROWS 64 /* rows (or columns) of C per piece, at least */
 
+/* Where big products run. OpenBLAS's kernels are chosen by the core type it detects, or by
+ * OPENBLAS_CORETYPE; held to AVX2 ("Haswell") on an AVX-512 CPU, its sgemm ran LfF's fc1
+ * (128 × 100 × 2,352) at 89 GFLOP/s on one core where the micro-kernel GEMM above ran it at
+ * 123 (and 143 against 120 when OpenBLAS used its own AVX-512 kernels; on the AVX2 path the
+ * micro-kernel GEMM was the slower, 68 against 89). So big products go to the micro-kernel
+ * exactly when its vectors are wider than OpenBLAS's: our AVX-512 kernel against an OpenBLAS
+ * core without AVX-512. CNNLAB_GEMM=openblas or =microkernel fixes the choice, to compare. */
+static int big_on_microkernel = -1;
+
+#ifdef CNNLAB_CBLAS
+static int openblas_has_avx512(void) {
+  static const char *const wide[] = {"skylakex", "cooperlake", "sapphirerapids", "zen4"};
+  const char *core = openblas_get_corename();
+  char lower[32] = {0};
+  for (int i = 0; core && core[i] && i < 31; i++)
+    lower[i] = (char)(core[i] >= 'A' && core[i] <= 'Z' ? core[i] + 32 : core[i]);
+  for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+    if (!strcmp(lower, wide[i]))
+      return 1;
+  return 0;
+}
+#endif
+
+int cl_gemm_big_on_microkernel(int on) {
+  int was = big_on_microkernel;
+  big_on_microkernel = on;
+  return was;
+}
+
+static int big_products_on_microkernel(void) {
+  if (big_on_microkernel < 0) {
+#ifdef CNNLAB_CBLAS
+    const char *env = getenv("CNNLAB_GEMM");
+    if (env && !strcmp(env, "openblas"))
+      big_on_microkernel = 0;
+    else if (env && !strcmp(env, "microkernel"))
+      big_on_microkernel = 1;
+    else
+      big_on_microkernel = !strcmp(cl_microkernel_get()->isa, "avx512") && !openblas_has_avx512();
+#else
+    big_on_microkernel = 1;
+#endif
+  }
+  return big_on_microkernel;
+}
+
 /* C (M×N) = alpha·op(A)·op(B) + beta·C, row-major. A big product outside a parallel region is
  * cut into pieces of C's rows (or columns, when C is wide), one single-threaded product each,
  * taken by the OpenMP threads. Every element of C is still one product's, over all of K, and
@@ -341,6 +387,10 @@ void cl_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, i
 #endif
   if (pieces < 2 || (double)m * n * k < GEMM_SPLIT_MIN_WORK) {
     gemm_one(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  if (big_products_on_microkernel()) { /* it shares out its own column slivers */
+    cl_gemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
   /* cut the same way with one thread, so that the bits do not depend on the count */

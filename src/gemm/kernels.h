@@ -63,4 +63,9 @@ static inline long cl_packed_a_len(int m, int k, int mr) {
 void cl_gemm_portable(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                       const float *b, int ldb, float beta, float *c, int ldc);
 
+/* Whether cl_gemm runs products big enough to be shared among threads on the micro-kernel
+ * GEMM (1) or on the BLAS (0); -1 decides again (CNNLAB_GEMM, else the ISAs). Returns the
+ * setting before. For the tests, which check both routes. */
+int cl_gemm_big_on_microkernel(int on);
+
 #endif

@@ -189,16 +189,20 @@ static void test_gemm(void) {
       double e = gemm_error(cl_gemm, &r, ta, tb, 37, 29, 70, 1.0f, ta ? 1.0f : 0.0f);
       CHECK(e < 1e-5, "cl_gemm (%s) %d%d: error %g", cl_gemm_backend(), ta, tb, e);
     }
-  /* Big enough to be cut into pieces of C's rows (tall) or columns (wide), run by the threads:
-   * right, and the same bits with 1 and 2 threads. */
+  /* Big enough to be cut into pieces of C's rows (tall) or columns (wide), run by the threads
+   * (on the BLAS, or on the micro-kernel GEMM, which cl_gemm picks by ISA): right, and the same
+   * bits with 1 and 2 threads. */
   static const int big[][3] = {{600, 150, 120}, {150, 600, 120}};
+  for (int route = 0; route < 2; route++) {
+  int route_was = cl_gemm_big_on_microkernel(route);
+  const char *route_name = route ? "micro-kernel" : cl_gemm_backend();
   for (int q = 0; q < 2; q++)
     for (int ta = 0; ta < 2; ta++)
       for (int tb = 0; tb < 2; tb++) {
         const int *d = big[q];
         double e = gemm_error(cl_gemm, &r, ta, tb, d[0], d[1], d[2], 1.0f, 0.5f);
-        CHECK(e < 1e-5, "cl_gemm %s%s %d×%d×%d (cut into pieces): error %g", ta ? "T" : "N",
-              tb ? "T" : "N", d[0], d[1], d[2], e);
+        CHECK(e < 1e-5, "cl_gemm %s%s %d×%d×%d (big, on the %s): error %g", ta ? "T" : "N",
+              tb ? "T" : "N", d[0], d[1], d[2], route_name, e);
       }
   {
     int m = 600, n = 150, k = 120, threads = cl_get_threads();
@@ -210,8 +214,10 @@ static void test_gemm(void) {
     cl_gemm(0, 0, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n);
     cl_set_threads(threads);
     CHECK(!memcmp(c1, c2, sizeof(float) * (size_t)m * n),
-          "cl_gemm cut into pieces: the same bits with 1 and 2 threads");
+          "cl_gemm, big, on the %s: the same bits with 1 and 2 threads", route_name);
     free(a), free(b), free(c1), free(c2);
+  }
+  cl_gemm_big_on_microkernel(route_was);
   }
   /* k = 0: C = beta·C only */
   float c[4] = {1, 2, 3, 4}, none = 0;
