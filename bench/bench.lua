@@ -36,9 +36,10 @@ local spec = {
     {"threads", "1,2", "thread counts to measure, comma-separated"},
     {"batch", 128, "images per step (simple_convnet is measured at 256 as well)"},
     {"rounds", 5, "timed blocks per figure (the median is reported)"},
-    {"steps", 8, "training steps per block (at most: see --block-seconds)"},
-    {"infer_steps", 20, "inference passes per block (at most: see --block-seconds)"},
+    {"steps", 8, "training steps per block (at most, unless --min-block-seconds asks for more)"},
+    {"infer_steps", 20, "inference passes per block (at most, unless --min-block-seconds asks for more)"},
     {"block_seconds", 1.0, "a block takes as many steps as fit in this many seconds, at least one"},
+    {"min_block_seconds", 0.25, "a block takes at least this long: fast models (lff_mlp) take more steps than --steps and --infer-steps"},
     {"warmup", 30, "untimed training steps per thread count (allocator and caches settle; at most 3 s of them)"},
     {"layer_steps", 8, "training steps timed layer by layer"},
     {"out", "bench/results.json", "where the results go (JSON)"},
@@ -51,6 +52,7 @@ local spec = {
 local opt = util.parse_args(arg, spec)
 if opt.quick then
   opt.rounds, opt.steps, opt.infer_steps, opt.warmup, opt.layer_steps = 1, 2, 2, 2, 2
+  opt.min_block_seconds = 0
 end
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 local exe = arg[-1] or "cnnlab"
@@ -433,8 +435,13 @@ end
 
 -- How many steps a block takes: as many as fit in --block-seconds at the step time `seconds`
 -- (at most `most`, at least one), so that a heavy model's figure does not take minutes.
+-- A block of a few milliseconds (20 passes of the MLP) measures the host's hiccups more than
+-- the model: two runs of the same bench gave 166,000 and 198,000 images/s. So a block lasts
+-- at least --min-block-seconds, whatever the step counts say.
 local function block_steps(most, seconds)
-  return math.max(1, math.min(most, math.floor(opt.block_seconds / math.max(seconds, 1e-9))))
+  seconds = math.max(seconds, 1e-9)
+  local steps = math.max(1, math.min(most, math.floor(opt.block_seconds / seconds)))
+  return math.max(steps, math.ceil(opt.min_block_seconds / seconds))
 end
 
 -- Untimed steps: --warmup of them, or fewer when they take more than 3 s; returns the time of

@@ -52,7 +52,7 @@ lab.synth_digits | lab.synth_digits(n, seed) → images, labels | n generated se
 lab.cmnist_palette | lab.cmnist_palette | The ten colours of Colored MNIST: palette[k + 1] = {r, g, b}.
 lab.set_threads | lab.set_threads(n) | Threads the C kernels use (0: all cores).
 lab.get_threads | lab.get_threads() → n | Threads the C kernels use.
-lab.gemm_backend | lab.gemm_backend() → name | The matrix-product backend compiled in.
+lab.gemm_backend | lab.gemm_backend() → name | The matrix-product backend compiled in ("openblas", "portable"), and where big products run when not on it.
 lab.memory | lab.memory() → {bytes =, peak =, ...} | Memory the core's tensors use, now and at peak.
 lab.now | lab.now() → seconds | Wall-clock seconds from a monotonic clock.
 lab.isatty | lab.isatty([fd]) → boolean | Whether file descriptor fd (default 1, stdout) is a terminal.

@@ -168,8 +168,10 @@ static double gemm_error(gemm_fn f, cl_rng *r, int ta, int tb, int m, int n, int
 static void test_gemm(void) {
   cl_rng r;
   cl_rng_seed(&r, 5, 5);
-  static const int shapes[][3] = {{1, 1, 1},    {3, 5, 7},     {8, 32, 27},   {33, 65, 300},
-                                  {130, 40, 9}, {17, 2100, 5}, {64, 169, 288}};
+  /* odd rows run with alpha 1; 128×100 and 100×9 among them go through the transpose */
+  static const int shapes[][3] = {{1, 1, 1},    {3, 5, 7},     {8, 32, 27},    {33, 65, 300},
+                                  {130, 40, 9}, {17, 2100, 5}, {64, 169, 288}, {128, 100, 300},
+                                  {50, 50, 50}, {100, 9, 40}};
   for (int s = 0; s < 3; s++) {
     if (cl_microkernel_select(isas[s]))
       continue;
@@ -181,6 +183,32 @@ static void test_gemm(void) {
           double e = gemm_error(cl_gemm_portable, &r, ta, tb, d[0], d[1], d[2], alpha, beta);
           CHECK(e < 1e-5, "portable gemm (%s) %s%s %d×%d×%d alpha %g beta %g: error %g", isas[s],
                 ta ? "T" : "N", tb ? "T" : "N", d[0], d[1], d[2], alpha, beta, e);
+        }
+  }
+  /* A C with few columns is computed as its transpose: the same bits as the transposed
+   * problem computed as asked, C = op(A)·op(B) + C against Cᵀ = op(B)ᵀ·op(A)ᵀ + Cᵀ. */
+  for (int s = 0; s < 3; s++) {
+    if (cl_microkernel_select(isas[s]))
+      continue;
+    static const int few[][3] = {{128, 100, 600}, {100, 9, 40}};
+    for (int q = 0; q < 2; q++)
+      for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+          int m = few[q][0], n = few[q][1], k = few[q][2];
+          float *a = random_floats(&r, (long)m * k, -1, 1), *b = random_floats(&r, (long)k * n, -1, 1);
+          float *c = random_floats(&r, (long)m * n, -1, 1), *ct = malloc(sizeof(float) * m * n);
+          for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+              ct[j * m + i] = c[i * n + j];
+          cl_gemm_portable(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 1.0f, c, n);
+          cl_gemm_portable(!tb, !ta, n, m, k, 1.0f, b, tb ? k : n, a, ta ? m : k, 1.0f, ct, m);
+          int same = 1;
+          for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+              same &= !memcmp(&c[i * n + j], &ct[j * m + i], sizeof(float));
+          CHECK(same, "portable gemm (%s) %s%s %d×%d×%d: the same bits as its transpose", isas[s],
+                ta ? "T" : "N", tb ? "T" : "N", m, n, k);
+          free(a), free(b), free(c), free(ct);
         }
   }
   cl_microkernel_select("auto");
