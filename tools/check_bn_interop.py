@@ -12,6 +12,11 @@ check (the project never needs PyTorch):
    state_dict() as safetensors; PyTorch loads it with strict=True and compares eval logits.
 3. PyTorch → cnnlab: the same network built and stepped in PyTorch, saved, loaded by cnnlab
    (strict), eval logits compared.
+4. The shipped bn_cnn model: trained one epoch by Task 1 (generated digits), loaded into a
+   PyTorch bn_cnn with strict=True, eval logits of 64 random images compared
+   (tools/export_logits.lua); then the PyTorch network, stepped in training mode so its
+   weights and running statistics differ, saved under the same metadata and read back by
+   cnnlab's --model loader, logits compared again.
 
 The safetensors files are read and written with nothing but the format's definition.
 """
@@ -32,8 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from check_torch_interop import DTYPES, NAMES, read_safetensors  # noqa: E402
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, metadata=None):
     header, chunks, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
     for name in sorted(tensors):
         a = np.array(tensors[name], order="C")  # (ascontiguousarray would make a 0-d array 1-d)
         raw = a.astype(a.dtype.newbyteorder("<")).tobytes()
@@ -254,11 +261,76 @@ def check_network(exe, tmp):
     return ok and d <= 1e-5
 
 
+class BnCnn(nn.Module):  # lua/cnnlab/models/bn_cnn.lua: the seed network, BatchNorm2d after each conv
+    def __init__(self):
+        super().__init__()
+        for k, (cin, cout) in enumerate([(3, 32), (32, 64), (64, 128)], 1):
+            setattr(self, "conv%d" % k, nn.Conv2d(cin, cout, 3, padding=1))
+            setattr(self, "bn%d" % k, nn.BatchNorm2d(cout))
+        self.fc = nn.Linear(128 * 2 * 2, 10)
+
+    def forward(self, x):
+        for k in (1, 2, 3):
+            x = F.max_pool2d(torch.relu(getattr(self, "bn%d" % k)(getattr(self, "conv%d" % k)(x))), 3, 2)
+        return self.fc(x.flatten(1))
+
+
+def read_metadata(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
+def check_bn_cnn(exe, tmp):
+    run = os.path.join(tmp, "t1")
+    res = subprocess.run([exe, "scripts/task1_train.lua", "--data", "generated", "--generated-n", "400",
+                          "--arch", "bn_cnn", "--epochs", "1", "--batch", "50", "--threads", "1",
+                          "--no-progress", "--out", run], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit("Task 1 failed:\n" + res.stdout + res.stderr)
+    model_path = os.path.join(run, "model.safetensors")
+    images = np.random.default_rng(5).integers(0, 256, (64, 3, 28, 28), dtype=np.uint8)
+    set_path, out_path = os.path.join(tmp, "images.safetensors"), os.path.join(tmp, "logits_c.safetensors")
+    write_safetensors(set_path, {"images": images})
+    x = torch.from_numpy(images.astype(np.float32) / 255)
+
+    def cnnlab_logits(path):
+        res = subprocess.run([exe, "tools/export_logits.lua", path, set_path, out_path, "64"],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit("export_logits failed:\n" + res.stdout + res.stderr)
+        return read_safetensors(out_path)["logits"]
+
+    saved = read_safetensors(model_path)
+    net = BnCnn()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in saved.items()}, strict=True)
+    with torch.no_grad():
+        d1 = maxdiff(cnnlab_logits(model_path), net.eval()(x).numpy())
+    print("4. bn_cnn trained by cnnlab (Task 1, 1 epoch; bn3.num_batches_tracked = %d) → PyTorch, "
+          "strict: eval logits max |difference| %.3g" % (int(saved["bn3.num_batches_tracked"]), d1))
+
+    torch.manual_seed(4)
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = F.cross_entropy(net(x), torch.randint(0, 10, (64,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    back = os.path.join(tmp, "from_torch_bn_cnn.safetensors")
+    write_safetensors(back, {k: v.detach().numpy() for k, v in net.state_dict().items()}, read_metadata(model_path))
+    with torch.no_grad():
+        d2 = maxdiff(cnnlab_logits(back), net.eval()(x).numpy())
+    print("   bn_cnn stepped 3 times in PyTorch → cnnlab's --model loader: eval logits max |difference| %.3g" % d2)
+    return d1 <= 1e-4 and d2 <= 1e-4
+
+
 def main():
     exe = sys.argv[1] if len(sys.argv) > 1 else "./cnnlab"
     with tempfile.TemporaryDirectory() as tmp:
         ok = check_ops(exe, tmp)
         ok = check_network(exe, tmp) and ok
+        ok = check_bn_cnn(exe, tmp) and ok
     print("OK" if ok else "MISMATCH")
     sys.exit(0 if ok else 1)
 
