@@ -73,7 +73,7 @@ class LossAverage:
 
     def update(self, idx, loss):
         keep = self.alpha * self.seen[idx]
-        self.value[idx] = self.alpha * self.value[idx] * self.seen[idx] + (1 - keep) * loss
+        self.value[idx] = self.alpha * self.value[idx] + (1 - keep) * loss  # unseen values are 0
         self.seen[idx] = 1
 
     def class_max(self, classes=10):
